@@ -1,0 +1,1 @@
+"""The command line: Dokku-style verbs; commands parse, call one function, render."""

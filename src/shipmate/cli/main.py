@@ -1,0 +1,116 @@
+"""Entry point of the ``shipmate`` command. ``asyncio.run`` lives here, at the edge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from shipmate import __version__, config
+from shipmate.cli import output
+from shipmate.cli.registry import COMMANDS, CommandDef, Context
+from shipmate.errors import ShipmateError
+
+# Each module registers its commands on import. Add new command groups here.
+COMMAND_MODULES = (
+    "shipmate.cli.daemon",
+    "shipmate.cli.images",
+    "shipmate.cli.fleet",
+    "shipmate.cli.cache",
+    "shipmate.cli.manifest",
+    "shipmate.cli.paas",
+    "shipmate.cli.cluster",
+)
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real import error inside the module
+                raise
+
+
+def _add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+                 groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]],
+                 cmd: CommandDef) -> None:
+    words = cmd.name.split(" ")
+    target = subparsers
+    for word in words[:-1]:
+        if word not in groups:
+            group = subparsers.add_parser(word, help=f"{word} commands")
+            groups[word] = group.add_subparsers(dest=f"{word}_command", metavar="COMMAND")
+            groups[word].required = True
+        target = groups[word]
+    p = target.add_parser(words[-1], help=cmd.help, description=cmd.help)
+    for names, kwargs in cmd.arguments:
+        p.add_argument(*names, **kwargs)
+    if not any("--format" in names for names, _ in cmd.arguments):
+        p.add_argument("--format", choices=("text", "json"), default=None, help="output format")
+    p.set_defaults(_command=cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every registered command."""
+    _load_commands()
+    parser = argparse.ArgumentParser(
+        prog="shipmate", description="Shipmate: git-push deploys, a cluster scheduler, a router "
+        "and a package cache for your own servers.")
+    parser.add_argument("--version", action="version", version=f"shipmate {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--format", dest="global_format", choices=("text", "json"),
+                        default="text", help="output format")
+    parser.add_argument("--state-dir", help="state directory (SHIPMATE_STATE_DIR)")
+    parser.add_argument("--cluster", help="talk to a machine of a local cluster (cluster up)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for cmd in sorted(COMMANDS.values(), key=lambda c: c.name):
+        _add_command(subparsers, groups, cmd)
+    return parser
+
+
+def _context(ns: argparse.Namespace) -> Context:
+    overrides = {}
+    if ns.state_dir:
+        overrides["state_dir"] = ns.state_dir
+    cfg = config.load(**overrides)
+    if cfg.debug:
+        ns.debug = True
+    fmt = getattr(ns, "format", None) or ns.global_format
+    return Context(config=cfg, debug=ns.debug, format=fmt)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit status 0 on success, 1 on a reported error."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not getattr(ns, "_command", None):
+        parser.print_help()
+        return 0
+    debug = ns.debug
+    try:
+        ctx = _context(ns)
+        debug = ctx.debug
+        result = asyncio.run(ns._command.func(ctx, ns))
+        return int(result or 0)
+    except ShipmateError as exc:
+        if debug:
+            traceback.print_exc()
+        output.error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: say so briefly unless --debug
+        if debug:
+            traceback.print_exc()
+        output.error(f"internal error: {type(exc).__name__}: {exc}")
+        output.error("run again with --debug for the traceback, and please report it")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

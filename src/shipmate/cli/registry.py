@@ -1,0 +1,64 @@
+"""Command registry. Each ``cli/<group>.py`` module declares its commands with :func:`command`;
+``cli/main.py`` imports the modules listed in ``COMMAND_MODULES`` and builds the parser.
+
+A command function is ``async def f(ctx: Context, args: argparse.Namespace) -> int | None``.
+It parses nothing itself, calls one function (usually on the daemon client) and renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shipmate.config import Config
+
+CommandFunc = Callable[["Context", argparse.Namespace], Awaitable[int | None]]
+
+
+@dataclasses.dataclass
+class Context:
+    """What a command gets: resolved settings and global flags."""
+
+    config: Config
+    debug: bool = False
+    format: str = "text"
+
+    def client(self) -> Any:
+        """A client of the local daemon's API (see :mod:`shipmate.daemon.client`)."""
+        from shipmate.daemon.client import DaemonClient
+
+        return DaemonClient(self.config)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandDef:
+    """One registered command."""
+
+    name: str
+    help: str
+    func: CommandFunc
+    arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...]
+
+
+COMMANDS: dict[str, CommandDef] = {}
+
+
+def arg(*names: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """An argparse argument declaration for :func:`command`."""
+    return names, kwargs
+
+
+def command(
+    name: str, help: str, *arguments: tuple[tuple[str, ...], dict[str, Any]]
+) -> Callable[[CommandFunc], CommandFunc]:
+    """Register ``func`` as the command ``name`` (e.g. ``apps:create`` or ``fleet list-units``)."""
+
+    def deco(func: CommandFunc) -> CommandFunc:
+        if name in COMMANDS:
+            raise RuntimeError(f"command {name} registered twice")
+        COMMANDS[name] = CommandDef(name, help, func, tuple(arguments))
+        return func
+
+    return deco

@@ -1,0 +1,1 @@
+"""Pure data: container specs, unit files, manifests. No I/O here."""

@@ -1,0 +1,10 @@
+"""Fakes shipped with the package, for unit tests of Shipmate and of code built on it.
+
+- :class:`FakeClock`: time that moves only when told to.
+- :func:`memory_store`: the embedded store on an in-memory SQLite database.
+- :class:`FakeEngine` (in :mod:`shipmate.testing.engine`): an in-memory Docker engine.
+"""
+
+from shipmate.testing.clock import FakeClock
+
+__all__ = ["FakeClock"]
