@@ -1,0 +1,2 @@
+"""The container engine: an interface (:mod:`.base`), the docker-py adapter (:mod:`.docker`),
+and base-image bootstrap (:mod:`.images`)."""
