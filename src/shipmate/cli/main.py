@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except Exception as exc:  # a bug: say so briefly unless --debug
         if debug:
             traceback.print_exc()

@@ -5,6 +5,7 @@ implements it over docker-py (the only module that sees docker-py); the in-memor
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -99,7 +100,9 @@ class Engine(Protocol):
         """Log lines (stdout and stderr), following new output with ``follow``."""
         ...
 
-    def events(self, filters: Mapping[str, Sequence[str]] | None = None) -> AsyncIterator[EngineEvent]:
+    def events(
+        self, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> AsyncIterator[EngineEvent]:
         """The engine's event stream from now on."""
         ...
 
@@ -134,7 +137,7 @@ class Engine(Protocol):
         """``docker save`` as a tar stream."""
         ...
 
-    async def load_image(self, chunks: AsyncIterator[bytes]) -> list[str]:
+    async def load_image(self, chunks: AsyncIterator[bytes]) -> builtins.list[str]:
         """``docker load`` of a tar stream; returns the loaded tags or IDs."""
         ...
 

@@ -1,0 +1,1 @@
+"""The per-machine daemon: its HTTP API on a unix socket, its components, and its client."""
