@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from shipmate import config
+from shipmate.errors import ConfigError
+
+
+def test_defaults_and_derived_paths() -> None:
+    cfg = config.load({})
+    assert cfg.state_dir == Path("/var/lib/shipmate")
+    assert cfg.socket == Path("/var/lib/shipmate/shipmate.sock")
+    assert cfg.cache_dir == Path("/var/lib/shipmate/cache")
+    assert cfg.cache_port == 3142
+    assert cfg.machine_id
+
+
+def test_environment_overrides_and_types() -> None:
+    cfg = config.load({"SHIPMATE_STATE_DIR": "/tmp/x", "SHIPMATE_CACHE_PORT": "4000",
+                       "SHIPMATE_ROUTER": "no", "SHIPMATE_AGENT_TTL": "1.5"})
+    assert cfg.socket == Path("/tmp/x/shipmate.sock")
+    assert cfg.cache_port == 4000
+    assert cfg.router is False
+    assert cfg.agent_ttl == 1.5
+
+
+def test_bad_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load({"SHIPMATE_CACHE_PORT": "lots"})
+    assert "SHIPMATE_CACHE_PORT" in str(err.value)
+    assert "port of the package cache" in str(err.value)
+
+
+def test_unknown_store_backend_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown store backend"):
+        config.load({"SHIPMATE_STORE": "redis"})
+
+
+def test_to_env_round_trips() -> None:
+    cfg = config.load({"SHIPMATE_STATE_DIR": "/srv/s", "SHIPMATE_SSH": "0"})
+    again = config.load(cfg.to_env())
+    assert again.values == cfg.values
+
+
+def test_every_setting_has_help_and_env() -> None:
+    rows = config.describe(config.load({}))
+    assert {r["name"] for r in rows} == {s.name for s in config.SETTINGS}
+    assert all(r["help"] and r["env"].startswith("SHIPMATE_") for r in rows)
