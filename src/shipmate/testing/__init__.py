@@ -6,5 +6,6 @@
 """
 
 from shipmate.testing.clock import FakeClock
+from shipmate.testing.store import memory_store
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "memory_store"]
