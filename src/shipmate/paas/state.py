@@ -1,0 +1,213 @@
+"""The PaaS's records in the store: apps, config, formation, releases, checks and SSH keys.
+
+Keys (JSON values):
+
+- ``/shipmate/apps/<app>/meta``             {"name", "created", "locked"}
+- ``/shipmate/apps/<app>/config``           {"KEY": "value", ...}
+- ``/shipmate/apps/<app>/formation``        {"web": 1, ...}
+- ``/shipmate/apps/<app>/checks``           {"disabled": ["web"], "wait": 5, ...}
+- ``/shipmate/apps/<app>/releases/<N:06d>`` a :class:`Release`
+- ``/shipmate/apps/<app>/current``          {"version": N}
+- ``/shipmate/ssh-keys/<name>``             {"name", "key", "fingerprint", "added"}
+
+Domains and routing live under the router's keys (:mod:`shipmate.router.keys`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from shipmate.errors import ConflictError, NotFoundError
+from shipmate.paas.model import App, Release
+from shipmate.router import keys as route_keys
+from shipmate.spec.names import validate_app_name
+from shipmate.store.base import Compare, Op, Store
+
+APPS = "/shipmate/apps/"
+SSH_KEYS = "/shipmate/ssh-keys/"
+
+
+def app_key(app: str, part: str) -> str:
+    """Key of one of an app's records (the name is validated first)."""
+    return f"{APPS}{validate_app_name(app)}/{part}"
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+class PaasState:
+    """Typed access to the PaaS records."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def _json(self, key: str, default: Any) -> Any:
+        kv = await self.store.get(key)
+        return json.loads(kv.value) if kv else default
+
+    # apps ---------------------------------------------------------------------------------
+
+    async def create_app(self, name: str) -> App:
+        """Create an app; refuses an existing name."""
+        app = App(validate_app_name(name), time.time())
+        meta = _dump({"name": app.name, "created": app.created, "locked": False})
+        res = await self.store.txn(
+            [Compare.missing(app_key(name, "meta"))],
+            [Op.put(app_key(name, "meta"), meta), Op.put(app_key(name, "formation"), '{"web": 1}'),
+             Op.put(app_key(name, "config"), "{}")])
+        if not res.succeeded:
+            raise ConflictError(f"Name is already taken: {name}")
+        return app
+
+    async def get_app(self, name: str) -> App:
+        """The app, or NotFoundError in Dokku's words."""
+        data = await self._json(app_key(name, "meta"), None)
+        if data is None:
+            raise NotFoundError(f'App {name} does not exist',
+                                hint="create it with apps:create, or push to it")
+        return App(**data)
+
+    async def exists(self, name: str) -> bool:
+        """True if the app exists."""
+        return await self.store.get(app_key(name, "meta")) is not None
+
+    async def list_apps(self) -> list[App]:
+        """Every app, by name."""
+        kvs, _ = await self.store.range(APPS)
+        return [App(**json.loads(kv.value)) for kv in kvs if kv.key.endswith("/meta")]
+
+    async def set_locked(self, name: str, locked: bool) -> None:
+        """Lock or unlock deploys of an app."""
+        app = await self.get_app(name)
+        await self.store.put(app_key(name, "meta"), _dump(
+            {"name": app.name, "created": app.created, "locked": locked}))
+
+    async def destroy_app(self, name: str) -> None:
+        """Forget every record of the app (its units are removed by the caller first)."""
+        await self.get_app(name)
+        await self.store.txn([], [
+            Op.delete(f"{APPS}{name}/", prefix=True),
+            Op.delete(route_keys.domains_key(name)), Op.delete(route_keys.active_key(name))])
+
+    # config, formation, checks --------------------------------------------------------------
+
+    async def config(self, name: str) -> dict[str, str]:
+        """The app's config vars."""
+        await self.get_app(name)
+        result: dict[str, str] = await self._json(app_key(name, "config"), {})
+        return result
+
+    async def update_config(self, name: str, set_: Mapping[str, str],
+                            unset: tuple[str, ...] = ()) -> dict[str, str]:
+        """Set and unset config vars atomically (CAS on the config key); returns the result."""
+        while True:
+            kv = await self.store.get(app_key(name, "config"))
+            if kv is None:
+                await self.get_app(name)
+            current = json.loads(kv.value) if kv else {}
+            new = {**current, **set_}
+            for key in unset:
+                new.pop(key, None)
+            rev = kv.mod_revision if kv else 0
+            res = await self.store.txn([Compare.mod_is(app_key(name, "config"), rev)],
+                                       [Op.put(app_key(name, "config"), _dump(new))])
+            if res.succeeded:
+                return new
+
+    async def formation(self, name: str) -> dict[str, int]:
+        """Process type -> instance count."""
+        await self.get_app(name)
+        result: dict[str, int] = await self._json(app_key(name, "formation"), {"web": 1})
+        return result
+
+    async def set_formation(self, name: str, formation: Mapping[str, int]) -> None:
+        """Replace the formation."""
+        await self.store.put(app_key(name, "formation"), _dump(dict(formation)))
+
+    async def checks(self, name: str) -> dict[str, Any]:
+        """Health-check settings: disabled process types, wait/timeout/attempts overrides."""
+        result: dict[str, Any] = await self._json(app_key(name, "checks"), {"disabled": []})
+        return result
+
+    async def set_checks(self, name: str, checks: Mapping[str, Any]) -> None:
+        """Replace the health-check settings."""
+        await self.get_app(name)
+        await self.store.put(app_key(name, "checks"), _dump(dict(checks)))
+
+    # releases ---------------------------------------------------------------------------------
+
+    async def releases(self, name: str) -> list[Release]:
+        """Every release, oldest first."""
+        await self.get_app(name)
+        kvs, _ = await self.store.range(app_key(name, "releases/"))
+        return [Release.from_json(kv.value) for kv in kvs]
+
+    async def release(self, name: str, version: int) -> Release:
+        """One release, or NotFoundError."""
+        kv = await self.store.get(app_key(name, f"releases/{version:06d}"))
+        if kv is None:
+            raise NotFoundError(f"Release v{version} of {name} does not exist",
+                                hint=f"see `shipmate releases {name}`")
+        return Release.from_json(kv.value)
+
+    async def add_release(self, name: str, make: Any) -> Release:
+        """Store the next release: ``make(version)`` builds it; numbering is CAS-safe."""
+        while True:
+            existing = await self.releases(name)
+            version = existing[-1].version + 1 if existing else 1
+            release: Release = make(version)
+            key = app_key(name, f"releases/{version:06d}")
+            res = await self.store.txn([Compare.missing(key)], [Op.put(key, release.to_json())])
+            if res.succeeded:
+                return release
+
+    async def current(self, name: str) -> Release | None:
+        """The release that takes traffic, if any."""
+        data = await self._json(app_key(name, "current"), None)
+        return await self.release(name, data["version"]) if data else None
+
+    async def set_current(self, name: str, version: int) -> None:
+        """Mark ``version`` as the release taking traffic."""
+        await self.store.put(app_key(name, "current"), _dump({"version": version}))
+
+    # domains ------------------------------------------------------------------------------------
+
+    async def global_domain(self) -> str:
+        """The global domain apps get as APP.DOMAIN ('' when unset)."""
+        data = await self._json(route_keys.GLOBAL_DOMAIN_KEY, {})
+        return str(data.get("domain", ""))
+
+    async def set_global_domain(self, domain: str) -> None:
+        """Set the global domain (``domains:set-global``)."""
+        await self.store.put(route_keys.GLOBAL_DOMAIN_KEY,
+                             route_keys.encode_global_domain(domain))
+
+    async def clear_global_domain(self) -> None:
+        """Remove the global domain (``domains:clear-global``)."""
+        await self.store.delete(route_keys.GLOBAL_DOMAIN_KEY)
+
+    async def domains(self, name: str) -> tuple[list[str], int | None]:
+        """An app's custom domains and its dedicated port (if any)."""
+        data = await self._json(route_keys.domains_key(name), {})
+        return list(data.get("domains", [])), data.get("port")
+
+    async def set_domains(self, name: str, domains: list[str], port: int | None) -> None:
+        """Replace an app's custom domains and dedicated port."""
+        await self.get_app(name)
+        await self.store.put(route_keys.domains_key(name),
+                             route_keys.encode_domains(domains, port))
+
+    async def allocate_port(self, name: str, base: int = 10001) -> int:
+        """A dedicated router port for an app without a global domain (stable once given)."""
+        domains, port = await self.domains(name)
+        if port:
+            return port
+        kvs, _ = await self.store.range(route_keys.DOMAINS_PREFIX)
+        taken = {json.loads(kv.value).get("port") for kv in kvs}
+        port = next(p for p in range(base, base + 5000) if p not in taken)
+        await self.set_domains(name, domains, port)
+        return port
