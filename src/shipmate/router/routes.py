@@ -1,0 +1,154 @@
+"""Routes from store contents: which app answers on which names and ports, served by which
+endpoints. Pure: key/value pairs in, a :class:`RouterState` out (no I/O, no store client).
+
+The rules (docs/router.md says the same for users):
+
+- An app is routed when ``/shipmate/routes/domains/<app>`` exists. It answers on
+  ``APP.GLOBALDOMAIN`` (when a global domain is set) and on its custom domains, by Host header on
+  the HTTP port, and on its dedicated ``port`` (any Host) when it has one.
+- Only endpoints of process ``web`` that are healthy and belong to the app's active release
+  (``/shipmate/routes/active/<app>``; ``"*"`` means every release) take traffic. No active
+  release means no endpoint: the app answers with its 502 page.
+- A domain claimed twice goes to the app that added it as a custom domain, else to the app
+  whose name sorts first; a port claimed twice (or equal to the HTTP port) goes to the first
+  app. Every such conflict is reported in :attr:`RouterState.problems`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from shipmate.errors import ValidationError
+from shipmate.router.keys import (
+    ANY_RELEASE,
+    ROUTED_PROCESS,
+    EndpointRecord,
+    StoreInput,
+    decode,
+    validate_domain,
+)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Endpoint:
+    """One live instance an app's traffic may go to."""
+
+    host: str
+    port: int
+    machine: str = ""
+    instance: str = ""
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as nginx wants it (IPv6 literals in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """How one app is reached: virtual host names on the HTTP port, an optional port of its
+    own, and its routable endpoints (sorted, unique by address)."""
+
+    app: str
+    domains: tuple[str, ...] = ()
+    port: int | None = None
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterState:
+    """Everything the nginx config is rendered from. Equal states render to equal bytes."""
+
+    http_port: int = 80
+    routes: tuple[Route, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+def state_from_kvs(
+    pairs: Iterable[tuple[str, bytes]], *, http_port: int = 80, default_global_domain: str = ""
+) -> RouterState:
+    """Decode store key/value pairs and compute the routes (see :func:`compute_routes`)."""
+    return compute_routes(
+        decode(pairs), http_port=http_port, default_global_domain=default_global_domain
+    )
+
+
+def compute_routes(
+    inp: StoreInput, *, http_port: int = 80, default_global_domain: str = ""
+) -> RouterState:
+    """The routes for ``inp``; ``default_global_domain`` applies when the store sets none."""
+    problems = list(inp.problems)
+    global_domain = _global_domain(inp.global_domain or default_global_domain, problems)
+    owners = _domain_owners(inp, global_domain, problems)
+    ports = _port_owners(inp, http_port, problems)
+    routes = []
+    for app in sorted(inp.apps):
+        domains = tuple(sorted(d for d, owner in owners.items() if owner == app))
+        port = inp.apps[app].port if ports.get(inp.apps[app].port or 0) == app else None
+        if not domains and port is None:
+            problems.append(f"{app}: no domain and no port, so it cannot be reached")
+        endpoints = _endpoints(app, inp.active.get(app), inp.endpoints)
+        routes.append(Route(app, domains, port, endpoints))
+    return RouterState(http_port, tuple(routes), tuple(problems))
+
+
+def _global_domain(domain: str, problems: list[str]) -> str:
+    if not domain:
+        return ""
+    try:
+        return validate_domain(domain)
+    except ValidationError as exc:
+        problems.append(f"global domain: {exc.message}")
+        return ""
+
+
+def _domain_owners(inp: StoreInput, global_domain: str, problems: list[str]) -> dict[str, str]:
+    # (domain, priority, app): a custom domain (0) beats a derived APP.GLOBAL name (1).
+    claims: list[tuple[str, int, str]] = []
+    for app, settings in inp.apps.items():
+        claims.extend((d, 0, app) for d in settings.domains)
+        if global_domain:
+            try:
+                claims.append((validate_domain(f"{app}.{global_domain}"), 1, app))
+            except ValidationError as exc:
+                problems.append(f"{app}: {exc.message}")
+    owners: dict[str, str] = {}
+    for domain, _, app in sorted(claims):
+        if domain not in owners:
+            owners[domain] = app
+        elif owners[domain] != app:
+            problems.append(f"{app}: domain {domain} already belongs to {owners[domain]}")
+    return owners
+
+
+def _port_owners(inp: StoreInput, http_port: int, problems: list[str]) -> dict[int, str]:
+    owners: dict[int, str] = {}
+    for app in sorted(inp.apps):
+        port = inp.apps[app].port
+        if port is None:
+            continue
+        if port == http_port:
+            problems.append(f"{app}: port {port} is the router's HTTP port")
+        elif port in owners:
+            problems.append(f"{app}: port {port} already belongs to {owners[port]}")
+        else:
+            owners[port] = app
+    return owners
+
+
+def _endpoints(
+    app: str, release: str | None, records: Iterable[EndpointRecord]
+) -> tuple[Endpoint, ...]:
+    if release is None:
+        return ()
+    chosen: dict[tuple[str, int], Endpoint] = {}
+    for rec in sorted(records, key=lambda r: (r.process, r.instance, r.machine)):
+        if rec.app != app or rec.process != ROUTED_PROCESS or not rec.healthy:
+            continue
+        if release != ANY_RELEASE and rec.release != release:
+            continue
+        chosen.setdefault((rec.host, rec.port), Endpoint(rec.host, rec.port, rec.machine,
+                                                         f"{rec.process}.{rec.instance}"))
+    return tuple(sorted(chosen.values()))
