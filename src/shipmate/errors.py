@@ -126,3 +126,13 @@ def from_dict(data: dict[str, object]) -> ShipmateError:
     err = ShipmateError.__new__(cls)
     ShipmateError.__init__(err, str(data.get("message", "")), hint=str(hint) if hint else None)
     return err
+
+
+class RouterError(ShipmateError):
+    """The router's nginx could not be started, reloaded or stopped."""
+
+    status = 502
+    code = "router"
+
+
+_register(RouterError)
