@@ -1,0 +1,419 @@
+"""Dokku-compatible PaaS commands: apps, config, domains, ps, releases, checks, logs, run."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from shipmate.cli import output
+from shipmate.cli.registry import Context, arg, command
+from shipmate.errors import ValidationError
+from shipmate.paas.model import parse_assignments, parse_release_label, parse_scale
+from shipmate.spec.names import validate_app_name
+
+APP = arg("app", help="app name")
+FMT = arg("--format", choices=("text", "json"), default=None, help="output format")
+
+
+def _app(args: argparse.Namespace) -> str:
+    return validate_app_name(args.app)
+
+
+async def _stream(ctx: Context, method: str, path: str, body: Any = None) -> int:
+    async for line in ctx.client().stream(method, path, json_body=body):
+        print(line, flush=True)
+    return 0
+
+
+def _single(flag: str | None, items: list[tuple[str, str, Any]]) -> bool:
+    """Dokku's ``:report APP --flag``: print one value and stop."""
+    if not flag:
+        return False
+    for key, _, value in items:
+        if key == flag:
+            print(value)
+            return True
+    raise ValidationError(f"Invalid flag passed, valid flags: {', '.join(k for k, _, _ in items)}")
+
+
+# apps ---------------------------------------------------------------------------------------
+
+@command("apps:create", "create an app", APP)
+async def apps_create(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", "/v1/apps", json_body={"name": _app(args)})
+    output.step(f"Creating {args.app}...")
+    return 0
+
+
+@command("apps:list", "list apps", FMT)
+async def apps_list(ctx: Context, args: argparse.Namespace) -> int:
+    apps = await ctx.client().request("GET", "/v1/apps")
+    if ctx.format == "json":
+        output.as_json(apps)
+        return 0
+    output.header("My Apps")
+    for app in apps:
+        print(app["name"])
+    return 0
+
+
+@command("apps:exists", "exit 0 if the app exists, 1 if not", APP)
+async def apps_exists(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/exists")
+    if data["exists"]:
+        output.step("App exists")
+        return 0
+    output.error(f"App {args.app} does not exist")
+    return 1
+
+
+@command("apps:destroy", "destroy an app, its containers, releases and settings", APP,
+         arg("--force", action="store_true", help="do not ask for confirmation"))
+async def apps_destroy(ctx: Context, args: argparse.Namespace) -> int:
+    app = _app(args)
+    if not args.force:
+        if not sys.stdin.isatty():
+            raise ValidationError(f"Refusing to destroy {app} without confirmation",
+                                  hint=f"run `apps:destroy {app} --force`")
+        output.error("WARNING: Potentially Destructive Action")
+        output.error(f"This command will destroy app {app}.")
+        if input(f" !     To proceed, type \"{app}\"\n\n> ").strip() != app:
+            output.error("Confirmation did not match. Aborted.")
+            return 1
+    output.step(f"Destroying {app} (including all add-ons)")
+    return await _stream(ctx, "DELETE", f"/v1/apps/{app}")
+
+
+@command("apps:lock", "refuse deploys of an app", APP)
+async def apps_lock(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/lock")
+    output.step("Deploy lock created")
+    return 0
+
+
+@command("apps:unlock", "allow deploys of an app again", APP)
+async def apps_unlock(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/unlock")
+    output.step("Deploy lock removed")
+    return 0
+
+
+_REPORT_FLAGS = [("--app-deploy-source", "App deploy source", "deploy_source"),
+                 ("--app-locked", "App locked", "locked"),
+                 ("--app-created-at", "App created at", "created"),
+                 ("--app-current-release", "App current release", "release"),
+                 ("--app-dir", "App dir", "repo")]
+
+
+@command("apps:report", "show an app's information", APP, FMT,
+         arg("flag", nargs="?", help="print one value, e.g. --app-locked"))
+async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}")
+    if ctx.format == "json":
+        output.as_json(data)
+        return 0
+    items = [(flag, label, data.get(key, "")) for flag, label, key in _REPORT_FLAGS]
+    if not _single(args.flag, items):
+        output.report(f"{args.app} app information", [(label, v) for _, label, v in items])
+    return 0
+
+
+# config -------------------------------------------------------------------------------------
+
+@command("config:set", "set config vars (restarts the app unless --no-restart)", APP,
+         arg("pairs", nargs="+", metavar="KEY=VALUE"),
+         arg("--no-restart", action="store_true", help="do not deploy the change now"),
+         arg("--encoded", action="store_true", help="values are base64-encoded"))
+async def config_set(ctx: Context, args: argparse.Namespace) -> int:
+    values = parse_assignments(args.pairs)
+    if args.encoded:
+        import base64
+        values = {k: base64.b64decode(v).decode() for k, v in values.items()}
+    output.step("Setting config vars")
+    for key, value in values.items():
+        output.detail(f"{key}:  {value}")
+    return await _stream(ctx, "PATCH", f"/v1/apps/{_app(args)}/config",
+                         {"set": values, "restart": not args.no_restart})
+
+
+@command("config:unset", "unset config vars", APP, arg("keys", nargs="+", metavar="KEY"),
+         arg("--no-restart", action="store_true", help="do not deploy the change now"))
+async def config_unset(ctx: Context, args: argparse.Namespace) -> int:
+    output.step("Unsetting config vars")
+    for key in args.keys:
+        output.detail(key)
+    return await _stream(ctx, "PATCH", f"/v1/apps/{_app(args)}/config",
+                         {"unset": args.keys, "restart": not args.no_restart})
+
+
+async def _config(ctx: Context, app: str) -> dict[str, str]:
+    result: dict[str, str] = await ctx.client().request("GET", f"/v1/apps/{app}/config")
+    return result
+
+
+@command("config:get", "print one config value exactly", APP, arg("key"))
+async def config_get(ctx: Context, args: argparse.Namespace) -> int:
+    cfg = await _config(ctx, _app(args))
+    if args.key not in cfg:
+        return 1
+    sys.stdout.write(cfg[args.key] + "\n")
+    return 0
+
+
+@command("config:show", "show an app's config vars", APP, FMT)
+async def config_show(ctx: Context, args: argparse.Namespace) -> int:
+    cfg = await _config(ctx, _app(args))
+    if ctx.format == "json":
+        output.as_json(cfg)
+        return 0
+    output.report(f"{args.app} env vars", sorted(cfg.items()))
+    return 0
+
+
+@command("config:keys", "list an app's config keys", APP)
+async def config_keys(ctx: Context, args: argparse.Namespace) -> int:
+    for key in sorted(await _config(ctx, _app(args))):
+        print(key)
+    return 0
+
+
+@command("config:export", "print config vars as shell exports (or envfile, json)", APP,
+         arg("--format", dest="export_format", choices=("exports", "envfile", "json", "shell"),
+             default="exports"))
+async def config_export(ctx: Context, args: argparse.Namespace) -> int:
+    cfg = await _config(ctx, _app(args))
+    fmt = args.export_format
+    if fmt == "json":
+        output.as_json(cfg)
+    for key, value in sorted(cfg.items()):
+        if fmt == "exports":
+            print(f"export {key}={shlex.quote(value)}")
+        elif fmt in ("envfile", "shell"):
+            print(f"{key}={shlex.quote(value)}")
+    return 0
+
+
+# domains ------------------------------------------------------------------------------------
+
+@command("domains:set-global", "set the global domain apps get as APP.DOMAIN",
+         arg("domain"))
+async def domains_set_global(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("PUT", "/v1/domains/global", json_body={"domain": args.domain})
+    output.step(f"Set global domain to {args.domain}")
+    return 0
+
+
+@command("domains:clear-global", "remove the global domain")
+async def domains_clear_global(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("DELETE", "/v1/domains/global")
+    output.step("Cleared global domain")
+    return 0
+
+
+@command("domains:add", "add custom domains to an app", APP, arg("domains", nargs="+"))
+async def domains_add(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/domains",
+                               json_body={"add": args.domains})
+    output.step(f"Added {' '.join(args.domains)} to {args.app}")
+    return 0
+
+
+@command("domains:remove", "remove custom domains from an app", APP, arg("domains", nargs="+"))
+async def domains_remove(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/domains",
+                               json_body={"remove": args.domains})
+    output.step(f"Removed {' '.join(args.domains)} from {args.app}")
+    return 0
+
+
+@command("domains:report", "show an app's domains", APP, FMT, arg("flag", nargs="?"))
+async def domains_report(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
+    if ctx.format == "json":
+        output.as_json(data)
+        return 0
+    items = [("--domains-app-vhosts", "Domains app vhosts", " ".join(data["vhosts"])),
+             ("--domains-global-vhosts", "Domains global vhosts", data["global"]),
+             ("--domains-app-port", "Domains app port", data.get("port") or "")]
+    if not _single(args.flag, items):
+        output.report(f"{args.app} domains information", [(lb, v) for _, lb, v in items])
+    return 0
+
+
+@command("urls", "print an app's URLs", APP)
+async def urls(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
+    for url in data["urls"]:
+        print(url)
+    return 0
+
+
+@command("url", "print an app's first URL", APP)
+async def url(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
+    print(data["urls"][0] if data["urls"] else "")
+    return 0
+
+
+# ps, releases, checks, logs, run -----------------------------------------------------------
+
+@command("ps:scale", "set how many instances of each process type run", APP,
+         arg("pairs", nargs="*", metavar="TYPE=COUNT"))
+async def ps_scale(ctx: Context, args: argparse.Namespace) -> int:
+    app = _app(args)
+    if not args.pairs:
+        formation = await ctx.client().request("GET", f"/v1/apps/{app}/formation")
+        output.step("Scaling for " + app)
+        output.table([{"proctype": k, "qty": v} for k, v in sorted(formation.items())],
+                     ["proctype", "qty"])
+        return 0
+    output.step(f"Scaling {app} processes: {' '.join(args.pairs)}")
+    return await _stream(ctx, "POST", f"/v1/apps/{app}/scale",
+                         {"formation": parse_scale(args.pairs)})
+
+
+@command("ps:report", "show an app's processes", APP, FMT)
+async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/ps")
+    if ctx.format == "json":
+        output.as_json(data)
+        return 0
+    output.report(f"{args.app} ps information", [
+        ("Deployed", "true" if data["release"] else "false"),
+        ("Release", data["release"] or "-"),
+        *[(f"Status {p['instance']}", f"{p['state']} ({p['machine']} {p['endpoint']})")
+          for p in data["processes"]]])
+    return 0
+
+
+@command("ps:restart", "restart an app (a fresh deploy of its current release)", APP)
+async def ps_restart(ctx: Context, args: argparse.Namespace) -> int:
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/restart")
+
+
+@command("releases", "list an app's releases", APP, FMT)
+async def releases(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/releases")
+    if ctx.format == "json":
+        output.as_json(data)
+        return 0
+    output.header(f"{args.app} Releases")
+    output.table([{"version": f"v{r['version']}" + (" (current)" if r["current"] else ""),
+                   "created": r["created_at"], "rev": r["git_rev"][:7],
+                   "description": r["description"]} for r in reversed(data)],
+                 ["version", "created", "rev", "description"])
+    return 0
+
+
+@command("releases:rollback", "deploy an earlier release's image and config again", APP,
+         arg("release", help="vN"))
+async def releases_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    version = parse_release_label(args.release)
+    output.step(f"Rolling back {args.app} to v{version}")
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/rollback", {"version": version})
+
+
+@command("checks:report", "show an app's health-check settings", APP, FMT)
+async def checks_report(ctx: Context, args: argparse.Namespace) -> int:
+    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/checks")
+    if ctx.format == "json":
+        output.as_json(data)
+        return 0
+    output.report(f"{args.app} checks information", [
+        ("Checks disabled list", " ".join(data.get("disabled", [])) or "none"),
+        ("Checks wait", data.get("wait", "")), ("Checks timeout", data.get("timeout", "")),
+        ("Checks attempts", data.get("attempts", ""))])
+    return 0
+
+
+@command("checks:disable", "skip health checks of process types (all by default)", APP,
+         arg("types", nargs="?", default="_all_"))
+async def checks_disable(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
+                               json_body={"disable": args.types.split(",")})
+    output.step(f"Disabling zero downtime for app ({args.types})")
+    return 0
+
+
+@command("checks:enable", "run health checks of process types again (all by default)", APP,
+         arg("types", nargs="?", default="_all_"))
+async def checks_enable(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
+                               json_body={"enable": args.types.split(",")})
+    output.step(f"Enabling zero downtime for app ({args.types})")
+    return 0
+
+
+@command("checks:set", "set a health-check property (wait, timeout, attempts)", APP,
+         arg("key", choices=("wait", "timeout", "attempts")), arg("value", nargs="?"))
+async def checks_set(ctx: Context, args: argparse.Namespace) -> int:
+    value: float | None = None
+    if args.value not in (None, ""):
+        try:
+            value = float(args.value)
+        except ValueError:
+            raise ValidationError(f"{args.key} must be a number, got {args.value!r}") from None
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
+                               json_body={"set": {args.key: value}})
+    output.step(f"Setting {args.key} to {args.value}")
+    return 0
+
+
+@command("logs", "show an app's logs", APP,
+         arg("-n", "--num", type=int, default=100, help="number of lines"),
+         arg("-t", "--tail", action="store_true", help="follow new output"),
+         arg("-p", "--ps", default="", help="only this process type"))
+async def logs(ctx: Context, args: argparse.Namespace) -> int:
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/logs",
+                         {"num": args.num, "follow": args.tail, "process": args.ps})
+
+
+@command("run", "run a one-off command in a new container of the current release", APP,
+         arg("cmd", nargs=argparse.REMAINDER, help="command and its arguments"))
+async def run(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.cmd:
+        raise ValidationError("No command given", hint=f"e.g. shipmate run {args.app} ls -la")
+    code = 0
+    async for line in ctx.client().stream("POST", f"/v1/apps/{_app(args)}/run",
+                                          json_body={"command": args.cmd}):
+        if line.startswith("\0exit "):
+            code = int(line.split()[1])
+        else:
+            print(line, flush=True)
+    return code
+
+
+# ssh keys -----------------------------------------------------------------------------------
+
+@command("ssh-keys:add", "allow an SSH public key to push and run commands",
+         arg("name"), arg("file", nargs="?", default="-", help="public key file, or - for stdin"))
+async def ssh_keys_add(ctx: Context, args: argparse.Namespace) -> int:
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            text = fh.read()
+    rec = await ctx.client().request("POST", "/v1/ssh-keys",
+                                     json_body={"name": args.name, "key": text})
+    print(rec["fingerprint"])
+    return 0
+
+
+@command("ssh-keys:list", "list allowed SSH keys", FMT)
+async def ssh_keys_list(ctx: Context, args: argparse.Namespace) -> int:
+    keys = await ctx.client().request("GET", "/v1/ssh-keys")
+    if ctx.format == "json":
+        output.as_json([{"name": k["name"], "fingerprint": k["fingerprint"]} for k in keys])
+        return 0
+    for k in keys:
+        print(f'{k["fingerprint"]}  NAME="{k["name"]}" SSHCOMMAND_ALLOWED_KEYS="none"')
+    return 0
+
+
+@command("ssh-keys:remove", "stop allowing an SSH key", arg("name"))
+async def ssh_keys_remove(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("DELETE", f"/v1/ssh-keys/{args.name}")
+    output.step(f"Removed key {args.name}")
+    return 0
