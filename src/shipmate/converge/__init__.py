@@ -1,0 +1,1 @@
+"""Converge: desired container specs vs what the engine runs -> a plan -> applied."""
