@@ -285,9 +285,12 @@ class DockerEngine:
             return None
         return docker_spec.image_info(raw)
 
-    async def images(self, labels: Mapping[str, str] | None = None) -> builtins.list[ImageInfo]:
-        """Images whose labels include ``labels`` (not in the Engine protocol: listing)."""
-        filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]}
+    async def images(
+        self, labels: Mapping[str, str | None] | None = None
+    ) -> builtins.list[ImageInfo]:
+        """Images whose labels include ``labels`` (a None value: the key with any value).
+        Not in the Engine protocol; used by ``images:list``."""
+        filters = {"label": [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]}
 
         def run(api: Any) -> builtins.list[dict[str, Any]]:
             return [api.inspect_image(i["Id"]) for i in api.images(filters=filters)]
