@@ -1,0 +1,178 @@
+"""``.container`` units, run through the engine adapter.
+
+Every container this agent creates carries the unit's name (``shipmate.unit``, set by the
+spec), this machine's ID (``shipmate.machine``) and the spec hash (``shipmate.spec-hash``,
+set by the engine). Starting a unit whose container already runs with the same hash adopts
+it (a restarted agent never recreates a healthy container); a different hash replaces it.
+
+Machines that share one Docker engine (a local test cluster) only ever touch containers with
+their own machine label, except a leftover of *the same unit* from another machine, which is
+removed before the unit starts here: the scheduler placed the unit here, so that other copy
+is a duplicate of a machine that went away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from shipmate.engine.base import ContainerInfo, Engine
+from shipmate.errors import EngineError, NotFoundError
+from shipmate.spec.container import SPEC_HASH_LABEL, ContainerSpec, spec_hash
+from shipmate.spec.unitcontainer import UNIT_LABEL
+
+log = logging.getLogger(__name__)
+MACHINE_LABEL = "shipmate.machine"
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerStatus:
+    """What ``list-units`` shows for a container unit."""
+
+    name: str
+    active: str
+    sub: str
+    container_id: str = ""
+    spec_hash: str = ""
+    since: float = 0.0
+    result: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-able form for the API."""
+        return dataclasses.asdict(self)
+
+
+def container_state(info: ContainerInfo | None) -> tuple[str, str, str]:
+    """systemd-style (ACTIVE, SUB, result) for an engine's container state (pure)."""
+    if info is None:
+        return "inactive", "dead", ""
+    if info.state == "running":
+        if info.health == "starting":
+            return "activating", "start", ""
+        return "active", "running", ""
+    if info.state == "created":
+        return "activating", "start", ""
+    if info.state == "restarting":
+        return "activating", "auto-restart", f"code=exited, status={info.exit_code}"
+    if info.state == "paused":
+        return "active", "running", "paused"
+    result = f"code=exited, status={info.exit_code}"
+    if info.state == "exited" and info.exit_code == 0:
+        return "inactive", "dead", result
+    return "failed", "failed", result
+
+
+class ContainerUnits:
+    """Runs, adopts, replaces, reports and removes this machine's container units."""
+
+    def __init__(self, engine: Engine, machine_id: str, *, stop_timeout: float = 10.0) -> None:
+        self.engine = engine
+        self.machine_id = machine_id
+        self.stop_timeout = stop_timeout
+        self._status: dict[str, ContainerStatus] = {}
+
+    def names(self) -> set[str]:
+        """Container units known here."""
+        return set(self._status)
+
+    def status(self, name: str) -> ContainerStatus | None:
+        """The unit's last known status."""
+        return self._status.get(name)
+
+    def statuses(self) -> dict[str, ContainerStatus]:
+        """Every container unit's last known status."""
+        return dict(self._status)
+
+    async def open(self) -> list[str]:
+        """Find this machine's containers (after a daemon restart); returns the unit names."""
+        await self.refresh()
+        return sorted(self._status)
+
+    async def refresh(self) -> None:
+        """Re-read the state of this machine's containers from the engine."""
+        found = await self.engine.list({MACHINE_LABEL: self.machine_id})
+        seen: dict[str, ContainerStatus] = {}
+        for info in found:
+            unit = info.labels.get(UNIT_LABEL)
+            if not unit:
+                continue
+            previous = self._status.get(unit)
+            seen[unit] = self._describe(unit, info, previous)
+        self._status = seen
+
+    def _describe(self, unit: str, info: ContainerInfo | None,
+                  previous: ContainerStatus | None) -> ContainerStatus:
+        active, sub, result = container_state(info)
+        since = previous.since if previous and (previous.active, previous.sub) == (active, sub) \
+            else time.time()
+        return ContainerStatus(unit, active, sub, info.id if info else "",
+                               info.labels.get(SPEC_HASH_LABEL, "") if info else "", since,
+                               result)
+
+    async def _mine(self, unit: str) -> list[ContainerInfo]:
+        return await self.engine.list({UNIT_LABEL: unit, MACHINE_LABEL: self.machine_id})
+
+    async def start(self, unit: str, spec: ContainerSpec) -> ContainerStatus:
+        """Make ``unit`` run ``spec``: adopt a container with the same spec hash (starting
+        it if it is stopped), replace one with another hash, create one if there is none.
+        The agent calls this once per placement (or hash change), so an exited container
+        stays exited between calls, as a ``Restart=no`` service would."""
+        want = spec_hash(spec)
+        current: ContainerInfo | None = None
+        for info in await self._mine(unit):
+            if info.labels.get(SPEC_HASH_LABEL) == want and current is None:
+                current = info
+            else:
+                await self._remove(info.id)
+        if current is None:
+            await self._remove_strays(unit, spec.name)
+            cid = await self.engine.create(spec, extra_labels={MACHINE_LABEL: self.machine_id})
+            await self.engine.start(cid)
+        else:
+            cid = current.id
+            if not current.running and current.state != "restarting":
+                await self.engine.start(cid)  # created (agent died in between) or stopped
+        status = self._describe(unit, await self.engine.inspect(cid), self._status.get(unit))
+        self._status[unit] = status
+        return status
+
+    async def _remove_strays(self, unit: str, container_name: str) -> None:
+        """Another machine's copy of this unit, or a container squatting its name."""
+        for info in await self.engine.list({UNIT_LABEL: unit}):
+            log.warning("removing %s's container %s left by machine %s", unit, info.id[:12],
+                        info.labels.get(MACHINE_LABEL, "?"))
+            await self._remove(info.id)
+        existing = await self.engine.inspect(container_name)
+        if existing is not None and existing.labels.get(UNIT_LABEL) == unit:
+            await self._remove(existing.id)
+
+    async def _remove(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self.engine.stop(cid, timeout=self.stop_timeout)
+        await self.engine.remove(cid, force=True)
+
+    async def stop(self, unit: str) -> None:
+        """Stop and remove the unit's container(s)."""
+        for info in await self._mine(unit):
+            await self._remove(info.id)
+        self._status.pop(unit, None)
+
+    async def stop_all(self) -> None:
+        """Stop every container unit of this machine."""
+        for unit in list(self._status):
+            try:
+                await self.stop(unit)
+            except EngineError as exc:
+                log.warning("could not stop %s: %s", unit, exc)
+
+    async def logs(self, unit: str, *, lines: int = 10,
+                   follow: bool = False) -> AsyncIterator[str]:
+        """The unit's container output."""
+        status = self._status.get(unit)
+        if status is None or not status.container_id:
+            raise NotFoundError(f"no container for {unit} on this machine")
+        async for line in self.engine.logs(status.container_id, follow=follow, tail=lines):
+            yield line
