@@ -1,0 +1,149 @@
+"""Health-gated replacement and in-place updates of one container.
+
+start-first: create the new container under a temporary name, start it, wait until it is
+healthy (its health check passes, or it stays running for ``running_for`` seconds), then stop
+and remove the old one and give the new one the name. stop-first (a fixed host port both would
+bind, or asked for): stop the old one first, same gate; if the new one fails, it is removed and
+the old one started again. Either way a failed replacement keeps the old container.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
+
+from shipmate.clock import Clock
+from shipmate.converge.plan import Action
+from shipmate.engine.base import Engine
+from shipmate.errors import ShipmateError
+from shipmate.spec.manifest import ContainerDecl
+
+LOG_TAIL = 8
+
+
+@runtime_checkable
+class SupportsRename(Protocol):
+    """An engine that can rename a container (``docker rename``)."""
+
+    async def rename(self, container: str, name: str) -> None:
+        """Rename ``container`` to ``name``."""
+        ...
+
+
+@runtime_checkable
+class SupportsUpdate(Protocol):
+    """An engine that can change a container's restart policy in place (``docker update``)."""
+
+    async def update(self, container: str, *, restart: str) -> None:
+        """Set the restart policy of ``container``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one action went."""
+
+    action: Action
+    ok: bool
+    message: str
+    container_id: str = ""
+
+
+class Replacer:
+    """Replaces and updates containers through an engine, gated on health."""
+
+    def __init__(self, engine: Engine, clock: Clock, report: Callable[[str], None],
+                 poll: float = 0.5) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.report = report
+        self.poll = poll
+
+    async def update(self, action: Action, decl: ContainerDecl,
+                     labels: Mapping[str, str]) -> Outcome:
+        """Change in place what Docker can: restart policy, running state."""
+        fields = {c.field for c in action.changes}
+        cid = action.container_id
+        if "restart" in fields:
+            if not isinstance(self.engine, SupportsUpdate):
+                return await self.replace(dataclasses.replace(action, strategy="stop-first"),
+                                          decl, labels)
+            self.report(f"update {decl.name}: restart {decl.spec.restart}")
+            await self.engine.update(cid, restart=decl.spec.restart)
+        if "state" in fields:
+            self.report(f"start {decl.name}")
+            await self.engine.start(cid)
+            failure = await self.gate(cid, decl)
+            if failure:
+                return Outcome(action, False, f"{decl.name}: started but {failure}"
+                               + await self._tail(cid), cid)
+        return Outcome(action, True, f"{decl.name} updated in place", cid)
+
+    async def replace(self, action: Action, decl: ContainerDecl,
+                      labels: Mapping[str, str]) -> Outcome:
+        """Replace ``action.container_id`` by a new container of ``decl.spec``."""
+        old = action.container_id
+        stop_first = action.strategy == "stop-first"
+        old_info = await self.engine.inspect(old)
+        # The new one takes the real name if the old one does not hold it (an engine without
+        # rename left it under a temporary name last time).
+        name = decl.name if old_info is None or old_info.name != decl.name \
+            else f"{decl.name}.next-{secrets.token_hex(4)}"
+        self.report(f"replace {decl.name} ({action.strategy}): {action.reason}")
+        if stop_first:
+            await self.engine.stop(old)
+        new = await self.engine.create(dataclasses.replace(decl.spec, name=name),
+                                       extra_labels=labels)
+        try:
+            await self.engine.start(new)
+            failure = await self.gate(new, decl)
+        except ShipmateError as exc:
+            failure = exc.message
+        if failure:
+            tail = await self._tail(new)
+            await self.engine.remove(new, force=True)
+            if stop_first:
+                await self.engine.start(old)
+            return Outcome(action, False, f"{decl.name}: the new container {failure}; "
+                           f"kept the old one{tail}", old)
+        if not stop_first:
+            await self.engine.stop(old)
+        await self.engine.remove(old, force=True)
+        if name != decl.name and isinstance(self.engine, SupportsRename):
+            await self.engine.rename(new, decl.name)
+        return Outcome(action, True, f"{decl.name} replaced", new)
+
+    async def gate(self, cid: str, decl: ContainerDecl) -> str | None:
+        """Wait until ``cid`` is healthy; None, or what went wrong."""
+        deadline = self.clock.now() + decl.wait
+        up_since: float | None = None
+        while True:
+            info = await self.engine.inspect(cid)
+            if info is None:
+                return "disappeared"
+            if not info.running:
+                return f"exited (state {info.state}, exit code {info.exit_code})"
+            if decl.spec.health is not None:
+                if info.health == "healthy":
+                    return None
+                if info.health == "unhealthy":
+                    return "failed its health check"
+            else:
+                up_since = self.clock.now() if up_since is None else up_since
+                if self.clock.now() - up_since >= decl.running_for:
+                    return None
+            if self.clock.now() >= deadline:
+                return f"was not healthy within {decl.wait:g}s"
+            await self.clock.sleep(self.poll)
+
+    async def _tail(self, cid: str) -> str:
+        """The last log lines of ``cid``, for the failure report."""
+        lines: list[str] = []
+        try:
+            async for line in self.engine.logs(cid, tail=LOG_TAIL):
+                lines.append(line.rstrip())
+        except ShipmateError:
+            return ""
+        return ("\nlast log lines:\n  " + "\n  ".join(lines)) if lines else ""
