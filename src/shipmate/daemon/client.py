@@ -53,12 +53,13 @@ class DaemonClient:
             ) from exc
 
     async def stream(self, method: str, path: str, *, json_body: Any = None,
-                     params: dict[str, str] | None = None) -> AsyncIterator[str]:
+                     params: dict[str, str] | None = None,
+                     data: bytes | None = None) -> AsyncIterator[str]:
         """Send one request and yield the answer's text lines as they arrive. A line that is
         a JSON object with an ``"error"`` key ends the stream by raising that error."""
         try:
             async with self._session(None) as session, session.request(
-                method, "http://shipmate" + path, json=json_body, params=params
+                method, "http://shipmate" + path, json=json_body, params=params, data=data
             ) as resp:
                 if resp.status >= 400:
                     _decode(resp.status, await resp.read())

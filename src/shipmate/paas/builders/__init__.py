@@ -1,0 +1,1 @@
+"""Builders: detect how to build an app from its source tree and produce a Dockerfile."""

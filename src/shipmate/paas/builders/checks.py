@@ -1,0 +1,122 @@
+"""Health checks a release must pass before it takes traffic. Pure parsing of Dokku's
+``app.json`` ``healthchecks`` and the older ``CHECKS`` file, and the default check.
+
+Default (no checks declared): the process stays up for ``wait`` seconds (5, Dokku's
+DOKKU_DEFAULT_CHECKS_WAIT is 10) and, for ``web``, its port answers HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from shipmate.errors import ValidationError
+
+DEFAULT_WAIT = 3.0
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_ATTEMPTS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One HTTP startup check: GET ``path`` answers 2xx/3xx (and contains ``content``)."""
+
+    path: str = "/"
+    content: str = ""
+    attempts: int = DEFAULT_ATTEMPTS
+    timeout: float = DEFAULT_TIMEOUT
+    wait: float = 0.0
+    initial_delay: float = 0.0
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckPlan:
+    """Per process type, the explicit checks (empty: the default check)."""
+
+    checks: Mapping[str, tuple[Check, ...]]
+    wait: float = DEFAULT_WAIT
+
+    def to_json(self) -> dict[str, Any]:
+        """For the release record."""
+        return {"wait": self.wait, "checks": {
+            p: [dataclasses.asdict(c) for c in cs] for p, cs in self.checks.items()}}
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> CheckPlan:
+        """Reverse :meth:`to_json`."""
+        checks = {p: tuple(Check(**c) for c in cs) for p, cs in data.get("checks", {}).items()}
+        return CheckPlan(checks, float(data.get("wait", DEFAULT_WAIT)))
+
+
+def _num(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"app.json healthchecks: {what} must be a number, got {value!r}")
+    return float(value)
+
+
+def parse_app_json(text: str) -> dict[str, tuple[Check, ...]]:
+    """Dokku's ``app.json`` format: ``{"healthchecks": {"web": [{"type": "startup", ...}]}}``."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"app.json is not valid JSON: {exc}") from exc
+    hc = data.get("healthchecks", {}) if isinstance(data, dict) else {}
+    if not isinstance(hc, dict):
+        raise ValidationError("app.json healthchecks must map process types to lists")
+    out: dict[str, tuple[Check, ...]] = {}
+    for proc, items in hc.items():
+        if not isinstance(items, list):
+            raise ValidationError(f"app.json healthchecks.{proc} must be a list")
+        checks = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("type", "startup") != "startup":
+                continue  # liveness/readiness checks are not gates for a deploy
+            checks.append(Check(
+                path=str(item.get("path", "/")), content=str(item.get("content", "")),
+                attempts=int(_num(item.get("attempts", DEFAULT_ATTEMPTS), "attempts")),
+                timeout=_num(item.get("timeout", DEFAULT_TIMEOUT), "timeout"),
+                wait=_num(item.get("wait", 0), "wait"),
+                initial_delay=_num(item.get("initialDelay", 0), "initialDelay"),
+                name=str(item.get("name", ""))))
+        out[str(proc)] = tuple(checks)
+    return out
+
+
+def parse_checks_file(text: str) -> tuple[tuple[Check, ...], float]:
+    """The older CHECKS file: ``WAIT=``, ``TIMEOUT=``, ``ATTEMPTS=`` and ``/path content``
+    lines (for ``web``). Returns the checks and the wait."""
+    settings = {"WAIT": DEFAULT_WAIT, "TIMEOUT": DEFAULT_TIMEOUT, "ATTEMPTS": DEFAULT_ATTEMPTS}
+    paths: list[tuple[str, str]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if sep and key in settings and "/" not in key:
+            try:
+                settings[key] = float(value)
+            except ValueError:
+                raise ValidationError(f"CHECKS line {n}: {key} must be a number") from None
+            continue
+        path, _, content = line.partition(" ")
+        if not path.startswith("/") and not path.startswith("//"):
+            raise ValidationError(f"CHECKS line {n}: expected `/path expected content`")
+        paths.append((path, content.strip()))
+    checks = tuple(Check(path=p, content=c, attempts=int(settings["ATTEMPTS"]),
+                         timeout=settings["TIMEOUT"]) for p, c in paths)
+    return checks, settings["WAIT"]
+
+
+def plan_checks(files: Mapping[str, str]) -> CheckPlan:
+    """The checks for a tree, from ``app.json`` (preferred) or ``CHECKS``."""
+    if "app.json" in files:
+        parsed = parse_app_json(files["app.json"])
+        if parsed:
+            return CheckPlan(parsed)
+    if "CHECKS" in files:
+        web, wait = parse_checks_file(files["CHECKS"])
+        return CheckPlan({"web": web} if web else {}, wait)
+    return CheckPlan({})
