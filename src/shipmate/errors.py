@@ -136,3 +136,13 @@ class RouterError(ShipmateError):
 
 
 _register(RouterError)
+
+
+class EngineConflictError(EngineError, ConflictError):
+    """The engine refused because of current state (a container name in use, an image in use)."""
+
+    status = 409
+    code = "engine_conflict"
+
+
+_register(EngineConflictError)

@@ -25,7 +25,13 @@ import requests.exceptions
 from shipmate.engine import docker_spec
 from shipmate.engine.base import ContainerInfo, EngineEvent, ImageInfo
 from shipmate.engine.docker_streams import aiter_blocking, blocking_chunks, split_lines
-from shipmate.errors import EngineError, EngineUnavailableError, NotFoundError, ShipmateError
+from shipmate.errors import (
+    EngineConflictError,
+    EngineError,
+    EngineUnavailableError,
+    NotFoundError,
+    ShipmateError,
+)
 from shipmate.spec.container import ContainerSpec
 
 T = TypeVar("T")
@@ -39,6 +45,8 @@ def map_errors(exc: BaseException, host: str = "") -> BaseException:
         return exc
     if isinstance(exc, docker.errors.NotFound):
         return NotFoundError(_explain(exc))
+    if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
+        return EngineConflictError(f"Docker engine: {_explain(exc)}")
     if isinstance(exc, docker.errors.APIError):
         return EngineError(f"Docker engine: {_explain(exc)}")
     text = str(exc)

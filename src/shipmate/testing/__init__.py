@@ -6,6 +6,7 @@
 """
 
 from shipmate.testing.clock import FakeClock
+from shipmate.testing.engine import FakeEngine
 from shipmate.testing.store import memory_store
 
-__all__ = ["FakeClock", "memory_store"]
+__all__ = ["FakeClock", "FakeEngine", "memory_store"]
