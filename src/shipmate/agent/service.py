@@ -183,7 +183,7 @@ def next_attempt(previous: int, ran_for: float) -> int:
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WORD_VAR = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-_TIME = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|msec|s|sec|seconds?|m|min|minutes?|h|hr|hours?)?")
+_TIME = re.compile(r"(\d+(?:\.\d+)?)\s*(minutes?|seconds?|hours?|msec|min|sec|ms|hr|s|m|h)?")
 _TIME_UNITS = {"ms": 0.001, "msec": 0.001, "": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0,
                "seconds": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
                "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
