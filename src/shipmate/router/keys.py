@@ -217,7 +217,9 @@ def _decode_domains(key: str, value: object, problems: _Problems) -> AppDomains:
     good: set[str] = set()
     for name in names or []:
         try:
-            good.add(validate_domain(name if isinstance(name, str) else repr(name)))
+            if not isinstance(name, str):
+                raise ValidationError(f"domain {name!r} is not a string")
+            good.add(validate_domain(name))
         except ValidationError as exc:  # one bad domain must not hide the app's others
             problems.add(key, exc.message)
     return AppDomains(tuple(sorted(good)), None if port is None else validate_port(port))

@@ -1,0 +1,26 @@
+"""Fakes for router unit tests."""
+
+from __future__ import annotations
+
+from shipmate.errors import ValidationError
+from shipmate.router.render import RenderOptions
+
+
+class FakeProxy:
+    """Stands in for :class:`shipmate.router.nginx.Nginx`: keeps the live text, can refuse."""
+
+    def __init__(self, http_port: int = 8080) -> None:
+        self.http_port = http_port
+        self.render_options = RenderOptions()
+        self.live: str | None = None
+        self.applied: list[str] = []
+        self.refuse: str | None = None  # when set, every apply is refused with this message
+
+    async def apply(self, config_text: str) -> bool:
+        if self.refuse is not None:
+            raise ValidationError(self.refuse)
+        if config_text == self.live:
+            return False
+        self.live = config_text
+        self.applied.append(config_text)
+        return True
