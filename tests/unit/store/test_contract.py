@@ -226,24 +226,24 @@ async def test_watch_from_revision_exactly_once_in_order_with_racing_writes(
     watches = []
 
     async def writer(w: int) -> None:
-        for i in range(60):
+        for i in range(80):
             key, value = f"/w/k{i % 7}", f"{w}-{i}".encode()
             written.append((await store.put(key, value), key, value))
 
     async def opener() -> None:
-        for _ in range(5):
-            while len(written) < 10 * (len(watches) + 1):
+        for _ in range(10):
+            while len(written) < 20 * (len(watches) + 1):
                 await asyncio.sleep(0.001)
             start = max(r for r, _, _ in written) - 3  # some history, some live
             watches.append((start, await store.watch("/w/", start_revision=start)))
 
     await asyncio.gather(writer(1), writer(2), writer(3), opener())
     await store.put("/other/x", "not watched")
-    final = max(r for r, _, _ in written)
+    # A last write: anything between it and the expected events would be a duplicate or a stray.
+    end = await store.put("/w/end", "end")
     for start, watch in watches:
-        got = [(e.revision, e.kv.key, e.kv.value) for e in await events_until(watch, final)]
-        assert got == sorted(w for w in written if w[0] >= start)
-        assert await no_event(watch, 0.1)
+        got = [(e.revision, e.kv.key, e.kv.value) for e in await events_until(watch, end)]
+        assert got == [*sorted(w for w in written if w[0] >= start), (end, "/w/end", b"end")]
         await watch.close()
 
 
@@ -252,7 +252,8 @@ async def test_watch_without_start_sees_only_later_events(store: Store) -> None:
     watch = await store.watch("/n/")
     rev = await store.put("/n/new", "y")
     event = await next_event(watch)
-    assert (event.type, event.kv.key, event.kv.value, event.revision) == ("put", "/n/new", b"y", rev)
+    got = (event.type, event.kv.key, event.kv.value, event.revision)
+    assert got == ("put", "/n/new", b"y", rev)
     await watch.close()
 
 
