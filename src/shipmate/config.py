@@ -72,6 +72,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("cache_clients", str, "127.0.0.0/8,::1/128,172.16.0.0/12,10.0.0.0/8,192.168.0.0/16",
             "client networks allowed to use the cache"),
+    Setting("cache_pypi_upstream", str, "https://pypi.org",
+            "PyPI index the /pypi/ mirror fetches simple pages from"),
+    Setting("cache_npm_upstream", str, "https://registry.npmjs.org",
+            "npm registry the /npm/ mirror fetches metadata from"),
+    Setting("cache_upstream_timeout", float, 30.0,
+            "seconds of upstream silence before a download is abandoned"),
     # paas
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),

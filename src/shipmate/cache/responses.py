@@ -1,0 +1,138 @@
+"""Answering a client: from a cached body, from a download in progress, or rewritten (mirror
+indexes whose links must point back at the cache)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+from shipmate.cache import mirrors
+from shipmate.cache.fetch import CHUNK, Download, State
+from shipmate.cache.routes import Rewrite, Target
+from shipmate.cache.stats import Counters
+from shipmate.cache.storage import Entry, Storage
+
+_REWRITE_TYPES = {
+    Rewrite.PYPI_HTML: "text/html",
+    Rewrite.PYPI_JSON: "application/vnd.pypi.simple.v1+json",
+    Rewrite.NPM: "application/json",
+}
+
+
+class Responder:
+    """Builds responses; counts bytes."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        # rewritten bodies, keyed by (cache key, body hash, base URL): big npm documents are
+        # parsed once, not per request
+        self._memo: collections.OrderedDict[tuple[str, str, str], bytes] = (
+            collections.OrderedDict())
+
+    async def from_cache(self, request: web.BaseRequest, target: Target, entry: Entry,
+                         counters: Counters, base: str, how: str) -> web.StreamResponse | None:
+        """Serve ``entry``; None when its body has gone (the caller fetches again)."""
+        path = self.storage.path(entry)
+        if not path.exists():
+            self.storage.remove(entry.key)
+            return None
+        self.storage.touch(entry)
+        resp: web.StreamResponse
+        if target.rewrite is not Rewrite.NONE:
+            body = await self._rewritten(target, entry, path, base)
+            resp = web.Response(body=body, headers={"X-Cache": how},
+                                content_type=_REWRITE_TYPES[target.rewrite])
+            sent = 0 if request.method == "HEAD" else len(body)
+        else:
+            # FileResponse does HEAD, single Range, If-Modified-Since/304 and sendfile
+            resp = web.FileResponse(path, chunk_size=CHUNK, headers={
+                "Content-Type": entry.content_type, "X-Cache": how})
+            await resp.prepare(request)
+            sent = 0 if request.method == "HEAD" else resp.content_length or 0
+        counters.bytes_from_cache += sent
+        counters.bytes_served += sent
+        return resp
+
+    async def _rewritten(self, target: Target, entry: Entry, path: Path, base: str) -> bytes:
+        memo_key = (entry.key, entry.sha256, base)
+        body = self._memo.get(memo_key)
+        if body is None:
+            body = await asyncio.to_thread(_rewrite, target, path, base)
+            self._memo[memo_key] = body
+            while len(self._memo) > 32:
+                self._memo.popitem(last=False)
+        self._memo.move_to_end(memo_key)
+        return body
+
+    async def stream(self, request: web.BaseRequest, dl: Download,
+                     counters: Counters) -> web.StreamResponse | None:
+        """Serve a download in progress from its temp file as it grows (Range is ignored:
+        a full 200 answer is always allowed). None when the download is already over (the
+        caller serves the committed body)."""
+        if dl.read_fd < 0:
+            return None
+        fd = os.dup(dl.read_fd)  # before any await: the download may end at the next one
+        try:
+            return await self._stream(request, dl, fd, counters)
+        finally:
+            os.close(fd)
+
+    async def _stream(self, request: web.BaseRequest, dl: Download, fd: int,
+                      counters: Counters) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": dl.content_type, "X-Cache": "MISS"})
+        if dl.total is not None:
+            resp.content_length = dl.total
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        await self._pump(request, resp, dl, fd, counters)
+        await resp.write_eof()
+        return resp
+
+    async def _pump(self, request: web.BaseRequest, resp: web.StreamResponse, dl: Download,
+                    fd: int, counters: Counters) -> None:
+        offset = 0
+        while True:
+            available = dl.available
+            if offset < available:
+                data = os.pread(fd, min(CHUNK, available - offset), offset)
+                if not data:
+                    raise OSError("temp file shrank")
+                await resp.write(data)
+                offset += len(data)
+                counters.bytes_served += len(data)
+            elif dl.state is State.DONE:
+                return
+            elif dl.state is not State.STREAMING:
+                _abort(request)  # the download failed: the client must not think it complete
+                raise ConnectionResetError(dl.error)
+            else:
+                await dl.changed()
+
+
+def _abort(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _rewrite(target: Target, path: Path, base: str) -> bytes:
+    body = path.read_bytes()
+    if target.rewrite is Rewrite.PYPI_HTML:
+        return mirrors.rewrite_pypi_html(body, target.url, base)
+    if target.rewrite is Rewrite.PYPI_JSON:
+        return mirrors.rewrite_pypi_json(body, target.url, base)
+    return mirrors.rewrite_npm(body, base)
+
+
+def error_response(status: int, message: str, counters: Counters | None = None
+                   ) -> web.Response:
+    """A short plain-text error."""
+    if counters is not None:
+        counters.errors += 1
+    return web.Response(status=status, text=message + "\n",
+                        headers={"X-Cache": "ERROR", "Cache-Control": "no-store"})
