@@ -144,10 +144,14 @@ class Connection:
         """Run ``fn(member, seconds_left)`` on a connected member, failing over per ``retry``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        # With several members, one attempt gets part of the budget: a member whose leader just
+        # died holds a write until its own timeout, while another member could answer at once.
+        attempt = self.timeout if len(self._members) == 1 else max(1.0, self.timeout / 2)
         while True:
             member = await self.pick(deadline)
+            left = deadline - loop.time()
             try:
-                return await fn(member, max(0.01, deadline - loop.time()))
+                return await fn(member, max(0.01, min(left, attempt)))
             except (rpc.RpcError, rpc.BaseError) as exc:
                 if not retryable(exc, retry) or loop.time() >= deadline:
                     raise self.translate(exc) from exc
@@ -197,6 +201,8 @@ def retryable(exc: Any, retry: Retry) -> bool:
     if not isinstance(exc, rpc.AioRpcError):
         return False
     code = exc.code().name
+    if code == "DEADLINE_EXCEEDED":  # this attempt's share of the time ran out
+        return retry is not Retry.ONCE
     if code != "UNAVAILABLE":
-        return False  # deadline spent, or etcd answered with a definite error
+        return False  # etcd answered with a definite error
     return retry is not Retry.ONCE or _not_applied(exc.details() or "")

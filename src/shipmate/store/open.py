@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-
 from shipmate.config import Config
 from shipmate.store.base import Store
 
@@ -16,12 +13,11 @@ def etcd_endpoints(config: Config) -> list[str]:
 
 async def open_store(config: Config) -> Store:
     """The configured store, connected: ``sqlite`` (STATE_DIR/store.db) or ``etcd``."""
+    # Imported here so that only the chosen backend's client library is loaded.
     if config.store == "etcd":
         from shipmate.store.etcd import EtcdStore
 
         return await EtcdStore.connect(etcd_endpoints(config), timeout=float(config.etcd_timeout))
-    # Imported by name so each backend's dependencies load only when chosen.
-    sqlite = importlib.import_module("shipmate.store.sqlite")
-    opened = sqlite.SqliteStore.open(config.state_dir / "store.db")
-    store: Store = await opened if inspect.isawaitable(opened) else opened
-    return store
+    from shipmate.store.sqlite import SqliteStore
+
+    return await SqliteStore.open(config.state_dir / "store.db")
