@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 
 from shipmate.engine import images_recipes as rc
@@ -53,16 +53,18 @@ async def bootstrap(
     http_proxy: str | None = None,
     network_mode: str | None = "host",
     workdir: str | None = None,
+    only: Collection[str] | None = None,
 ) -> list[ImageResult]:
     """Build the base images that are missing or out of date (all with ``force``).
 
     ``progress`` gets one line per step; ``on_line`` gets debootstrap's and the builds' output.
     ``network_mode`` defaults to ``host`` because containers on the bridge cannot resolve the
     package mirror's name; with ``apt_proxy`` pointing at the package cache it can be None.
+    ``only`` limits the run to these references (and their parents).
     """
     rc.validate(suite, mirror)
     results: list[ImageResult] = []
-    for recipe in rc.recipes(suite):
+    for recipe in rc.select(rc.recipes(suite), only):
         started = time.monotonic()
         dockerfile = rc.dockerfile_text(recipe.dockerfile)
         parent_id = None

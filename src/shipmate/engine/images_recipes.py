@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from importlib import resources
 
 from shipmate.errors import ValidationError
@@ -63,6 +64,18 @@ def recipes(suite: str = "bookworm") -> list[Recipe]:
                    "Debian's python3 + pip + venv, ~1 min"),
         ]
     return out
+
+
+def select(all_recipes: list[Recipe], only: Collection[str] | None) -> list[Recipe]:
+    """The recipes named in ``only`` plus their parents, in build order (all if None)."""
+    if only is None:
+        return all_recipes
+    unknown = set(only) - {r.ref for r in all_recipes}
+    if unknown:
+        raise ValidationError(f"unknown base image {sorted(unknown)[0]!r}",
+                              hint="one of: " + ", ".join(r.ref for r in all_recipes))
+    wanted = set(only) | {r.parent for r in all_recipes if r.ref in only and r.parent}
+    return [r for r in all_recipes if r.ref in wanted]
 
 
 def dockerfile_text(name: str) -> str:

@@ -119,3 +119,12 @@ async def test_failed_build_surfaces_and_stops():
     with pytest.raises(EngineError, match="apt-get"):
         await bootstrap(engine, mirror=MIRROR)
     assert await engine.image("shipmate/python:3.11") is None
+
+
+def test_select_adds_parents_and_refuses_unknown_names():
+    all_recipes = rc.recipes()
+    assert [r.ref for r in rc.select(all_recipes, {"shipmate/node:18"})] == [
+        "shipmate/base:bookworm", "shipmate/node:18"]
+    assert rc.select(all_recipes, None) == all_recipes
+    with pytest.raises(ValidationError):
+        rc.select(all_recipes, {"shipmate/ruby:3"})
