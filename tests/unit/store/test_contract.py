@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from shipmate.errors import CompactedError, LeaseNotFoundError
-from shipmate.store.base import Compare, CompareOp, CompareTarget, Op, Store
+from shipmate.store.base import Compare, CompareOp, CompareTarget, Op, Store, Watch
 from tests.unit.store.conftest import LeaseTime, events_until, next_event, no_event
 
 # keys and values --------------------------------------------------------------------------
@@ -223,7 +223,7 @@ async def test_watch_from_revision_exactly_once_in_order_with_racing_writes(
     from its start revision, in order, exactly once, then the live tail."""
     await store.put("/w/first", "0")
     written: list[tuple[int, str, bytes]] = []
-    watches = []
+    watches: list[tuple[int, Watch]] = []
 
     async def writer(w: int) -> None:
         for i in range(80):
