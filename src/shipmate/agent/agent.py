@@ -1,0 +1,345 @@
+"""The per-machine agent: heartbeat, reconcile, report (fleet's agent, without systemd).
+
+Three loops run under :meth:`Agent.run`:
+
+- *heartbeat*: the machine record lives under a lease of ``agent_ttl`` seconds, renewed every
+  TTL/3. When no renewal has succeeded for longer than the TTL (store unreachable), the lease
+  is gone and the scheduler is moving the units: every unit here is stopped, so a cut-off
+  machine does not keep duplicates running. It registers again when the store answers.
+- *watch*: placements, target states and unit files under the registry prefix wake the
+  reconciler; a broken watch is re-read and re-opened (and the reconciler re-reads every
+  ``reconcile_interval`` anyway, since watches can miss events).
+- *reconcile*: units placed here with target ``launched`` run (``.service`` by the
+  :class:`~shipmate.agent.supervisor.Supervisor`, ``.container`` by
+  :class:`~shipmate.agent.containers.ContainerUnits`); anything else here is stopped. Unit
+  states are reported under the lease, and each unit's journal tail and status are published
+  (:mod:`shipmate.agent.publish`) for ``fleet status`` and ``fleet journal`` on any machine.
+
+Cancelling :meth:`Agent.run` (daemon shutdown or restart) detaches: units keep running and
+the next agent adopts them (same PIDs, same containers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shipmate.agent.containers import ContainerUnits
+from shipmate.agent.publish import Publisher
+from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
+from shipmate.agent.service import parse_environment_file, service_config
+from shipmate.agent.supervisor import Supervisor
+from shipmate.clock import Clock, SystemClock
+from shipmate.config import Config
+from shipmate.engine.base import Engine
+from shipmate.errors import (
+    CompactedError,
+    EngineUnavailableError,
+    LeaseNotFoundError,
+    ShipmateError,
+    StoreError,
+)
+from shipmate.scheduler.model import Machine, UnitState, parse_metadata
+from shipmate.scheduler.registry import DESIRED, PLACEMENTS, PREFIX, UNITS, Registry
+from shipmate.spec.container import ContainerSpec, spec_hash
+from shipmate.spec.unitcontainer import container_spec, env_file_paths
+from shipmate.spec.unitfile import parse
+from shipmate.store.base import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_WATCHED = (PLACEMENTS, DESIRED, UNITS)
+
+
+class Agent:
+    """Runs the units the scheduler places on this machine."""
+
+    def __init__(self, store: Store, engine: Engine | None, config: Config, *,
+                 clock: Clock | None = None, hostname: str | None = None) -> None:
+        self.store = store
+        self.registry = Registry(store)
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.machine = Machine(config.machine_id, config.public_ip,
+                               parse_metadata(config.metadata or ""))
+        self.hostname = hostname or socket.gethostname()
+        state = Path(config.state_dir) / "agent"
+        self.supervisor = Supervisor(state, on_change=lambda _name: self._report_soon.set())
+        self.containers = ContainerUnits(engine, config.machine_id) if engine else None
+        self.heartbeat = Heartbeat(float(config.agent_ttl), self.clock.now())
+        self.publisher = Publisher(store, config.machine_id)
+        self.lease = 0
+        self.mine: dict[str, LocalUnit] = {}  # placed here (loaded or launched)
+        self.errors: dict[str, str] = {}  # units that could not be run here, why
+        self._reported: dict[str, UnitState] = {}
+        self._wake = asyncio.Event()
+        self._report_soon = asyncio.Event()
+        self._lock = asyncio.Lock()  # one start/stop batch at a time
+
+    @property
+    def machine_id(self) -> str:
+        """This machine's ID."""
+        return str(self.machine.id)
+
+    # --- the loops ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; on cancel, detach (units keep running)."""
+        adopted = await self.supervisor.open()
+        if self.containers is not None:
+            with contextlib.suppress(ShipmateError):
+                adopted += await self.containers.open()
+        if adopted:
+            log.info("adopted running units: %s", ", ".join(sorted(adopted)))
+        loops = [self._heartbeat_loop(), self._watch_loop(), self._reconcile_loop(),
+                 self._report_loop()]
+        tasks = [asyncio.create_task(c) for c in loops]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.supervisor.close()
+
+    async def _bounded(self, aw: Awaitable[T]) -> T:
+        """A store call that may not outlast half a TTL (a hung store is a lost store)."""
+        return await asyncio.wait_for(aw, max(0.5, self.heartbeat.ttl / 2))
+
+    async def _heartbeat_loop(self) -> None:
+        hb = self.heartbeat
+        while True:
+            try:
+                if not hb.registered:
+                    await self._register()
+                else:
+                    await self._bounded(self.store.keepalive(self.lease))
+                hb.renewed(self.clock.now())
+            except LeaseNotFoundError:
+                log.warning("agent lease %x expired; registering again", self.lease)
+                hb.lost()
+                continue
+            except (StoreError, TimeoutError, OSError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+            if hb.cut_off(self.clock.now()):
+                await self._cut_off()
+            await self.clock.sleep(hb.interval)
+
+    async def _register(self) -> None:
+        self.lease = await self._bounded(self.store.grant(self.heartbeat.ttl))
+        await self._bounded(self.registry.register_machine(self.machine, self.lease))
+        self._reported.clear()  # reports lived under the old lease
+        self.publisher.reset()
+        log.info("machine %s registered (lease %x)", self.machine_id, self.lease)
+        self._wake.set()
+
+    async def _cut_off(self) -> None:
+        log.error("no heartbeat for more than %gs: stopping every unit on this machine",
+                  self.heartbeat.ttl)
+        async with self._lock:
+            await self.supervisor.stop_all()
+            if self.containers is not None:
+                await self.containers.stop_all()
+        self._reported.clear()
+
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                revision = await self.store.revision()
+                watch = await self.store.watch(PREFIX, start_revision=revision + 1)
+                async with watch:
+                    self._wake.set()
+                    async for event in watch:
+                        if event.kv.key.startswith(_WATCHED):
+                            self._wake.set()
+            except (StoreError, CompactedError, OSError) as exc:
+                log.debug("registry watch ended: %s", exc)
+            await self.clock.sleep(min(1.0, self.heartbeat.interval))
+
+    async def _reconcile_loop(self) -> None:
+        interval = float(self.config.reconcile_interval)
+        while True:
+            try:
+                await self.reconcile()
+            except (StoreError, TimeoutError, OSError) as exc:
+                log.warning("reconcile failed: %s", exc)
+            await self._wait(self._wake, interval)
+
+    async def _report_loop(self) -> None:
+        while True:
+            await self._wait(self._report_soon, 2.0)
+            self.supervisor.journal.rotate_all()
+            if self.heartbeat.registered:
+                with contextlib.suppress(StoreError, TimeoutError, OSError):
+                    await self.report()
+
+    async def _wait(self, event: asyncio.Event, timeout: float) -> None:
+        """Until ``event`` is set or ``timeout`` (clock time) passes; clears the event."""
+        sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait([sleeper, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        event.clear()
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Read the registry, start and stop units, report states (one pass)."""
+        if not self.heartbeat.registered or not self.heartbeat.may_run_units:
+            return
+        snap = await self._bounded(self.registry.snapshot())
+        mine = units_for_machine(
+            self.machine_id, {n: (r.hash, r.text) for n, r in snap.units.items()},
+            snap.desired, {n: p.machines for n, p in snap.placements.items()})
+        wanted, builds = self._wanted(mine)
+        running = self._running()
+        actions = plan(wanted, running)
+        gone = [n for n in actions.stop if n not in mine]
+        self.mine = mine
+        for name in gone:  # vanish from the registry first: never active on two machines
+            with contextlib.suppress(StoreError):
+                await self._clear(name)
+        async with self._lock:
+            if not self.heartbeat.may_run_units:
+                return
+            for name in actions.stop:
+                await self._stop(name)
+            for name in actions.start:
+                await self._start(name, builds[name])
+        await self.report(stale=[s.unit for s in snap.states
+                                 if s.machine == self.machine_id and s.unit not in mine])
+
+    def _wanted(self, mine: dict[str, LocalUnit]) -> tuple[dict[str, str], dict[str, Any]]:
+        wanted: dict[str, str] = {}
+        builds: dict[str, Any] = {}
+        for name, unit in mine.items():
+            if unit.desired != "launched":
+                continue
+            try:
+                build = self._build(unit)
+            except ShipmateError as exc:
+                self.errors[name] = exc.message
+                continue
+            self.errors.pop(name, None)
+            builds[name] = build
+            wanted[name] = build.digest if not isinstance(build, ContainerSpec) \
+                else spec_hash(build)
+        return wanted, builds
+
+    def _build(self, unit: LocalUnit) -> Any:
+        """The ServiceConfig or ContainerSpec a unit runs as on this machine."""
+        unit_file = parse(unit.text)
+        if unit.name.endswith(".container"):
+            if self.containers is None:
+                raise EngineUnavailableError(f"{unit.name}: no container engine on this machine")
+            env: dict[str, str] = {}
+            for path, optional in env_file_paths(unit_file, unit.name):
+                try:
+                    env.update(parse_environment_file(Path(path).read_text()))
+                except OSError as exc:
+                    if not optional:
+                        raise ShipmateError(f"{unit.name}: EnvironmentFile={path}: "
+                                            f"{exc.strerror}") from exc
+            return container_spec(unit_file, unit.name, hostname=self.hostname,
+                                  machine_id=self.machine_id, env_files=env)
+        return service_config(unit_file, unit.name, hostname=self.hostname,
+                              machine_id=self.machine_id)
+
+    def _running(self) -> dict[str, str]:
+        running = {n: s.digest for n, s in self.supervisor.statuses().items()}
+        if self.containers is not None:
+            running.update({n: s.spec_hash for n, s in self.containers.statuses().items()})
+        return running
+
+    async def _start(self, name: str, build: Any) -> None:
+        try:
+            if isinstance(build, ContainerSpec):
+                assert self.containers is not None
+                await self.containers.start(name, build)
+            else:
+                await self.supervisor.start(build)
+            log.info("started %s", name)
+        except ShipmateError as exc:
+            self.errors[name] = exc.message
+            log.warning("could not start %s: %s", name, exc)
+
+    async def _stop(self, name: str) -> None:
+        try:
+            if name in self.supervisor.names():
+                await self.supervisor.stop(name)
+            elif self.containers is not None:
+                await self.containers.stop(name)
+            log.info("stopped %s", name)
+        except ShipmateError as exc:
+            log.warning("could not stop %s: %s", name, exc)
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def local_state(self, name: str) -> tuple[str, str]:
+        """(ACTIVE, SUB) of a unit on this machine."""
+        if name in self.errors:
+            return "failed", "failed"
+        st = self.supervisor.status(name)
+        if st is not None:
+            return st.active, st.sub
+        cst = self.containers.status(name) if self.containers else None
+        if cst is not None:
+            return cst.active, cst.sub
+        return "inactive", "dead"
+
+    def local_detail(self, name: str) -> dict[str, Any] | None:
+        """What ``fleet status`` shows for a unit that is here, or None."""
+        base: dict[str, Any] = {"unit": name, "machine": self.machine_id,
+                                "public_ip": self.machine.public_ip, "error": self.errors.get(name)}
+        st = self.supervisor.status(name)
+        if st is not None:
+            return {**base, "kind": "service", **st.to_json()}
+        cst = self.containers.status(name) if self.containers else None
+        if cst is not None:
+            return {**base, "kind": "container", **cst.to_json()}
+        if name in self.mine or name in self.errors:
+            active, sub = self.local_state(name)
+            return {**base, "kind": "unit", "active": active, "sub": sub}
+        return None
+
+    async def report(self, stale: list[str] | None = None) -> None:
+        """Publish changed unit states (under the lease), drop reports of units that left,
+        and publish journal tails."""
+        if self.containers is not None:
+            with contextlib.suppress(ShipmateError):
+                await self.containers.refresh()
+        for name, unit in self.mine.items():
+            active, sub = self.local_state(name)
+            state = UnitState(name, self.machine_id, "loaded", active, sub, unit.hash)
+            if self._reported.get(name) != state:
+                await self._bounded(self.registry.report_state(state, self.lease))
+                self._reported[name] = state
+        for name in set(self._reported) - set(self.mine) | set(stale or ()):
+            await self._clear(name)
+        await self.publisher.publish(self.mine, self.local_detail, self.journal_lines,
+                                     self.lease)
+
+    async def journal_lines(self, name: str, lines: int = 50) -> list[str]:
+        """The last ``lines`` lines of a unit that is here (service journal or container
+        logs), empty if there is none."""
+        if self.containers is not None and self.containers.status(name) is not None:
+            try:
+                return [line async for line in self.containers.logs(name, lines=lines)]
+            except ShipmateError:
+                return []
+        if self.supervisor.journal.exists(name):
+            return self.supervisor.journal.tail(name, lines)
+        return []
+
+    async def _clear(self, name: str) -> None:
+        await self._bounded(self.registry.clear_state(name, self.machine_id))
+        self._reported.pop(name, None)
+        await self.publisher.clear(name)

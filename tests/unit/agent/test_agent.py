@@ -1,0 +1,236 @@
+"""The agent with fakes: in-memory store, FakeEngine, FakeClock. Container units only (the
+process supervisor is exercised with real processes in tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from shipmate import config as config_mod
+from shipmate.agent.agent import Agent
+from shipmate.agent.containers import MACHINE_LABEL
+from shipmate.agent.publish import read_published
+from shipmate.scheduler.model import Placement, dumps
+from shipmate.scheduler.registry import Registry, placement_key
+from shipmate.store.base import Store
+from shipmate.testing import FakeClock
+from shipmate.testing.engine import FakeEngine
+from shipmate.testing.store import memory_store
+
+WEB = """\
+[Unit]
+Description=web %i
+
+[Container]
+Image=shipmate/base:bookworm
+Exec=/bin/sleep 1000
+Environment=WHERE=%H
+Label=machine=%m
+"""
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    s = await memory_store()
+    yield s
+    await s.close()
+
+
+def make_agent(store: Store, engine: FakeEngine, tmp_path: Path, clock: FakeClock,
+               machine: str = "m1") -> Agent:
+    cfg = config_mod.load({}, state_dir=tmp_path / machine, machine_id=machine,
+                          public_ip="10.0.0.1", metadata="region=eu", agent_ttl=3.0,
+                          reconcile_interval=5.0)
+    return Agent(store, engine, cfg, clock=clock, hostname="host1")
+
+
+async def settle(clock: FakeClock, until: Callable[[], bool] | None = None,
+                 steps: int = 40) -> None:
+    for _ in range(steps):
+        await clock.advance(0.5)
+        await asyncio.sleep(0.01)
+        if until is not None and until():
+            return
+    if until is not None:
+        raise AssertionError("condition not reached")
+
+
+async def place(store: Store, unit: str, *machines: str) -> None:
+    await store.put(placement_key(unit), dumps(Placement(unit, machines).to_json()))
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine(images=["shipmate/base:bookworm"])
+
+
+async def running(agent: Agent, clock: FakeClock) -> asyncio.Task[None]:
+    task = asyncio.create_task(agent.run())
+    await settle(clock, lambda: agent.heartbeat.registered)
+    return task
+
+
+async def test_registers_the_machine_under_a_lease(store: Store, engine: FakeEngine,
+                                                   tmp_path: Path) -> None:
+    clock = FakeClock()
+    agent = make_agent(store, engine, tmp_path, clock)
+    task = await running(agent, clock)
+    try:
+        machines = await Registry(store).machines()
+        assert machines["m1"].public_ip == "10.0.0.1"
+        assert machines["m1"].metadata_dict == {"region": "eu"}
+        kv = await store.get("/shipmate/fleet/machines/m1")
+        assert kv is not None and kv.lease == agent.lease != 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_runs_placed_launched_container_and_follows_desired_state(
+        store: Store, engine: FakeEngine, tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    task = await running(agent, clock)
+    try:
+        await reg.submit("web@1.container", WEB)
+        await reg.set_desired("web@1.container", "launched")
+        await place(store, "web@1.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-web_1") is not None)
+        c = engine.container_named("shipmate-web_1")
+        assert c is not None and c.state == "running"
+        assert c.labels[MACHINE_LABEL] == "m1" and c.labels["machine"] == "m1"
+        assert dict(c.spec.env)["WHERE"] == "host1"
+
+        async def state() -> tuple[str, str, str] | None:
+            states = [s for s in await reg.unit_states() if s.unit == "web@1.container"]
+            return (states[0].machine, states[0].active_state, states[0].sub_state) \
+                if states else None
+
+        await settle(clock, lambda: agent._reported.get("web@1.container") is not None)
+        assert await state() == ("m1", "active", "running")
+
+        await reg.set_desired("web@1.container", "loaded")  # fleetctl stop
+        await settle(clock, lambda: engine.container_named("shipmate-web_1") is None)
+        await settle(clock, lambda: (s := agent._reported.get("web@1.container")) is not None
+                     and s.active_state == "inactive")
+        assert await state() == ("m1", "inactive", "dead")
+
+        await store.delete(placement_key("web@1.container"))  # unscheduled
+        await settle(clock, lambda: "web@1.container" not in agent._reported)
+        assert await state() is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_units_placed_elsewhere_or_invalid_here_are_not_run(
+        store: Store, engine: FakeEngine, tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    task = await running(agent, clock)
+    try:
+        await reg.submit("a.container", WEB)
+        await reg.set_desired("a.container", "launched")
+        await place(store, "a.container", "m2")
+        await reg.submit("b.container", WEB.replace("shipmate/base:bookworm", "missing:1"))
+        await reg.set_desired("b.container", "launched")
+        await place(store, "b.container", "m1")
+        await settle(clock, lambda: "b.container" in agent._reported)
+        assert engine.container_named("shipmate-a") is None
+        st = agent._reported["b.container"]
+        assert (st.active_state, st.sub_state) == ("failed", "failed")
+        assert "b.container" in agent.errors
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_restarted_agent_adopts_its_containers(store: Store, engine: FakeEngine,
+                                                       tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    await reg.submit("web@1.container", WEB)
+    await reg.set_desired("web@1.container", "launched")
+    await place(store, "web@1.container", "m1")
+    first = make_agent(store, engine, tmp_path, clock)
+    task = await running(first, clock)
+    await settle(clock, lambda: engine.container_named("shipmate-web_1") is not None)
+    c = engine.container_named("shipmate-web_1")
+    assert c is not None
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    writes = len(engine.writes)
+
+    second = make_agent(store, engine, tmp_path, clock)
+    task = await running(second, clock)
+    try:
+        await settle(clock, lambda: "web@1.container" in second._reported)
+        assert engine.writes[writes:] == []  # no create, no start, no remove
+        assert engine.container_named("shipmate-web_1") is c
+        assert second._reported["web@1.container"].active_state == "active"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEngine,
+                                                   tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    task = await running(agent, clock)
+    try:
+        await reg.submit("w.container", WEB)
+        await reg.set_desired("w.container", "launched")
+        await place(store, "w.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-w") is not None)
+        old = engine.container_named("shipmate-w")
+        assert old is not None
+        await reg.destroy("w.container")
+        await reg.submit("w.container", WEB.replace("1000", "2000"))
+        await reg.set_desired("w.container", "launched")
+        await place(store, "w.container", "m1")
+        await settle(clock, lambda: (c := engine.container_named("shipmate-w")) is not None
+                     and c.id != old.id and c.state == "running")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_publishes_status_and_journal_for_other_machines(
+        store: Store, engine: FakeEngine, tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    agent.publisher.interval = 0.0
+    task = await running(agent, clock)
+    try:
+        await reg.submit("j.container", WEB)
+        await reg.set_desired("j.container", "launched")
+        await place(store, "j.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-j") is not None)
+        c = engine.container_named("shipmate-j")
+        assert c is not None
+        engine.emit_log(c.id, "hello from j")
+        agent._report_soon.set()
+
+        async def published() -> dict[str, object]:
+            return (await read_published(store, "j.container")).get("m1", {})
+
+        for _ in range(40):
+            rec = await published()
+            if "hello from j" in (rec.get("lines") or []):
+                break
+            await settle(clock, steps=1)
+        rec = await published()
+        assert rec["lines"] == ["hello from j"]
+        detail = rec["detail"]
+        assert isinstance(detail, dict) and detail["active"] == "active"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
