@@ -64,6 +64,7 @@ async def bootstrap(
     """
     rc.validate(suite, mirror)
     results: list[ImageResult] = []
+    superseded: list[str] = []
     for recipe in rc.select(rc.recipes(suite), only):
         started = time.monotonic()
         dockerfile = rc.dockerfile_text(recipe.dockerfile)
@@ -80,6 +81,8 @@ async def bootstrap(
             progress(f"{recipe.ref} is up to date ({current.id[7:19]})")
             results.append(ImageResult(recipe.ref, current.id, False, time.monotonic() - started))
             continue
+        if current is not None:
+            superseded.append(current.id)
         progress(f"Bootstrapping {recipe.ref} ({recipe.about})")
         builder = _Builder(engine, recipe, wanted, on_line, network_mode,
                            apt_proxy=apt_proxy, http_proxy=http_proxy)
@@ -90,7 +93,17 @@ async def bootstrap(
         elapsed = time.monotonic() - started
         progress(f"Built {recipe.ref} ({image_id[7:19]}) in {elapsed:.0f} s")
         results.append(ImageResult(recipe.ref, image_id, True, elapsed))
+    await _remove_superseded(engine, superseded, {r.id for r in results})
     return results
+
+
+async def _remove_superseded(engine: Engine, ids: list[str], keep: set[str]) -> None:
+    """Drop the images a rebuild replaced (children first, so parents are free to go); one
+    still used by a container stays."""
+    for image_id in reversed(ids):
+        if image_id not in keep:
+            with contextlib.suppress(ShipmateError):
+                await engine.remove_image(image_id)
 
 
 @dataclasses.dataclass

@@ -128,3 +128,13 @@ def test_select_adds_parents_and_refuses_unknown_names():
     assert rc.select(all_recipes, None) == all_recipes
     with pytest.raises(ValidationError):
         rc.select(all_recipes, {"shipmate/ruby:3"})
+
+
+async def test_rebuild_removes_the_superseded_images():
+    engine = FakeEngine()
+    warm_base(engine)
+    first = await bootstrap(engine, mirror=MIRROR)
+    warm_base(engine)
+    await bootstrap(engine, mirror=MIRROR)
+    for old in first[1:]:
+        assert await engine.image(old.id) is None
