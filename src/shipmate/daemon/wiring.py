@@ -46,13 +46,11 @@ def components(daemon: Daemon, app: web.Application) -> list[Component]:
     """Build this machine's components and add their API routes to ``app``."""
     cfg = daemon.config
     comps: list[Component] = []
-    builders = [_fleet]
+    builders = [_fleet, _paas]
     if cfg.router:
         builders.append(_router)
     if cfg.cache:
         builders.append(_cache)
-    if cfg.ssh:
-        builders.append(_paas)
     for build in builders:
         comps.extend(build(daemon, app))
     return comps
@@ -102,10 +100,21 @@ def _cache(daemon: Daemon, app: web.Application) -> list[Component]:
 
 
 def _paas(daemon: Daemon, app: web.Application) -> list[Component]:
-    try:
-        from shipmate.paas.wiring import paas_components
-    except ModuleNotFoundError:
-        return []
-    result: list[Component] = paas_components(daemon, app)
-    return result
+    from shipmate.paas.api import add_paas_routes
+    from shipmate.paas.endpoints import EndpointPublisher
+    from shipmate.paas.service import Paas
+    from shipmate.paas.sshserver import SshServer
 
+    cfg = daemon.config
+    paas = Paas(daemon.store, daemon.engine, cfg)
+    daemon.services["paas"] = paas
+    add_paas_routes(app)
+    comps = []
+    if daemon.engine is not None:
+        publisher = EndpointPublisher(daemon.store, daemon.engine, host=cfg.public_ip,
+                                      machine=cfg.machine_id, ttl=cfg.agent_ttl)
+        comps.append(Component("endpoints", publisher.run))
+    if cfg.ssh:
+        ssh = SshServer(cfg, paas.state, paas.keys)
+        comps.append(Component("ssh", ssh.run))
+    return comps

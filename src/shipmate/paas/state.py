@@ -154,16 +154,12 @@ class PaasState:
                                 hint=f"see `shipmate releases {name}`")
         return Release.from_json(kv.value)
 
-    async def add_release(self, name: str, make: Any) -> Release:
-        """Store the next release: ``make(version)`` builds it; numbering is CAS-safe."""
-        while True:
-            existing = await self.releases(name)
-            version = existing[-1].version + 1 if existing else 1
-            release: Release = make(version)
-            key = app_key(name, f"releases/{version:06d}")
-            res = await self.store.txn([Compare.missing(key)], [Op.put(key, release.to_json())])
-            if res.succeeded:
-                return release
+    async def put_release(self, name: str, release: Release) -> None:
+        """Record a release; its number must be new."""
+        key = app_key(name, f"releases/{release.version:06d}")
+        res = await self.store.txn([Compare.missing(key)], [Op.put(key, release.to_json())])
+        if not res.succeeded:
+            raise ConflictError(f"release v{release.version} of {name} exists already")
 
     async def current(self, name: str) -> Release | None:
         """The release that takes traffic, if any."""

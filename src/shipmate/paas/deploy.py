@@ -1,0 +1,269 @@
+"""Deploys: start the new instances as units, wait until they are healthy, switch the router,
+drain, stop the old ones. A deploy that fails anywhere before the switch removes what it
+started and leaves the running release serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from shipmate.config import Config
+from shipmate.engine.base import Engine
+from shipmate.errors import ConflictError, ShipmateError
+from shipmate.paas.builders.checks import Check, CheckPlan
+from shipmate.paas.model import Release
+from shipmate.paas.state import PaasState, app_key
+from shipmate.paas.units import InstanceUnit, instance_units, parse_unit_name, unit_prefix
+from shipmate.router import keys as route_keys
+from shipmate.scheduler.registry import Registry
+from shipmate.spec.container import make_spec
+from shipmate.spec.unitcontainer import default_container_name
+from shipmate.store.base import Store
+
+Emit = Callable[[str], None]
+START_TIMEOUT = 90.0
+DRAIN_SECONDS = 2.0
+
+
+class DeployError(ShipmateError):
+    """A deploy failed before the switch; the old release still serves."""
+
+    status = 422
+    code = "deploy_failed"
+
+
+class Deployer:
+    """Runs deploys of PaaS apps through the scheduler's units."""
+
+    def __init__(self, store: Store, engine: Engine | None, config: Config,
+                 state: PaasState, registry: Registry) -> None:
+        self.store, self.engine, self.config = store, engine, config
+        self.state, self.registry = state, registry
+
+    # the deploy ---------------------------------------------------------------------------
+
+    async def deploy(self, app: str, release: Release | Callable[[int], Release], emit: Emit,
+                     *, release_command: str = "") -> Release:
+        """Run a release of ``app`` with its current formation, health-gated. Given a
+        function, it makes the next release (numbered under the deploy lock) and records it
+        once it takes traffic; given a release, that one is run again (restart, scale)."""
+        async with self.lock(app):
+            record = callable(release)
+            if callable(release):
+                existing = await self.state.releases(app)
+                release = release(existing[-1].version + 1 if existing else 1)
+            if release_command:
+                await self._release_phase(app, release, release_command, emit)
+            formation = await self.state.formation(app)
+            formation = {p: n for p, n in formation.items() if p in release.processes}
+            tag = f"v{release.version}-{secrets.token_hex(2)}"
+            units = instance_units(app, tag, release.image, release.processes, formation,
+                                   release.config, release.git_rev)
+            try:
+                await self._start(units, emit)
+                await self._wait_running(app, tag, units, emit)
+                await self._check(app, tag, units, release, emit)
+            except BaseException:
+                emit(" !     Deploy failed: removing the new instances; the running "
+                     "release keeps serving")
+                await self._destroy([u.name for u in units])
+                raise
+            if record:
+                await self.state.put_release(app, release)
+            await self._switch(app, release, tag, emit)
+            return release
+
+    def lock(self, app: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """One deploy per app at a time; a lock left by a dead daemon expires with its lease."""
+        return _DeployLock(self.store, app_key(app, "deploy-lock"), app)
+
+    async def _start(self, units: list[InstanceUnit], emit: Emit) -> None:
+        for unit in units:
+            emit(f"-----> Starting {unit.process}.{unit.index} ({unit.name})")
+            await self.registry.submit(unit.name, unit.text)
+            await self.registry.set_desired(unit.name, "launched")
+
+    async def _wait_running(self, app: str, tag: str, units: list[InstanceUnit],
+                            emit: Emit) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        names = {u.name for u in units}
+        want_web = sum(1 for u in units if u.process == "web")
+        while True:
+            states = {s.unit: s for s in await self.registry.unit_states() if s.unit in names}
+            failed = [n for n, s in states.items() if s.active_state == "failed"]
+            if failed:
+                raise DeployError(f"{failed[0]} failed to start{await self._logs(failed[0])}")
+            active = [n for n, s in states.items() if s.active_state == "active"]
+            web = await self._endpoints(app, tag)
+            if len(active) == len(names) and len(web) >= want_web:
+                emit(f"-----> {len(names)} instance(s) running")
+                return
+            if time.monotonic() > deadline:
+                waiting = sorted(names - set(active))
+                raise DeployError(
+                    f"instances did not start within {START_TIMEOUT:.0f}s: "
+                    f"{', '.join(waiting) or 'web endpoints missing'}"
+                    + (await self._logs(waiting[0]) if waiting else ""),
+                    hint="check `shipmate fleet list-units` and the app's logs")
+            await asyncio.sleep(0.25)
+
+    async def _endpoints(self, app: str, tag: str) -> list[dict[str, Any]]:
+        kvs, _ = await self.store.range(f"{route_keys.ENDPOINTS_PREFIX}{app}/web/")
+        found = [json.loads(kv.value) for kv in kvs]
+        return [e for e in found if e.get("release") == tag]
+
+    async def _check(self, app: str, tag: str, units: list[InstanceUnit],
+                     release: Release, emit: Emit) -> None:
+        plan = CheckPlan.from_json(release.checks)
+        settings = await self.state.checks(app)
+        disabled = set(settings.get("disabled", []))
+        if "_all_" in disabled:
+            emit("-----> Zero downtime checks disabled, skipping")
+            return
+        wait = float(settings.get("wait") or plan.wait)
+        if "web" not in disabled:
+            for ep in await self._endpoints(app, tag):
+                await self._check_endpoint(ep, plan.checks.get("web", ()), settings, emit)
+        emit(f"-----> Waiting {wait:g}s to make sure the processes stay up")
+        await asyncio.sleep(wait)
+        names = {u.name for u in units}
+        states = {s.unit: s for s in await self.registry.unit_states() if s.unit in names}
+        down = sorted(n for n in names if states.get(n) is None
+                      or states[n].active_state != "active")
+        web_eps = await self._endpoints(app, tag)
+        if down or len(web_eps) < sum(1 for u in units if u.process == "web"):
+            raise DeployError(f"{', '.join(down) or 'a web instance'} did not stay up"
+                              + (await self._logs(down[0]) if down else ""))
+        emit("-----> Health checks passed")
+
+    async def _check_endpoint(self, ep: Mapping[str, Any], checks: tuple[Check, ...],
+                              settings: Mapping[str, Any], emit: Emit) -> None:
+        base = f"http://{ep['host']}:{ep['port']}"
+        todo = checks or (Check(path="/", attempts=int(settings.get("attempts") or 20),
+                                timeout=float(settings.get("timeout") or 5)),)
+        for check in todo:
+            if check.initial_delay:
+                await asyncio.sleep(check.initial_delay)
+            emit(f"-----> Checking {check.path} on {ep['host']}:{ep['port']}"
+                 + (f" for {check.content!r}" if check.content else ""))
+            await _http_check(base, check, default_only=not checks)
+
+
+    async def _release_phase(self, app: str, release: Release, command: str,
+                             emit: Emit) -> None:
+        emit(f"-----> Running release command: {command}")
+        code, out = await self.one_off(app, release, ["/bin/sh", "-c", command])
+        for line in out.splitlines()[-40:]:
+            emit(f"       {line}")
+        if code != 0:
+            raise DeployError(f"release command failed with exit code {code}",
+                              hint="fix the Procfile's `release:` command; nothing was changed")
+
+    async def one_off(self, app: str, release: Release, argv: list[str],
+                      on_line: Emit | None = None) -> tuple[int, str]:
+        """Run ``argv`` in a new container of ``release`` on this machine; remove it after."""
+        if self.engine is None:
+            raise ShipmateError("no Docker engine on this machine")
+        env = {**release.config, "PORT": "5000", "DYNO": "run.1", "GIT_REV": release.git_rev}
+        spec = make_spec(f"{app}-run-{secrets.token_hex(3)}", release.image, command=argv,
+                         env=env, labels={"shipmate.one-off": app})
+        cid = await self.engine.create(spec)
+        lines: list[str] = []
+        try:
+            await self.engine.start(cid)
+            async for line in self.engine.logs(cid, follow=True):
+                lines.append(line)
+                if on_line:
+                    on_line(line)
+            code = await self.engine.wait(cid)
+        finally:
+            await self.engine.remove(cid, force=True)
+        return code, "\n".join(lines)
+
+    async def _switch(self, app: str, release: Release, tag: str, emit: Emit) -> None:
+        await self.state.set_current(app, release.version)
+        await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
+        if not await self.state.global_domain():
+            await self.state.allocate_port(app)
+        emit(f"-----> Switched traffic to {release.label}; draining old instances")
+        await asyncio.sleep(DRAIN_SECONDS)
+        old = [n for n in (await self.registry.units())
+               if n.startswith(unit_prefix(app)) and (parse_unit_name(n) or ("",) * 4)[3] != tag]
+        await self._destroy(old)
+
+    async def _destroy(self, names: list[str]) -> None:
+        for name in names:
+            with contextlib.suppress(ShipmateError):
+                await self.registry.destroy(name)
+
+    async def destroy_all(self, app: str) -> list[str]:
+        """Remove every unit of ``app`` (apps:destroy)."""
+        names = [n for n in await self.registry.units() if n.startswith(unit_prefix(app))]
+        await self._destroy(names)
+        return names
+
+    async def _logs(self, unit: str) -> str:
+        if self.engine is None:
+            return ""
+        lines: list[str] = []
+        with contextlib.suppress(ShipmateError):
+            async for line in self.engine.logs(default_container_name(unit), tail=20):
+                lines.append(line)
+        return ("\nlast output:\n" + "\n".join(lines)) if lines else ""
+
+
+async def _http_check(base: str, check: Check, *, default_only: bool) -> None:
+    """GET ``check.path`` until it answers as expected or the attempts run out. The default
+    check only needs the port to answer HTTP with a status below 500."""
+    last = "no answer"
+    for attempt in range(max(1, check.attempts)):
+        if attempt:
+            await asyncio.sleep(max(check.wait, 1.0))
+        try:
+            timeout = aiohttp.ClientTimeout(total=check.timeout)
+            async with aiohttp.ClientSession(timeout=timeout) as s, s.get(
+                    base + check.path, allow_redirects=False) as resp:
+                body = await resp.text(errors="replace")
+            ok = resp.status < 500 if default_only else 200 <= resp.status < 400
+            if ok and (not check.content or check.content in body):
+                return
+            last = (f"HTTP {resp.status}" if not ok
+                    else f"expected content {check.content!r} not found")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            last = type(exc).__name__
+    raise DeployError(f"health check {check.path} failed after {check.attempts} attempts: {last}",
+                      hint="the release was not switched to; fix the app and push again")
+
+
+class _DeployLock(contextlib.AbstractAsyncContextManager[None]):
+    def __init__(self, store: Store, key: str, app: str) -> None:
+        self.store, self.key, self.app = store, key, app
+        self.lease = 0
+        self._keep: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self.lease = await self.store.grant(15)
+        if not await self.store.create(self.key, str(time.time()), lease=self.lease):
+            await self.store.revoke(self.lease)
+            raise ConflictError(f"{self.app} is currently being deployed",
+                                hint="wait for that deploy to finish, then try again")
+        self._keep = asyncio.create_task(self._keepalive())
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            with contextlib.suppress(ShipmateError):
+                await self.store.keepalive(self.lease)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._keep:
+            self._keep.cancel()
+        await self.store.revoke(self.lease)

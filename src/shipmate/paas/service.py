@@ -1,0 +1,262 @@
+"""The PaaS's operations, one method per user action. The API calls these; they use the
+store records (:mod:`.state`), the builder (:mod:`.build`) and the deployer (:mod:`.deploy`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from shipmate.config import Config
+from shipmate.engine.base import Engine
+from shipmate.errors import ConflictError, ShipmateError, ValidationError
+from shipmate.paas import build as builder
+from shipmate.paas.deploy import Deployer
+from shipmate.paas.gitserver import repo_path
+from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
+from shipmate.paas.sshkeys import SshKeys
+from shipmate.paas.state import PaasState
+from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
+from shipmate.router import keys as route_keys
+from shipmate.scheduler.registry import Registry
+from shipmate.store.base import Store
+
+Emit = Callable[[str], None]
+
+
+class Paas:
+    """Apps, config, domains, releases, deploys."""
+
+    def __init__(self, store: Store, engine: Engine | None, config: Config) -> None:
+        self.store, self.engine, self.config = store, engine, config
+        self.state = PaasState(store)
+        self.keys = SshKeys(store)
+        self.registry = Registry(store)
+        self.deployer = Deployer(store, engine, config, self.state, self.registry)
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise ShipmateError("no Docker engine on this machine",
+                                hint="start one: dockerd >/var/log/dockerd.log 2>&1 &")
+        return self.engine
+
+    # reports ------------------------------------------------------------------------------
+
+    async def report(self, app: str) -> dict[str, Any]:
+        """``apps:report``."""
+        a = await self.state.get_app(app)
+        current = await self.state.current(app)
+        return {"name": a.name, "locked": a.locked, "created": a.created,
+                "release": current.label if current else "",
+                "deploy_source": "git" if current else "",
+                "repo": str(repo_path(self.config.state_dir, app))}
+
+    async def urls(self, app: str) -> list[str]:
+        """Where the app answers."""
+        domains, port = await self.state.domains(app)
+        glob = await self.state.global_domain()
+        suffix = "" if self.config.http_port == 80 else f":{self.config.http_port}"
+        urls = [f"http://{d}{suffix}" for d in ([f"{app}.{glob}"] if glob else []) + domains]
+        if port and not glob:
+            urls.append(f"http://{self.config.public_ip}:{port}")
+        return urls
+
+    async def domains_report(self, app: str) -> dict[str, Any]:
+        """``domains:report`` and ``urls``."""
+        await self.state.get_app(app)
+        domains, port = await self.state.domains(app)
+        glob = await self.state.global_domain()
+        return {"vhosts": domains, "global": glob, "port": port,
+                "urls": await self.urls(app)}
+
+    async def ps(self, app: str) -> dict[str, Any]:
+        """``ps:report``: every instance unit, where it runs and its endpoint."""
+        await self.state.get_app(app)
+        current = await self.state.current(app)
+        states = {s.unit: s for s in await self.registry.unit_states()}
+        kvs, _ = await self.store.range(f"{route_keys.ENDPOINTS_PREFIX}{app}/")
+        eps = [json.loads(kv.value) for kv in kvs]
+        procs = []
+        for name in sorted(await self.registry.units()):
+            parsed = parse_unit_name(name)
+            if not name.startswith(unit_prefix(app)) or parsed is None:
+                continue
+            st = states.get(name)
+            ep = next((e for e in eps if e.get("release") == parsed[3]
+                       and e.get("machine") == (st.machine if st else None)), None)
+            procs.append({"unit": name, "instance": f"{parsed[1]}.{parsed[2]}",
+                          "release": parsed[3], "machine": st.machine if st else "-",
+                          "state": f"{st.active_state}/{st.sub_state}" if st else "waiting",
+                          "endpoint": f"{ep['host']}:{ep['port']}" if ep else "-"})
+        return {"release": current.label if current else "", "processes": procs}
+
+    # changes that deploy ------------------------------------------------------------------
+
+    async def push(self, app: str, rev: str, tar: bytes, emit: Emit) -> None:
+        """A ``git push``: build, then deploy as a new release."""
+        a = await self.state.get_app(app)
+        if a.locked:
+            raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
+        emit(f"-----> Building {app} (revision {rev[:7]})")
+        result = await builder.build(self._engine(), app, rev, tar, emit,
+                                     buildargs=self._cache_args())
+        config = await self.state.config(app)
+        await self._ensure_formation(app, result.processes)
+        release = await self.deployer.deploy(app, lambda v: Release(
+            v, result.image, config, {}, result.processes, rev, time.time(),
+            f"Deploy {rev[:7]}", result.checks.to_json()), emit,
+            release_command=result.release_command)
+        await self._deployed(app, release, emit)
+
+    async def _ensure_formation(self, app: str, processes: Mapping[str, str]) -> None:
+        formation = await self.state.formation(app)
+        if "web" in processes and "web" not in formation:
+            formation["web"] = 1
+        await self.state.set_formation(app, formation)
+
+    def _cache_args(self) -> dict[str, str]:
+        if not self.config.cache:
+            return {}
+        from shipmate.cache import build_settings
+
+        return dict(build_settings("127.0.0.1", self.config.cache_port))
+
+    async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
+        emit(f"=====> Application deployed: {release.label}")
+        for url in await self.urls(app):
+            emit(f"       {url}")
+
+    async def _redeploy(self, app: str, emit: Emit, *, change: Callable[[Release, int], Release]
+                        | None = None) -> None:
+        current = await self.state.current(app)
+        if current is None:
+            emit("-----> App has not been deployed yet; nothing to restart")
+            return
+        target: Release | Callable[[int], Release] = current
+        if change is not None:
+            base = current
+            target = lambda v: change(base, v)  # noqa: E731 - closes over base
+        release = await self.deployer.deploy(app, target, emit)
+        await self._deployed(app, release, emit)
+
+    async def change_config(self, app: str, set_: Mapping[str, str], unset: tuple[str, ...],
+                            restart: bool, emit: Emit) -> None:
+        """``config:set`` / ``config:unset``: a new release with the new config."""
+        new = await self.state.update_config(app, set_, unset)
+        if not restart:
+            return
+        what = ("Set " + ", ".join(set_)) if set_ else ("Unset " + ", ".join(unset))
+        emit("-----> Restarting app with the new config")
+        await self._redeploy(app, emit, change=lambda cur, v: Release(
+            v, cur.image, new, {}, cur.processes, cur.git_rev, time.time(), what,
+            dict(cur.checks)))
+
+    async def rollback(self, app: str, version: int, emit: Emit) -> None:
+        """``releases:rollback``: a new release with vN's image and config."""
+        old = await self.state.release(app, version)
+        release = await self.deployer.deploy(app, lambda v: Release(
+            v, old.image, old.config, {}, old.processes, old.git_rev, time.time(),
+            f"Rollback to {old.label}", dict(old.checks)), emit)
+        await self.state.update_config(app, old.config,
+                                       tuple(set(await self.state.config(app)) - set(old.config)))
+        await self._deployed(app, release, emit)
+
+    async def scale(self, app: str, formation: Mapping[str, Any], emit: Emit) -> None:
+        """``ps:scale``: set the formation and run it."""
+        current = await self.state.formation(app)
+        for proc, count in formation.items():
+            if not PROCESS_TYPE.fullmatch(str(proc)) or not isinstance(count, int) \
+                    or not 0 <= count <= MAX_SCALE:
+                raise ValidationError(f"Invalid scale {proc}={count}")
+        release = await self.state.current(app)
+        if release is not None:
+            unknown = sorted(set(formation) - set(release.processes))
+            if unknown:
+                raise ValidationError(f"Process type {unknown[0]!r} is not in the Procfile",
+                                      hint="known: " + ", ".join(sorted(release.processes)))
+        await self.state.set_formation(app, {**current, **formation})
+        await self._redeploy(app, emit)
+
+    async def restart(self, app: str, emit: Emit) -> None:
+        """``ps:restart``: start fresh instances of the current release, then stop the old."""
+        await self._redeploy(app, emit)
+
+    async def destroy(self, app: str, emit: Emit) -> None:
+        """``apps:destroy``: units, records, repository."""
+        async with self.deployer.lock(app):
+            removed = await self.deployer.destroy_all(app)
+            emit(f"-----> Removed {len(removed)} instance(s)")
+            await self.state.destroy_app(app)
+            await asyncio.to_thread(shutil.rmtree, repo_path(self.config.state_dir, app), True)
+
+    async def change_checks(self, app: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``checks:enable/disable/set``."""
+        checks = await self.state.checks(app)
+        disabled = set(checks.get("disabled", []))
+        disabled |= set(body.get("disable", []))
+        disabled -= set(body.get("enable", []))
+        if "_all_" in body.get("enable", []):
+            disabled = set()
+        checks["disabled"] = sorted(disabled)
+        for key, value in (body.get("set") or {}).items():
+            if key not in ("wait", "timeout", "attempts"):
+                raise ValidationError(f"unknown checks property {key!r}")
+            if value is None:
+                checks.pop(key, None)
+            else:
+                checks[key] = value
+        await self.state.set_checks(app, checks)
+        return checks
+
+    # logs and one-off runs ---------------------------------------------------------------------
+
+    async def logs(self, app: str, num: int, follow: bool, process: str) -> AsyncIterator[str]:
+        """Lines of the app's containers on this machine, ``app[web.1]: line``."""
+        engine = self._engine()
+        containers = [c for c in await engine.list({APP_LABEL: app})
+                      if not process or c.labels.get(PROCESS_LABEL) == process]
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def pump(cid: str, label: str) -> None:
+            with contextlib.suppress(ShipmateError):
+                async for line in engine.logs(cid, follow=follow, tail=num):
+                    await queue.put(f"{app}[{label}]: {line}")
+            await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(c.id, c.labels.get("shipmate.instance", "?")))
+                 for c in containers]
+        try:
+            open_ = len(tasks)
+            while open_:
+                item = await queue.get()
+                if item is None:
+                    open_ -= 1
+                else:
+                    yield item
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def run(self, app: str, argv: list[str]) -> AsyncIterator[str]:
+        """``run APP CMD``: a one-off container of the current release; the last line is
+        ``\\0exit N``."""
+        current = await self.state.current(app)
+        if current is None:
+            raise ValidationError(f"{app} has not been deployed", hint="push it first")
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def work() -> None:
+            try:
+                code, _ = await self.deployer.one_off(app, current, argv, queue.put_nowait)
+                queue.put_nowait(f"\0exit {code}")
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(work())
+        while (item := await queue.get()) is not None:
+            yield item
+        await task

@@ -1,0 +1,109 @@
+"""A release's processes as ``.container`` units (pure). Each process instance (``web.1``,
+``worker.1``, ...) becomes one unit that the scheduler places and an agent runs.
+
+Unit names are ``APP_TYPE.N_TAG.container``: app names cannot contain ``_``, so the prefix
+``APP_`` names exactly one app's units. ``TAG`` is ``vN-XXXX``: the release and a deploy ID,
+so a redeploy of the same release starts new units beside the old ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from shipmate.errors import ValidationError
+
+CONTAINER_PORT = 5000
+APP_LABEL = "shipmate.app"
+PROCESS_LABEL = "shipmate.process"
+INSTANCE_LABEL = "shipmate.instance"
+RELEASE_LABEL = "shipmate.release"  # the route tag: vN-XXXX
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceUnit:
+    """One process instance of a deploy."""
+
+    name: str
+    process: str
+    index: int
+    text: str
+
+
+def unit_prefix(app: str) -> str:
+    """Every unit of ``app`` starts with this."""
+    return f"{app}_"
+
+
+def parse_unit_name(name: str) -> tuple[str, str, int, str] | None:
+    """``APP_TYPE.N_TAG.container`` -> (app, type, n, tag), or None for other units."""
+    if not name.endswith(".container") or "_" not in name:
+        return None
+    app, _, rest = name.removesuffix(".container").partition("_")
+    proc_n, _, tag = rest.rpartition("_")
+    proc, _, n = proc_n.rpartition(".")
+    if not (app and proc and n.isdigit() and tag):
+        return None
+    return app, proc, int(n), tag
+
+
+def escape_value(value: str) -> str:
+    """Quote ``value`` for a unit file's ``Environment=`` (systemd's C-style escapes inside
+    double quotes, ``%%`` for a literal ``%``), so any config value survives exactly."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def instance_units(
+    app: str,
+    tag: str,
+    image: str,
+    processes: Mapping[str, str],
+    formation: Mapping[str, int],
+    env: Mapping[str, str],
+    git_rev: str,
+) -> list[InstanceUnit]:
+    """The units of one deploy: ``formation[type]`` instances of each process type."""
+    units = []
+    for proc in sorted(formation):
+        if proc not in processes:
+            raise ValidationError(f"Process type {proc!r} is not in the Procfile",
+                                  hint="known types: " + ", ".join(sorted(processes)))
+        for i in range(1, formation[proc] + 1):
+            name = f"{app}_{proc}.{i}_{tag}.container"
+            units.append(InstanceUnit(name, proc, i, _unit_text(
+                app, proc, i, tag, image, processes[proc], env, git_rev)))
+    return units
+
+
+def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
+               env: Mapping[str, str], git_rev: str) -> str:
+    full_env = {**env, "PORT": str(CONTAINER_PORT), "DYNO": f"{proc}.{i}", "GIT_REV": git_rev}
+    lines = ["[Unit]", f"Description={app} {proc}.{i} ({tag})", "", "[Container]",
+             f"Image={image}"]
+    if command:
+        lines.append(f'Exec=/bin/sh -c "exec {escape_value(command)}"')
+    for key in sorted(full_env):
+        lines.append(f'Environment="{key}={escape_value(full_env[key])}"')
+    if proc == "web":
+        lines.append(f"PublishPort={CONTAINER_PORT}")
+    for label, value in ((APP_LABEL, app), (PROCESS_LABEL, proc),
+                         (INSTANCE_LABEL, f"{proc}.{i}"), (RELEASE_LABEL, tag)):
+        lines.append(f"Label={label}={value}")
+    lines += ["", "[Service]", "Restart=always"]
+    return "\n".join(lines) + "\n"
