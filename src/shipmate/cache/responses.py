@@ -7,8 +7,10 @@ import asyncio
 import collections
 import os
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from shipmate.cache import mirrors
 from shipmate.cache.fetch import CHUNK, Download, State
@@ -49,10 +51,8 @@ class Responder:
             sent = 0 if request.method == "HEAD" else len(body)
         else:
             # FileResponse does HEAD, single Range, If-Modified-Since/304 and sendfile
-            resp = web.FileResponse(path, chunk_size=CHUNK, headers={
+            return _CountingFileResponse(counters, path, chunk_size=CHUNK, headers={
                 "Content-Type": entry.content_type, "X-Cache": how})
-            await resp.prepare(request)
-            sent = 0 if request.method == "HEAD" else resp.content_length or 0
         counters.bytes_from_cache += sent
         counters.bytes_served += sent
         return resp
@@ -112,6 +112,23 @@ class Responder:
                 raise ConnectionResetError(dl.error)
             else:
                 await dl.changed()
+
+
+class _CountingFileResponse(web.FileResponse):
+    """A FileResponse that adds what it sends to the stats (aiohttp prepares it)."""
+
+    def __init__(self, counters: Counters, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._counters = counters
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        """Send, then count the body bytes sent."""
+        writer = await super().prepare(request)
+        if request.method != "HEAD" and self.status in (200, 206):
+            sent = self.content_length or 0
+            self._counters.bytes_from_cache += sent
+            self._counters.bytes_served += sent
+        return writer
 
 
 def _abort(request: web.BaseRequest) -> None:

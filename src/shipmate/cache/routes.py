@@ -62,19 +62,27 @@ class Routes:
     allowlist: Allowlist
     pypi: Origin
     npm: Origin
+    pypi_prefix: str = ""  # path of the index under its origin (``/root/pypi`` for devpi)
+    npm_prefix: str = ""
 
     @classmethod
     def build(cls, allowlist: Allowlist, pypi_url: str, npm_url: str) -> Routes:
         """From settings (``cache_pypi_upstream``, ``cache_npm_upstream``)."""
-        return cls(allowlist, parse_origin(pypi_url)[0], parse_origin(npm_url)[0])
+        pypi, pypi_path = parse_origin(pypi_url)
+        npm, npm_path = parse_origin(npm_url)
+        return cls(allowlist, pypi, npm, pypi_path.rstrip("/"), npm_path.rstrip("/"))
 
 
-def fmt_for(origin: Origin, routes: Routes) -> str:
-    """The stats format of a proxied URL: by host."""
-    if origin.host in (routes.pypi.host, "pypi.org", "files.pythonhosted.org"):
+def fmt_for(origin: Origin, path: str, routes: Routes) -> str:
+    """The stats format of a proxied URL: by host, or by the mirrors' configured upstreams."""
+    if origin.host in ("pypi.org", "files.pythonhosted.org"):
         return "pypi"
-    if origin.host in (routes.npm.host, "registry.npmjs.org"):
+    if origin.host == "registry.npmjs.org":
         return "npm"
+    for fmt, up, prefix in (("pypi", routes.pypi, routes.pypi_prefix),
+                            ("npm", routes.npm, routes.npm_prefix)):
+        if origin == up and (not prefix or path.startswith(prefix + "/")):
+            return fmt
     return "apt"
 
 
@@ -82,7 +90,7 @@ def route(raw: str, accept: str, routes: Routes) -> Target:
     """Resolve a request target, checking the upstream allowlist; :class:`Refused` otherwise."""
     if raw[:7].lower() == "http://" or raw[:8].lower() == "https://":
         origin, path = parse_origin(raw)
-        target = Target(fmt_for(origin, routes), origin, path, classify(path))
+        target = Target(fmt_for(origin, path, routes), origin, path, classify(path))
     else:
         target = _route_path(_npm_scoped(raw), accept, routes)
     check_allowed(target.origin, routes.allowlist)
@@ -118,7 +126,7 @@ def _route_path(raw: str, accept: str, routes: Routes) -> Target:
     if len(segs) < 3 or ("." not in segs[1] and ":" not in segs[1]):
         raise Refused(404, "unknown path: use /HOST/PATH, /pypi/simple/ or /npm/")
     origin, rest = parse_origin("http://" + segs[1] + "/" + "/".join(segs[2:]))
-    return Target(fmt_for(origin, routes), origin, rest, classify(rest))
+    return Target(fmt_for(origin, rest, routes), origin, rest, classify(rest))
 
 
 def _files(segs: list[str], fmt: str) -> Target:
@@ -134,7 +142,7 @@ def _route_pypi(path: str, segs: list[str], accept: str, routes: Routes) -> Targ
         return _files(segs, "pypi")
     if len(segs) < 3 or segs[2] != "simple":
         raise Refused(404, "PyPI mirror paths: /pypi/simple/NAME/")
-    rest = path[len("/pypi"):]
+    rest = routes.pypi_prefix + path[len("/pypi"):]
     if not rest.endswith("/"):
         rest += "/"
     if _prefers_json(accept):
@@ -167,10 +175,11 @@ def _route_npm(path: str, segs: list[str], accept: str, routes: Routes) -> Targe
         raise Refused(404, "npm mirror paths: /npm/NAME")
     rest = path[len("/npm"):]
     if "/-/" in rest and rest.endswith(".tgz"):
-        return Target("npm", routes.npm, rest, Kind.IMMUTABLE)
+        return Target("npm", routes.npm, routes.npm_prefix + rest, Kind.IMMUTABLE)
     if rest.startswith("/@") and len(segs) >= 4:
         # the registry wants the scope's slash encoded
         rest = f"/{segs[2]}%2F" + "/".join(segs[3:])
+    rest = routes.npm_prefix + rest
     corgi = NPM_CORGI in accept
     accept_up = NPM_CORGI if corgi else "application/json"
     return Target("npm", routes.npm, rest, Kind.VOLATILE, Rewrite.NPM, accept_up)
