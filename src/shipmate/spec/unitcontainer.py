@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shlex
 from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
 from shipmate.spec.container import ContainerSpec, HealthCheck, Mount, PortMapping, make_spec
 from shipmate.spec.unitfile import UnitFile, UnitOption
 from shipmate.spec.unitname import expand
+from shipmate.spec.unitwords import split_words
 
 SECTION = "Container"
 UNIT_LABEL = "shipmate.unit"
@@ -113,9 +113,9 @@ def _last(opts: list[UnitOption], name: str) -> str | None:
 
 def _split(opt: UnitOption) -> list[str]:
     try:
-        return shlex.split(opt.value)
-    except ValueError as exc:
-        raise ValidationError(f"line {opt.line}: {opt.name}: {exc}") from None
+        return split_words(opt.value)
+    except ValidationError as exc:
+        raise ValidationError(f"line {opt.line}: {opt.name}: {exc.message}") from None
 
 
 def _argv(opts: list[UnitOption], name: str) -> list[str] | None:

@@ -1,0 +1,73 @@
+import pytest
+
+from shipmate.errors import ValidationError
+from shipmate.paas.builders.checks import (
+    Check,
+    CheckPlan,
+    parse_app_json,
+    parse_checks_file,
+    plan_checks,
+)
+from shipmate.paas.builders.detect import detect, processes
+
+
+def test_detection_order() -> None:
+    assert detect({"Dockerfile", "package.json"}, {}).builder == "dockerfile"
+    assert detect({"package.json", "requirements.txt"}, {}).builder == "nodejs"
+    assert detect({"requirements.txt", "index.html"}, {}).builder == "python"
+    assert detect({"pyproject.toml"}, {}).builder == "python"
+    assert detect({"index.html"}, {}).builder == "static"
+    assert detect({"Procfile", "run.sh"}, {"web": "./run.sh"}).builder == "procfile"
+    with pytest.raises(ValidationError, match="Unable to select a builder"):
+        detect({"README"}, {})
+
+
+def test_node_dockerfile_installs_dependencies_before_copying_code() -> None:
+    text = detect({"package.json"}, {}).dockerfile or ""
+    assert text.startswith("FROM shipmate/node:18")
+    deps = text.index("COPY package*.json")
+    install = text.index("npm ci")
+    code = text.index("COPY . .")
+    assert deps < install < code
+    assert "ARG NPM_CONFIG_REGISTRY" in text and "ENV NPM_CONFIG_REGISTRY" not in text
+
+
+def test_python_dockerfile_layers() -> None:
+    text = detect({"requirements.txt", "app.py"}, {}).dockerfile or ""
+    assert text.index("COPY requirements.txt") < text.index("pip install") < text.index("COPY . .")
+    assert "ARG PIP_INDEX_URL" in text
+
+
+def test_processes_from_procfile_and_defaults() -> None:
+    node = detect({"package.json"}, {})
+    assert processes(node, {}) == {"web": ""}
+    assert processes(node, {"web": "node a.js", "worker": "node w.js", "release": "x"}) == {
+        "web": "node a.js", "worker": "node w.js"}
+    py = detect({"requirements.txt", "app.py"}, {})
+    assert processes(py, {}) == {"web": "python3 app.py"}
+
+
+def test_app_json_healthchecks() -> None:
+    text = ('{"healthchecks": {"web": [{"type": "startup", "path": "/health", "content": "ok",'
+            ' "attempts": 2, "timeout": 1}, {"type": "liveness", "path": "/x"}]}}')
+    assert parse_app_json(text) == {"web": (Check("/health", "ok", 2, 1.0),)}
+    with pytest.raises(ValidationError):
+        parse_app_json("{not json")
+    with pytest.raises(ValidationError, match="attempts must be a number"):
+        parse_app_json('{"healthchecks": {"web": [{"attempts": "x"}]}}')
+
+
+def test_checks_file() -> None:
+    checks, wait = parse_checks_file("WAIT=2\nATTEMPTS=4\n/ Hello\n/health ok\n")
+    assert wait == 2.0
+    assert checks == (Check("/", "Hello", 4), Check("/health", "ok", 4))
+    with pytest.raises(ValidationError, match="CHECKS line 1"):
+        parse_checks_file("bogus line")
+
+
+def test_plan_checks_prefers_app_json_and_round_trips() -> None:
+    plan = plan_checks({"app.json": '{"healthchecks": {"web": [{"path": "/a"}]}}',
+                        "CHECKS": "/b"})
+    assert plan.checks["web"][0].path == "/a"
+    assert CheckPlan.from_json(plan.to_json()) == plan
+    assert plan_checks({}).checks == {}
