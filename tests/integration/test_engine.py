@@ -127,7 +127,7 @@ async def test_unreachable_engine_says_how_to_start_one(tmp_path):
 
 async def test_logs_follow_and_wait(engine: DockerEngine, base_image):
     spec = make_spec(name("logs"), base_image, command=[
-        "bash", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; exit 4"])
+        "bash", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; echo last; exit 4"])
     cid = await engine.create(spec, extra_labels={TEST_LABEL: RUN_ID})
     await engine.start(cid)
     lines = []
@@ -136,7 +136,8 @@ async def test_logs_follow_and_wait(engine: DockerEngine, base_image):
     assert [x for x in lines if x.startswith("out")] == ["out1", "out2", "out3"]
     assert [x for x in lines if x.startswith("err")] == ["err1", "err2", "err3"]
     assert await engine.wait(cid) == 4
-    assert [line async for line in engine.logs(cid, tail=1)] == ["err3"]
+    assert lines[-1] == "last"
+    assert [line async for line in engine.logs(cid, tail=1)] == ["last"]
 
 
 async def test_follow_can_be_abandoned_while_idle(engine: DockerEngine, base_image):
