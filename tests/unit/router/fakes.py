@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shipmate.errors import ValidationError
 from shipmate.router.render import RenderOptions
+from shipmate.testing import FakeClock
 
 
 class FakeProxy:
@@ -24,3 +25,19 @@ class FakeProxy:
         self.live = config_text
         self.applied.append(config_text)
         return True
+
+
+class WatchedClock(FakeClock):
+    """A FakeClock that counts its sleepers, so a test can wait until the code under test is
+    asleep before advancing time (advancing earlier would not wake it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping += 1
+        try:
+            await super().sleep(seconds)
+        finally:
+            self.sleeping -= 1
