@@ -1,0 +1,133 @@
+"""Fault injection: whatever upstream does wrong, nothing corrupt is cached, the client sees an
+error and the next request retries cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shipmate.cache.server import CacheServer
+from shipmate.cache.testing import FakeUpstream, Fault
+from tests.integration.test_cache_server import (  # noqa: F401 - fixtures
+    fake,
+    get,
+    http,
+    running_cache,
+    url,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def attempt(session: aiohttp.ClientSession, target: str
+                  ) -> tuple[int | None, bytes | None]:
+    """(status, body), or (None, None) when the response broke off."""
+    try:
+        async with session.get(target) as resp:
+            return resp.status, await resp.read()
+    except aiohttp.ClientError:
+        return None, None
+
+
+def assert_nothing_cached(cache: CacheServer, tmp_path: Path) -> None:
+    data = [p for p in (tmp_path / "cache" / "data").rglob("*") if p.is_file()]
+    assert data == [] and cache.storage.entries() == []
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+
+
+async def wait_idle(cache: CacheServer) -> None:
+    import asyncio
+
+    for _ in range(100):
+        if not cache.fetcher.downloads:
+            return
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("mode", ["truncate", "error500", "stall", "reset", "wrong"])
+async def test_fault_then_clean_retry(tmp_path: Path, fake: FakeUpstream,  # noqa: F811
+                                      http: aiohttp.ClientSession, mode: str) -> None:  # noqa: F811
+    body = os.urandom(600_000)
+    digest = hashlib.sha256(body).hexdigest()
+    path = f"/d/dists/bookworm/main/binary-amd64/by-hash/SHA256/{digest}"
+    fake.files[path] = body
+    fake.faults[path] = Fault(mode, times=1)
+    async with running_cache(tmp_path, fake) as cache:
+        target = url(cache, f"/{fake.authority}{path}")
+        status, got = await attempt(http, target)
+        assert status != 200 or got != body
+        if mode == "error500":
+            assert status == 500  # relayed, not cached
+        await wait_idle(cache)
+        assert_nothing_cached(cache, tmp_path)
+        status, got = await attempt(http, target)
+        assert (status, got == body) == (200, True)
+        assert fake.gets[path] == 2
+        assert (await get(http, target))[2]["X-Cache"] == "HIT"
+
+
+async def test_stall_times_out_every_waiting_client(tmp_path: Path, fake: FakeUpstream,  # noqa: F811
+                                                    http: aiohttp.ClientSession) -> None:  # noqa: F811
+    import asyncio
+
+    fake.files["/d/pool/s.deb"] = os.urandom(300_000)
+    fake.faults["/d/pool/s.deb"] = Fault("stall", times=1)
+    async with running_cache(tmp_path, fake, cache_upstream_timeout=0.5) as cache:
+        target = url(cache, f"/{fake.authority}/d/pool/s.deb")
+        results = await asyncio.wait_for(
+            asyncio.gather(*(attempt(http, target) for _ in range(5))), 10)
+        assert all(r == (None, None) or r[0] in (502, 504) for r in results)
+        await wait_idle(cache)
+        assert_nothing_cached(cache, tmp_path)
+        assert cache.snapshot()["formats"]["apt"]["upstream_fetches"] == 1
+
+
+def release_for(entries: dict[str, bytes]) -> bytes:
+    lines = ["Origin: Debian", "Suite: bookworm", "SHA256:"]
+    for name, data in entries.items():
+        lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def test_deb_verified_against_packages_from_by_hash_index(
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+    deb = os.urandom(200_000)
+    stanza = (f"Package: hello\nVersion: 1.0\nFilename: pool/main/h/hello/hello_1.0_amd64.deb\n"
+              f"Size: {len(deb)}\nSHA256: {hashlib.sha256(deb).hexdigest()}\n\n")
+    packages = lzma.compress(("Package: other\nFilename: pool/o.deb\nSHA256: 00\n\n" + stanza)
+                             .encode())
+    digest = hashlib.sha256(packages).hexdigest()
+    fake.files["/d/dists/bookworm/InRelease"] = release_for(
+        {"main/binary-amd64/Packages.xz": packages})
+    fake.files[f"/d/dists/bookworm/main/binary-amd64/by-hash/SHA256/{digest}"] = packages
+    deb_path = "/d/pool/main/h/hello/hello_1.0_amd64.deb"
+    fake.files[deb_path] = deb
+    fake.faults[deb_path] = Fault("wrong", times=1)
+    async with running_cache(tmp_path, fake) as cache:
+        base = url(cache, f"/{fake.authority}")
+        assert (await get(http, base + "/d/dists/bookworm/InRelease"))[0] == 200
+        by_hash = f"{base}/d/dists/bookworm/main/binary-amd64/by-hash/SHA256/{digest}"
+        assert (await get(http, by_hash))[1] == packages
+        status, got = await attempt(http, base + deb_path)
+        assert status != 200 or got != deb  # the wrong bytes were never completed
+        await wait_idle(cache)
+        assert cache.storage.get(cache.storage.entries()[0].key) is not None
+        assert all(not e.url.endswith(".deb") for e in cache.storage.entries())
+        assert cache.snapshot()["verify_failures"] == 1
+        status, got = await attempt(http, base + deb_path)
+        assert (status, got == deb) == (200, True)
+
+
+async def test_upstream_error_pages_are_never_cached(
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+    async with running_cache(tmp_path, fake) as cache:
+        target = url(cache, f"/{fake.authority}/d/pool/missing.deb")
+        assert (await get(http, target))[0] == 404
+        fake.files["/d/pool/missing.deb"] = b"now here"
+        status, got, _ = await get(http, target)
+        assert (status, got) == (200, b"now here")
