@@ -127,7 +127,8 @@ async def test_unreachable_engine_says_how_to_start_one(tmp_path):
 
 async def test_logs_follow_and_wait(engine: DockerEngine, base_image):
     spec = make_spec(name("logs"), base_image, command=[
-        "bash", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; echo last; exit 4"])
+        "bash", "-c",
+        "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; echo last; exit 4"])
     cid = await engine.create(spec, extra_labels={TEST_LABEL: RUN_ID})
     await engine.start(cid)
     lines = []

@@ -177,12 +177,17 @@ async def _run_logged(argv: list[str], on_line: Progress | None, what: str, hint
         stdin=asyncio.subprocess.DEVNULL)
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL)
     assert proc.stdout is not None
-    async for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace").rstrip()
-        tail.append(line)
-        if on_line:
-            on_line(line)
-    code = await proc.wait()
+    try:
+        async for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            tail.append(line)
+            if on_line:
+                on_line(line)
+        code = await proc.wait()
+    finally:
+        if proc.returncode is None:  # cancelled (Ctrl-C): leave no debootstrap behind
+            proc.kill()
+            await proc.wait()
     if code != 0:
         shown = "\n".join(tail)
         raise ShipmateError(f"{what} failed (exit status {code}):\n{shown}", hint=hint)
@@ -208,8 +213,12 @@ class _TarStream:
             "tar", "--numeric-owner", "-C", self.root, "-c", ".",
             stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
         assert self.proc.stdout is not None
-        while chunk := await self.proc.stdout.read(_CHUNK):
-            yield chunk
+        try:
+            while chunk := await self.proc.stdout.read(_CHUNK):
+                yield chunk
+        finally:
+            if self.proc.returncode is None and not self.proc.stdout.at_eof():
+                self.proc.kill()
 
     async def check(self) -> None:
         """Raise if tar failed (the import would then hold a truncated root filesystem)."""
