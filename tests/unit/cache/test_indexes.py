@@ -1,0 +1,108 @@
+"""Mirror rewriting and Debian index parsing (pure)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+from shipmate.cache import debian, mirrors
+
+PAGE = b"""<html><body>
+<a href="https://files.pythonhosted.org/packages/aa/six-1.16.0.whl#sha256=ABC123">six</a>
+<a href="../../packages/bb/six-1.0.tar.gz#sha256=def456" data-requires-python="&gt;=3">x</a>
+<a href="https://files.pythonhosted.org/packages/cc/old.tar.gz">old</a>
+</body></html>"""
+
+
+def test_pypi_html_rewrite_keeps_fragments() -> None:
+    out = mirrors.rewrite_pypi_html(PAGE, "https://pypi.org/simple/six/", "http://h:3142")
+    assert (b'href="http://h:3142/pypi/files/https/files.pythonhosted.org/packages/aa/'
+            b'six-1.16.0.whl#sha256=ABC123"') in out
+    assert b'href="http://h:3142/pypi/files/https/pypi.org/packages/bb/six-1.0.tar.gz#sha256' in out
+    assert b'data-requires-python="&gt;=3"' in out
+
+
+def test_pypi_html_hints() -> None:
+    hints = mirrors.pypi_html_hints(PAGE, "https://pypi.org/simple/six/")
+    assert hints == [
+        ("https://files.pythonhosted.org/packages/aa/six-1.16.0.whl", "sha256", "abc123"),
+        ("https://pypi.org/packages/bb/six-1.0.tar.gz", "sha256", "def456"),
+    ]
+
+
+def test_pypi_json() -> None:
+    doc = {"files": [{"url": "https://files.pythonhosted.org/p/a.whl",
+                      "hashes": {"sha256": "AA"}}, {"url": "x", "hashes": {}}]}
+    body = json.dumps(doc).encode()
+    out = json.loads(mirrors.rewrite_pypi_json(body, "https://pypi.org/simple/a/", "http://h"))
+    assert out["files"][0]["url"] == "http://h/pypi/files/https/files.pythonhosted.org/p/a.whl"
+    assert out["files"][1]["url"] == "http://h/pypi/files/https/pypi.org/simple/a/x"
+    assert mirrors.pypi_json_hints(body, "https://pypi.org/simple/a/") == [
+        ("https://files.pythonhosted.org/p/a.whl", "sha256", "aa")]
+
+
+def test_npm_rewrite_and_integrity() -> None:
+    digest = hashlib.sha512(b"tgz").digest()
+    doc = {"versions": {
+        "1.0.0": {"dist": {"tarball": "https://registry.npmjs.org/a/-/a-1.0.0.tgz",
+                           "integrity": "sha512-" + base64.b64encode(digest).decode()}},
+        "0.1.0": {"dist": {"tarball": "https://registry.npmjs.org/a/-/a-0.1.0.tgz",
+                           "shasum": "ABCD"}},
+        "bad": "not a dict"}}
+    body = json.dumps(doc).encode()
+    out = json.loads(mirrors.rewrite_npm(body, "http://h"))
+    assert out["versions"]["1.0.0"]["dist"]["tarball"] == (
+        "http://h/npm/_files/https/registry.npmjs.org/a/-/a-1.0.0.tgz")
+    assert mirrors.npm_hints(body) == [
+        ("https://registry.npmjs.org/a/-/a-1.0.0.tgz", "sha512", digest.hex()),
+        ("https://registry.npmjs.org/a/-/a-0.1.0.tgz", "sha1", "abcd")]
+
+
+RELEASE = """-----BEGIN PGP SIGNED MESSAGE-----
+Hash: SHA512
+
+Origin: Debian
+MD5Sum:
+ 0123 100 main/binary-amd64/Packages.xz
+SHA256:
+ AAAA 100 main/binary-amd64/Packages.xz
+ bbbb 200 main/binary-amd64/Packages
+ cccc 300 main/i18n/Translation-en.bz2
+ dddd 10 main/binary-amd64/Release
+-----BEGIN PGP SIGNATURE-----
+"""
+
+
+def test_release_hints() -> None:
+    url = "http://deb.debian.org/debian/dists/bookworm/InRelease"
+    assert debian.is_release(url) and not debian.is_release("http://h/debian/pool/Release.deb")
+    hints = debian.release_hints(RELEASE, url)
+    base = "http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/"
+    assert hints == [
+        (base + "Packages.xz", "sha256", "aaaa"),
+        (base + "by-hash/SHA256/aaaa", "sha256", "aaaa"),
+        (base + "Packages", "sha256", "bbbb"),
+        (base + "by-hash/SHA256/bbbb", "sha256", "bbbb"),
+    ]
+
+
+def test_packages_hints() -> None:
+    text = ("Package: hello\nFilename: pool/main/h/hello/hello_1_amd64.deb\nSHA256: AB\n\n"
+            "Package: libstdc++6\nFilename: pool/main/g/gcc/libstdc++6_1_amd64.deb\nSize: 3\n"
+            "SHA256: cd\n\nPackage: nohash\nFilename: pool/x.deb\n\n"
+            "Package: last\nFilename: pool/l.deb\nSHA256: ef")
+    root = debian.archive_root("http://d/debian/dists/bookworm/main/binary-amd64/Packages")
+    assert root == "http://d/debian/"
+    assert list(debian.packages_hints(text.splitlines(), root)) == [
+        ("http://d/debian/pool/main/h/hello/hello_1_amd64.deb", "sha256", "ab"),
+        ("http://d/debian/pool/main/g/gcc/libstdc++6_1_amd64.deb", "sha256", "cd"),
+        ("http://d/debian/pool/l.deb", "sha256", "ef"),
+    ]
+
+
+def test_compression_sniffing() -> None:
+    assert debian.compression(b"\xfd7zXZ\x00\x00") == "xz"
+    assert debian.compression(b"\x1f\x8b\x08") == "gz"
+    assert debian.compression(b"BZh91AY") == "bz2"
+    assert debian.compression(b"Package:") == "none"
