@@ -212,6 +212,9 @@ def _container(src: Source, name: str, key: yaml.Node, node: yaml.Node, base: st
         validate_container_name(name)
     except ValidationError as exc:
         raise src.error(key, exc.message, hint=exc.hint) from exc
+    if len(name) < 2:  # dockerd refuses one-character names
+        raise src.error(key, f"container name {name!r} is too short",
+                        hint="use at least two characters")
     f = src.fields(node, f"container {name}", CONTAINER_KEYS)
     if "image" not in f:
         raise src.error(key, f"container {name}: `image` is required")
