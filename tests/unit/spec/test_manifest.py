@@ -98,7 +98,7 @@ def test_env_file_content_changes_the_spec_hash() -> None:
 
 
 def test_name_defaults_to_file_stem() -> None:
-    assert parse("containers: {a: {image: x:1}}").name == "stack"
+    assert parse("containers: {aa: {image: x:1}}").name == "stack"
 
 
 @pytest.mark.parametrize(("text", "line", "words"), [
@@ -114,6 +114,7 @@ def test_name_defaults_to_file_stem() -> None:
     ("containers:\n  web:\n    image: x\n    volumes: ['a:rel']\n", 4, "absolute path"),
     ("containers:\n  web:\n    image: x\n  web:\n    image: y\n", 4, "duplicate key 'web'"),
     ("containers:\n  bad/name:\n    image: x\n", 2, "invalid container name"),
+    ("containers:\n  w:\n    image: x\n", 2, "too short"),
     ("containers:\n  web:\n    command: x\n", 2, "`image` is required"),
     ("containers:\n  web:\n    image: x\n    health: {interval: 2}\n", 4, "needs `test`"),
     ("containers:\n  web:\n    image: x\n    health: {test: x, interval: soon}\n", 4,
@@ -134,10 +135,10 @@ def test_refusals_name_file_and_line(text: str, line: int, words: str) -> None:
 def test_host_port_conflict_names_both_lines() -> None:
     message = refused("""\
         containers:
-          a:
+          aa:
             image: x
             ports: ["8080:80"]
-          b:
+          bb:
             image: x
             ports:
               - "127.0.0.1:8080:8000"
@@ -148,9 +149,9 @@ def test_host_port_conflict_names_both_lines() -> None:
 def test_same_port_other_protocol_or_address_is_fine() -> None:
     m = parse("""\
         containers:
-          a: {image: x, ports: ["8080:80", "127.0.0.1:9000:90"]}
-          b: {image: x, ports: ["8080:80/udp", "127.0.0.2:9000:90", "0:81"]}
-          c: {image: x, ports: ["81", "81"]}
+          aa: {image: x, ports: ["8080:80", "127.0.0.1:9000:90"]}
+          bb: {image: x, ports: ["8080:80/udp", "127.0.0.2:9000:90", "0:81"]}
+          cc: {image: x, ports: ["81", "81"]}
     """)
     assert len(m.containers) == 3
 
@@ -158,21 +159,21 @@ def test_same_port_other_protocol_or_address_is_fine() -> None:
 def test_depends_on_cycle_and_unknown_refused() -> None:
     cyc = refused("""\
         containers:
-          a: {image: x, depends_on: [b]}
-          b: {image: x, depends_on: [c]}
-          c: {image: x, depends_on: [a]}
+          aa: {image: x, depends_on: [bb]}
+          bb: {image: x, depends_on: [cc]}
+          cc: {image: x, depends_on: [aa]}
     """)
-    assert "cycle" in cyc and "a -> b -> c -> a" in cyc and f"{PATH}:2:" in cyc
-    unknown = refused("containers:\n  a: {image: x, depends_on: [zz]}\n")
+    assert "cycle" in cyc and "aa -> bb -> cc -> aa" in cyc and f"{PATH}:2:" in cyc
+    unknown = refused("containers:\n  aa: {image: x, depends_on: [zz]}\n")
     assert "'zz'" in unknown and f"{PATH}:2:" in unknown
 
 
 def test_env_file_errors_name_the_env_file_line() -> None:
-    message = refused("containers:\n  a: {image: x, env_file: a.env}\n",
+    message = refused("containers:\n  aa: {image: x, env_file: a.env}\n",
                       {"/srv/app/a.env": "A=1\nJUST_A_NAME\n"})
     assert "/srv/app/a.env:2" in message and f"{PATH}:2" in message
 
 
 def test_missing_env_file_refused() -> None:
     assert "cannot read /srv/app/nope.env" in refused(
-        "containers:\n  a: {image: x, env_file: nope.env}\n")
+        "containers:\n  aa: {image: x, env_file: nope.env}\n")
