@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Collection
@@ -174,7 +175,7 @@ async def _run_logged(argv: list[str], on_line: Progress | None, what: str, hint
         raise ShipmateError(f"{argv[0]} is not installed", hint=f"apt-get install {argv[0]}")
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL)
+        stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL)
     assert proc.stdout is not None
     try:
@@ -186,7 +187,8 @@ async def _run_logged(argv: list[str], on_line: Progress | None, what: str, hint
         code = await proc.wait()
     finally:
         if proc.returncode is None:  # cancelled (Ctrl-C): leave no debootstrap behind
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own group: wget, dpkg too
             await proc.wait()
     if code != 0:
         shown = "\n".join(tail)
