@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -12,6 +13,7 @@ import pytest
 from shipmate.errors import StoreError
 from shipmate.store.base import Event, Watch
 from shipmate.store.etcd import EtcdStore
+from shipmate.store.etcd_watch import EtcdWatch
 from tests.conftest import EtcdServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -176,6 +178,28 @@ async def _leader(members: list[EtcdServer]) -> EtcdServer:
         await asyncio.sleep(0.2)
 
 
+async def test_a_hung_member_is_noticed_by_keepalive(cluster: list[EtcdServer],
+                                                     cluster_store: EtcdStore) -> None:
+    """SIGSTOP leaves the TCP connection open but silent: only unanswered HTTP/2 pings reveal
+    it (5 s to answer), and the watch then moves to another member."""
+    store = cluster_store
+    watch = await store.watch("/h/")
+    first = await store.put("/h/a", "1")
+    victim = member_of(cluster, store.current_endpoint)
+    assert victim.proc is not None
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        second = await put_eventually(store, "/h/b", "2", within=20.0)
+        assert not store.current_endpoint.endswith(f":{victim.client_port}")
+        events = await collect(watch, 2, timeout=40.0)
+        assert_exactly_once(events, [first, second])
+        assert isinstance(watch, EtcdWatch)
+        assert watch.reconnects >= 1
+        await watch.close()
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+
+
 async def test_watch_resumes_after_etcd_restarts(single: EtcdServer) -> None:
     store = await EtcdStore.connect([single.endpoint], prefix="/it/", timeout=5.0)
     try:
@@ -191,7 +215,8 @@ async def test_watch_resumes_after_etcd_restarts(single: EtcdServer) -> None:
         got += await collect(watch, len(before) + len(after) - 3)
         assert_exactly_once(got, before + after)
         assert [e.kv.key for e in got] == [f"/r/{i}" for i in range(10)]
-        assert watch.reconnects >= 1  # type: ignore[attr-defined]
+        assert isinstance(watch, EtcdWatch)
+        assert watch.reconnects >= 1
         await watch.close()
     finally:
         await store.close()

@@ -34,6 +34,9 @@ REQUIRE_LEADER = (("hasleader", "true"),)
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    # grpcio 1.85 ignores keepalive_timeout and waits for a ping ack this long instead
+    # (default 60 s; grpc/grpc#39239), so set both.
+    ("grpc.http2.ping_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
     # A restarted member must be found quickly: gRPC's default reconnect backoff grows to 120 s.
