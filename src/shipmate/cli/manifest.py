@@ -138,18 +138,21 @@ def _save(path: str, plan: Plan) -> None:
 
 
 def _saved_plan(path: str) -> Plan | None:
-    """The saved plan at ``path``, or None when it is a manifest."""
+    """The saved plan at ``path``, or None when it is a manifest (YAML, or JSON as YAML)."""
     p = Path(path)
     try:
-        head = p.read_text()
+        text = p.read_text()
     except OSError as exc:
         raise ValidationError(f"cannot read {path}: {exc.strerror}") from exc
-    if not head.lstrip().startswith("{"):
+    if not text.lstrip().startswith("{"):
         return None
     try:
-        return Plan.from_json(json.loads(head))
-    except ValueError as exc:
-        raise ValidationError(f"{path}: not valid JSON: {exc}") from exc
+        data = json.loads(text)
+    except ValueError:
+        return None  # YAML flow style: let the manifest parser say what is wrong
+    if not isinstance(data, dict) or "fingerprint" not in data:
+        return None
+    return Plan.from_json(data)
 
 
 def _confirm(plan: Plan) -> bool:
