@@ -109,6 +109,9 @@ class EtcdWatch(Watch):
                 if _permanent(exc) or loop.time() - healthy_at > self._give_up_after:
                     self._fail(self._conn.translate(exc))
                     return
+            except Exception as exc:  # a bug must not leave the consumer waiting forever
+                self._fail(self._conn.translate(exc))
+                return
             healthy_at = max(healthy_at, self._last_ok)
             if member is not None:
                 self._conn.failed(member)
