@@ -7,13 +7,18 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from shipmate.errors import StoreError
-from shipmate.store.base import Event, Watch
+from shipmate.config import load
+from shipmate.errors import ConfigError, StoreError
+from shipmate.store.base import Compare, Event, Op, Watch
 from shipmate.store.etcd import EtcdStore
+from shipmate.store.etcd_codec import prefix_end
+from shipmate.store.etcd_conn import parse_endpoint
 from shipmate.store.etcd_watch import EtcdWatch
+from shipmate.store.open import open_store
 from tests.conftest import EtcdServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -249,3 +254,55 @@ async def test_lease_expiry_removes_keys_and_notifies(etcd_server: EtcdServer,
         await watch.close()
     finally:
         await store.close()
+
+
+async def test_prefixes_isolate_stores_sharing_one_etcd(etcd_server: EtcdServer,
+                                                        etcd_prefix: str) -> None:
+    a = await EtcdStore.connect([etcd_server.endpoint], prefix=etcd_prefix + "a")
+    b = await EtcdStore.connect([etcd_server.endpoint], prefix=etcd_prefix + "b")
+    try:
+        watch_b = await b.watch("")
+        await a.put("/k", "from a")
+        res = await a.txn([Compare.missing("/k2")], [Op.put("/k2", "x"), Op.get("/", prefix=True)])
+        assert [kv.key for kv in res.responses[1]] == ["/k", "/k2"]
+        assert await b.get("/k") is None
+        assert (await b.range(""))[0] == []
+        assert await b.create("/k", "from b")  # a's /k is not b's /k
+        event = await asyncio.wait_for(anext(watch_b), 10)
+        assert (event.kv.key, event.kv.value) == ("/k", b"from b")
+        assert [kv.key for kv in (await a.range(""))[0]] == ["/k", "/k2"]
+        assert await b.delete("", prefix=True) == 1
+        assert (await a.get("/k")) is not None
+        await watch_b.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_open_store_builds_the_configured_backend(etcd_server: EtcdServer,
+                                                        tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = load({"SHIPMATE_STORE": "etcd", "SHIPMATE_STATE_DIR": str(tmp_path),
+                   "SHIPMATE_ETCD_ENDPOINTS": f" {dead} , {etcd_server.endpoint},"})
+    store = await open_store(config)
+    try:
+        assert isinstance(store, EtcdStore)
+        assert len(store.endpoints) == 2
+        assert await store.revision() > 0
+    finally:
+        await store.close()
+
+
+def test_endpoints_are_parsed_or_refused() -> None:
+    assert parse_endpoint("http://10.0.0.1:2379") == "10.0.0.1:2379"
+    assert parse_endpoint("etcd1") == "etcd1:2379"
+    assert parse_endpoint("[::1]:4001") == "[::1]:4001"
+    for bad in ("https://10.0.0.1:2379", "http://h:1/path", ""):
+        with pytest.raises(ConfigError):
+            parse_endpoint(bad)
+
+
+def test_prefix_end() -> None:
+    assert prefix_end(b"/a/") == b"/a0"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"\xff\xff") == b"\0"
