@@ -242,10 +242,12 @@ class Nginx:
         log_size = _size(self.error_log)
         os.kill(pid, signal.SIGHUP)
         deadline = asyncio.get_running_loop().time() + self.timeout
-        # The master forks new workers only once the new config loaded (sockets bound):
-        # a new worker is the proof the reload took effect.
+        # The master forks new workers only once the new config loaded (sockets bound): a new
+        # worker is the proof the reload took effect. Old workers keep accepting until they
+        # handle their QUIT, when they retitle themselves "shutting down": wait for that too,
+        # so that every connection made after apply() returns gets the new config.
         while asyncio.get_running_loop().time() < deadline:
-            if _children(pid) - before:
+            if _children(pid) - before and all(_retired(worker) for worker in before):
                 return
             emerg = [_EMERG.sub("", ln) for ln in _read_from(self.error_log, log_size).splitlines()
                      if "[emerg]" in ln]
@@ -299,6 +301,15 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+def _retired(worker: int) -> bool:
+    """True when an old nginx worker has exited or stopped accepting connections."""
+    try:
+        title = Path(f"/proc/{worker}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not _alive(worker) or b"shutting down" in title
 
 
 def _children(pid: int) -> set[int]:
