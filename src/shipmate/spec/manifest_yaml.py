@@ -9,7 +9,6 @@ duplicate keys are refused (plain YAML keeps the last one silently), and YAML 1.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import yaml
 
@@ -149,14 +148,3 @@ def kind(node: yaml.Node) -> str:
              NULL: "nothing (null)"}
     return names.get(node.tag, str(node.tag))
 
-
-def walk(node: yaml.Node) -> Iterator[yaml.Node]:
-    """Every node under ``node`` (for checks such as refusing YAML merge keys)."""
-    yield node
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            yield from walk(key)
-            yield from walk(value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield from walk(item)
