@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import Awaitable
@@ -45,7 +46,7 @@ from shipmate.errors import (
     StoreError,
 )
 from shipmate.scheduler.model import Machine, UnitState, parse_metadata
-from shipmate.scheduler.registry import DESIRED, PLACEMENTS, PREFIX, UNITS, Registry
+from shipmate.scheduler.registry import DESIRED, PLACEMENTS, PREFIX, UNITS, Registry, Snapshot
 from shipmate.spec.container import ContainerSpec, spec_hash
 from shipmate.spec.unitcontainer import container_spec, env_file_paths
 from shipmate.spec.unitfile import parse
@@ -54,6 +55,10 @@ from shipmate.store.base import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _WATCHED = (PLACEMENTS, DESIRED, UNITS)
+#: TTLs after the first registration during which an adopted unit that is placed nowhere is
+#: left running: the scheduler may be placing it back here (the machine's lease expired while
+#: the daemon restarted). A unit placed elsewhere, or no longer wanted, stops at once.
+ADOPTION_GRACE = 3.0
 
 
 class Agent:
@@ -74,6 +79,9 @@ class Agent:
         self.heartbeat = Heartbeat(float(config.agent_ttl), self.clock.now())
         self.publisher = Publisher(store, config.machine_id)
         self.lease = 0
+        self._lease_file = state / "lease"
+        self._adopted: set[str] = set()
+        self._grace_until: float | None = None
         self.mine: dict[str, LocalUnit] = {}  # placed here (loaded or launched)
         self.errors: dict[str, str] = {}  # units that could not be run here, why
         self._reported: dict[str, UnitState] = {}
@@ -96,6 +104,7 @@ class Agent:
                 adopted += await self.containers.open()
         if adopted:
             log.info("adopted running units: %s", ", ".join(sorted(adopted)))
+        self._adopted = set(adopted)
         loops = [self._heartbeat_loop(), self._watch_loop(), self._reconcile_loop(),
                  self._report_loop()]
         tasks = [asyncio.create_task(c) for c in loops]
@@ -131,7 +140,19 @@ class Agent:
             await self.clock.sleep(hb.interval)
 
     async def _register(self) -> None:
-        self.lease = await self._bounded(self.store.grant(self.heartbeat.ttl))
+        """Publish the machine under a lease: the previous daemon's lease if it still lives
+        (a quick restart is invisible to the scheduler), else a new one."""
+        lease = self._saved_lease()
+        if lease:
+            try:
+                await self._bounded(self.store.keepalive(lease))
+            except LeaseNotFoundError:
+                lease = 0
+        self.lease = lease or await self._bounded(self.store.grant(self.heartbeat.ttl))
+        with contextlib.suppress(OSError):
+            self._lease_file.write_text(str(self.lease))
+        if self._grace_until is None:
+            self._grace_until = self.clock.now() + ADOPTION_GRACE * self.heartbeat.ttl
         await self._bounded(self.registry.register_machine(self.machine, self.lease))
         self._reported.clear()  # reports lived under the old lease
         self.publisher.reset()
@@ -202,6 +223,8 @@ class Agent:
         wanted, builds = self._wanted(mine)
         running = self._running()
         actions = plan(wanted, running)
+        actions = dataclasses.replace(actions, stop=tuple(
+            n for n in actions.stop if not self._in_grace(n, snap)))
         gone = [n for n in actions.stop if n not in mine]
         self.mine = mine
         for name in gone:  # vanish from the registry first: never active on two machines
@@ -210,12 +233,30 @@ class Agent:
         async with self._lock:
             if not self.heartbeat.may_run_units:
                 return
-            for name in actions.stop:
-                await self._stop(name)
-            for name in actions.start:
-                await self._start(name, builds[name])
+            await asyncio.gather(*(self._stop(name) for name in actions.stop))
+            await asyncio.gather(*(self._start(name, builds[name]) for name in actions.start))
         await self.report(stale=[s.unit for s in snap.states
                                  if s.machine == self.machine_id and s.unit not in mine])
+
+    def _saved_lease(self) -> int:
+        try:
+            return int(self._lease_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def _in_grace(self, name: str, snap: Snapshot) -> bool:
+        """True for an adopted unit the scheduler has not placed anywhere yet (but still
+        wants running) shortly after this daemon started: keep it, it may come back here."""
+        if name not in self._adopted:
+            return False
+        if self._grace_until is None or self.clock.now() > self._grace_until:
+            self._adopted.clear()
+            return False
+        placement = snap.placements.get(name)
+        if placement is not None and self.machine_id in placement.machines:
+            self._adopted.discard(name)  # it is ours again
+            return False
+        return placement is None and snap.desired.get(name) in ("loaded", "launched")
 
     def _wanted(self, mine: dict[str, LocalUnit]) -> tuple[dict[str, str], dict[str, Any]]:
         wanted: dict[str, str] = {}

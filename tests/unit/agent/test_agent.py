@@ -234,3 +234,53 @@ async def test_publishes_status_and_journal_for_other_machines(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_quick_restart_keeps_the_lease(store: Store, engine: FakeEngine,
+                                               tmp_path: Path) -> None:
+    clock = FakeClock()
+    first = make_agent(store, engine, tmp_path, clock)
+    task = await running(first, clock)
+    lease = first.lease
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    second = make_agent(store, engine, tmp_path, clock)
+    task = await running(second, clock)
+    try:
+        assert second.lease == lease
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_adopted_unit_waits_for_the_scheduler_only_if_placed_nowhere(
+        store: Store, engine: FakeEngine, tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    for name in ("stay.container", "moved.container"):
+        await reg.submit(name, WEB)
+        await reg.set_desired(name, "launched")
+        await place(store, name, "m1")
+    first = make_agent(store, engine, tmp_path, clock)
+    task = await running(first, clock)
+    await settle(clock, lambda: len(first._reported) == 2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # while the daemon was away its lease expired: the scheduler unscheduled both units,
+    # then placed one elsewhere
+    await store.delete(placement_key("stay.container"))
+    await place(store, "moved.container", "m2")
+    await clock.advance(10)
+    writes = len(engine.writes)
+
+    second = make_agent(store, engine, tmp_path, clock)
+    task = await running(second, clock)
+    try:
+        await settle(clock, lambda: engine.container_named("shipmate-moved") is None)
+        assert engine.container_named("shipmate-stay") is not None  # kept during the grace
+        await place(store, "stay.container", "m1")  # the scheduler places it back here
+        await settle(clock, lambda: "stay.container" in second._reported)
+        assert [w.action for w in engine.writes[writes:]] == ["stop", "remove"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
