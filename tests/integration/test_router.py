@@ -8,6 +8,7 @@ import collections
 import json
 import shutil
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -318,3 +319,43 @@ async def test_rich_config_passes_nginx_test(tmp_path: Path) -> None:
                                         nginx.render_options))
     finally:
         await nginx.stop()
+
+
+async def test_a_new_daemon_adopts_the_running_nginx(tmp_path: Path) -> None:
+    port = free_port()
+    prefix = tmp_path / "adopt"
+    # A "daemon" that starts the router's nginx and is then killed without stopping it.
+    script = (
+        "import asyncio, sys\n"
+        "from shipmate.router.nginx import Nginx\n"
+        "from shipmate.router.render import RenderOptions\n"
+        "async def main():\n"
+        f"    n = Nginx({str(prefix)!r}, http_port={port},\n"
+        "              options=RenderOptions(bind='127.0.0.1', worker_processes='1'))\n"
+        "    await n.start()\n"
+        "    print(n.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    daemon = await asyncio.create_subprocess_exec(sys.executable, "-c", script,
+                                                  stdout=asyncio.subprocess.PIPE)
+    assert daemon.stdout is not None
+    line = await asyncio.wait_for(daemon.stdout.readline(), 20)
+    daemon.kill()
+    await daemon.wait()
+    master = int(line)
+
+    nginx = Nginx(prefix, http_port=port,
+                  options=RenderOptions(bind="127.0.0.1", worker_processes="1"))
+    await nginx.start()
+    try:
+        assert nginx.pid == master  # adopted, not started twice
+        state = RouterState(port, (Route("web", ("w.test",)),))
+        assert await nginx.apply(render(state, nginx.render_options))
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session, session.get(
+            f"http://127.0.0.1:{port}/", headers={"Host": "w.test"}
+        ) as resp:
+            assert resp.status == 502
+    finally:
+        await nginx.stop()
+    assert nginx.pid is None
