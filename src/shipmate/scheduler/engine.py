@@ -74,12 +74,15 @@ class SchedulerEngine:
             leadership = await self.election.acquire()
             self.leadership = leadership
             try:
-                await self._lead(leadership)
+                failed = await self._lead(leadership)
             finally:
                 self.leadership = None
                 await asyncio.shield(self.election.resign(leadership))
+            if failed:  # let another machine lead rather than flap on a persistent fault
+                await self.clock.sleep(self.election.ttl)
 
-    async def _lead(self, leadership: Leadership) -> None:
+    async def _lead(self, leadership: Leadership) -> bool:
+        """Lead until deposed; True if it ended because of an unexpected error."""
         self._dirty.set()
         tasks: list[asyncio.Future[object]] = [
             asyncio.ensure_future(self.election.hold(leadership)),
@@ -88,11 +91,13 @@ class SchedulerEngine:
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            failed = False
             for task in done:
-                if not task.cancelled() and isinstance(task.exception(), Exception):
-                    exc = task.exception()
-                    if not isinstance(exc, Deposed):
-                        log.error("scheduler engine task failed: %r", exc)
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None and not isinstance(exc, Deposed):
+                    log.error("scheduler engine task failed: %r", exc, exc_info=exc)
+                    failed = True
+            return failed
         finally:
             await cancel_all(tasks)
 

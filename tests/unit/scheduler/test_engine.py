@@ -159,3 +159,26 @@ async def test_election_try_acquire_is_exclusive(store: Store, clock: FakeClock)
     assert (await store.txn([won2.fence()], [])).succeeded is True
     await e2.resign(won2)
     assert (await store.range(PLACEMENTS))[0] == []
+
+
+async def test_timer_reconcile_repairs_what_no_watch_event_announced(
+        store: Store, clock: FakeClock) -> None:
+    reg = Registry(store)
+    await add_machine(store, reg, "m1")
+    engine = SchedulerEngine(store, "m1", clock=clock, ttl=TTL, reconcile_interval=5.0)
+    run = Running()
+    run.start(engine)
+    try:
+        await start_units(reg, ["a.service"], "[Service]\nExecStart=/bin/true\n")
+        await eventually(lambda: _count(reg, 1))
+        await asyncio.sleep(0.1)  # let the pass that wrote it finish its bookkeeping
+        before = engine.reconciles
+        await store.delete(PLACEMENTS + "a.service")  # placements/ changes trigger nothing
+        await asyncio.sleep(0.1)
+        assert await placements(reg) == {} and engine.reconciles == before
+        for _ in range(6):
+            await clock.advance(1.0)  # keepalives keep the leadership; the timer fires
+        await eventually(lambda: _count(reg, 1))
+        assert engine.is_leader and engine.reconciles > before
+    finally:
+        await run.close()
