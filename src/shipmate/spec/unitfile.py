@@ -2,15 +2,17 @@
 
 The grammar is systemd's as fleet read it (go-systemd's ``unit.Deserialize``): ``[Section]``
 headers; ``Name=Value`` options kept in file order, repeated names included; comment lines
-starting with ``#`` or ``;``; a trailing backslash continues a value on the next line (the
-pieces are joined with one space). Unlike systemd, which logs and skips what it cannot read,
-a malformed line is refused with its line number, so a typo never silently drops an option.
+starting with ``#`` or ``;``; a trailing backslash continues a value on the next line (for
+running, the pieces are joined with one space). Unlike systemd, which logs and skips what it
+cannot read, a malformed line is refused with its line number, so a typo never silently drops
+an option.
 
 :func:`serialize` writes the options back the way go-systemd's ``unit.Serialize`` did for
 fleet: sections in first-seen order, each ``[Section]`` followed by its options, a blank line
-between sections. :func:`unit_hash` is the SHA-1 of that text, which is the hash
-``fleetctl list-unit-files`` shows, so two files differing only in comments, blank lines,
-continuations or spacing around ``=`` hash the same.
+between sections, multi-line values as written. :func:`unit_hash` is the SHA-1 of that text,
+the hash ``fleetctl list-unit-files`` shows (fleet's own test vector:
+``[Service]\\nExecStart=/bin/sleep 100\\n`` -> ``1c6fb6f...``), so two files differing only
+in comments, blank lines or spacing around ``=`` hash the same.
 """
 
 from __future__ import annotations
@@ -29,12 +31,21 @@ MAX_UNIT_BYTES = 1 << 20
 
 @dataclasses.dataclass(frozen=True)
 class UnitOption:
-    """One ``Name=Value`` assignment. ``line`` is where it started (1-based; 0 if built)."""
+    """One ``Name=Value`` assignment. ``line`` is where it started (1-based; 0 if built).
+
+    ``value`` is what runs: continuation lines joined with spaces."""
 
     section: str
     name: str
     value: str
     line: int = dataclasses.field(default=0, compare=False)
+    #: The value as written when it spans lines (backslash-newlines kept), else None.
+    raw: str | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def serialized(self) -> str:
+        """The value as fleet serializes it (continuations kept as written)."""
+        return self.value if self.raw is None else self.raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +82,12 @@ class UnitFile:
         return unit_hash(self)
 
 
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(first line number, joined line)``, handling trailing-backslash continuations.
+def _logical_lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """Yield ``(first line number, joined line, raw lines)`` for each logical line.
 
-    As go-systemd does (so hashes match fleet's): the backslash is replaced by one space and
-    the next line is appended as it is; the joined line is then stripped.
+    A trailing backslash continues a line: in the joined form the backslash becomes one space
+    and the next line is appended as it is (what systemd runs); the raw form keeps the
+    backslash-newlines, which is what fleet serializes and hashes.
     """
     pending: list[str] = []
     start = 0
@@ -86,14 +98,18 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
         if not pending:
             start = number
         comment = not pending and raw.lstrip().startswith(("#", ";"))
-        if raw.endswith("\\") and not comment:
-            pending.append(raw[:-1] + " ")
-            continue
         pending.append(raw)
-        yield start, "".join(pending).strip()
+        if raw.endswith("\\") and not comment:
+            continue
+        yield start, _join(pending), "\n".join(pending)
         pending = []
     if pending:
-        yield start, "".join(pending).strip()
+        yield start, _join(pending), "\n".join(pending)
+
+
+def _join(lines: list[str]) -> str:
+    return "".join(line[:-1] + " " if i < len(lines) - 1 else line
+                   for i, line in enumerate(lines)).strip()
 
 
 def parse(text: str) -> UnitFile:
@@ -104,7 +120,7 @@ def parse(text: str) -> UnitFile:
         raise ValidationError("unit file contains a NUL byte")
     options: list[UnitOption] = []
     section: str | None = None
-    for number, line in _logical_lines(text):
+    for number, line, raw in _logical_lines(text):
         if not line or line.startswith(("#", ";")):
             continue
         if line.startswith("["):
@@ -119,7 +135,8 @@ def parse(text: str) -> UnitFile:
             raise ValidationError(f"line {number}: expected Name=Value, got {line!r}")
         if not name or any(c.isspace() for c in name):
             raise ValidationError(f"line {number}: invalid option name {name!r}")
-        options.append(UnitOption(section, name, value.strip(), number))
+        raw_value = raw.partition("=")[2].strip() if "\n" in raw else None
+        options.append(UnitOption(section, name, value.strip(), number, raw_value))
     return UnitFile(tuple(options))
 
 
@@ -143,7 +160,7 @@ def serialize(options: tuple[UnitOption, ...] | list[UnitOption]) -> str:
         grouped.setdefault(opt.section, []).append(opt)
     parts = []
     for section, opts in grouped.items():
-        body = "".join(f"{o.name}={o.value}\n" for o in opts)
+        body = "".join(f"{o.name}={o.serialized}\n" for o in opts)
         parts.append(f"[{section}]\n{body}")
     return "\n".join(parts)
 

@@ -57,13 +57,26 @@ def test_hash_is_sha1_of_go_systemd_serialization() -> None:
     expected = (
         "[Unit]\nDescription=Code.it %i\nAfter=docker.service\nRequires=docker.service\n\n"
         "[Service]\nExecStartPre=-/usr/bin/docker kill code.it.1\n"
-        "ExecStart=/usr/bin/docker run --name code.it.1    -p 8080:80 img\n"
+        "ExecStart=/usr/bin/docker run --name code.it.1 \\\n  -p 8080:80 img\n"
         "ExecStartPost=/usr/bin/etcdctl set /services/code.it/1 up\n"
         "ExecStopPost=/usr/bin/etcdctl rm /services/code.it/1\n\n"
         "[X-Fleet]\nX-Conflicts=code.it.*.service\n"
     )
     assert unit.file.serialize() == expected
     assert unit.hash == hashlib.sha1(expected.encode()).hexdigest()
+
+
+def test_fleet_hash_test_vectors() -> None:
+    # fleet unit/unit_test.go TestUnitHash
+    assert parse("[Service]\nExecStart=/bin/sleep 100\n").hash == (
+        "1c6fb6f3684bafb0c173d8b8b957ceff031180c1")
+    # fleet TestDeserializeEscapedMultilines: multi-line values are kept as written
+    uf = parse('[Service]\nExecStart=echo \\\n  "pi\\\n  ng"\nExecStop=\\\necho "po\\\nng"\n')
+    assert uf.options[0].serialized == 'echo \\\n  "pi\\\n  ng"'
+    assert uf.options[1].serialized == '\\\necho "po\\\nng"'
+    assert uf.value("Service", "ExecStart") == 'echo    "pi   ng"'
+    assert uf.value("Service", "ExecStop") == 'echo "po ng"'
+    assert parse(uf.serialize()) == uf
 
 
 def test_hash_ignores_comments_and_spacing_but_not_values() -> None:
