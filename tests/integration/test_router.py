@@ -312,11 +312,12 @@ async def test_rich_config_passes_nginx_test(tmp_path: Path) -> None:
     )
     nginx = Nginx(tmp_path / "rich", http_port=free_port(),
                   options=RenderOptions(bind="127.0.0.1", worker_processes="1"))
-    await nginx.start()
     try:
+        # No start(): the first apply() starts nginx.
         # Nothing listens on these endpoints; nginx only has to accept and load the config.
         assert await nginx.apply(render(RouterState(nginx.http_port, routes),
                                         nginx.render_options))
+        assert nginx.pid is not None
     finally:
         await nginx.stop()
 

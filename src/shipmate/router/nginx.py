@@ -48,8 +48,9 @@ class Nginx:
         self.nginx_bin = nginx_bin
         self.http_port = http_port
         self.timeout = timeout
-        #: How the config must be rendered for this nginx (the worker user is settled at start).
-        self.render_options = options or RenderOptions()
+        opts = options or RenderOptions()
+        #: How configs must be rendered for this nginx (e.g. which user its workers run as).
+        self.render_options = opts if opts.worker_user else _with_worker_user(opts, self.prefix)
         self.config_path = self.prefix / "conf" / "nginx.conf"
         self.pid_path = self.prefix / "run" / "nginx.pid"
         self.error_log = self.prefix / "logs" / "error.log"
@@ -69,17 +70,7 @@ class Nginx:
         Starts with the last good config if there is one that still passes ``nginx -t``, else
         with an empty config (the 404 default server only)."""
         async with self._lock:
-            self._prepare_dirs()
-            self._take_lock()
-            if self.render_options.worker_user is None:
-                self.render_options = _with_worker_user(self.render_options, self.prefix)
-            adopted = self._running_master()
-            if adopted is not None:
-                log.info("router: adopting nginx master %d under %s", adopted, self.prefix)
-                self._pid = adopted
-                return
-            await self._ensure_config()
-            await self._launch()
+            await self._start()
 
     async def apply(self, config_text: str) -> bool:
         """Make ``config_text`` live. Returns False when it already is (no reload).
@@ -88,7 +79,7 @@ class Nginx:
         reload), the previous config stays live and ValidationError carries nginx's message."""
         async with self._lock:
             if self._lock_fd is None:
-                raise RouterError("the router's nginx was not started", hint="call start() first")
+                await self._start()  # apply() before start(): start first
             if self.pid is None:
                 log.warning("router: nginx master is gone; starting it again")
                 await self._launch()
@@ -123,6 +114,17 @@ class Nginx:
                 self._lock_fd = None
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self._prepare_dirs()
+        self._take_lock()
+        adopted = self._running_master()
+        if adopted is not None:
+            log.info("router: adopting nginx master %d under %s", adopted, self.prefix)
+            self._pid = adopted
+            return
+        await self._ensure_config()
+        await self._launch()
 
     def _prepare_dirs(self) -> None:
         for sub in ("conf", "logs", "run", "tmp"):
@@ -282,7 +284,8 @@ def _with_worker_user(opts: RenderOptions, prefix: Path) -> RenderOptions:
     """As root, workers run as nobody when they can reach the prefix, else as root."""
     if os.geteuid() != 0:
         return opts
-    reachable = all(os.stat(p).st_mode & 0o001 for p in prefix.parents)
+    # Missing directories are made later with mode 0755 (umask 022), so they count as reachable.
+    reachable = all(_mode(p) & 0o001 for p in prefix.parents)
     if not reachable:
         log.warning("router: %s is not reachable by nobody; nginx workers run as root", prefix)
         user = "root"
@@ -293,6 +296,13 @@ def _with_worker_user(opts: RenderOptions, prefix: Path) -> RenderOptions:
         except KeyError:
             user = "nobody"
     return RenderOptions(**{**opts.__dict__, "worker_user": user})
+
+
+def _mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        return 0o755
 
 
 def _alive(pid: int) -> bool:
