@@ -11,8 +11,9 @@ import time
 from shipmate.cli import output
 from shipmate.cli.registry import Context, arg, command
 from shipmate.engine import images_recipes
-from shipmate.engine.docker import DockerEngine
-from shipmate.engine.images import bootstrap
+
+# docker-py and the engine adapter are imported inside the commands: every CLI invocation
+# imports this module, and only these two commands need them.
 
 
 @command(
@@ -26,6 +27,9 @@ from shipmate.engine.images import bootstrap
 )
 async def images_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
     """Bootstrap the base images (idempotent)."""
+    from shipmate.engine.docker import DockerEngine
+    from shipmate.engine.images import bootstrap
+
     mirror = args.mirror or ctx.config.debian_mirror
     json_out = ctx.format == "json"
     step = (lambda _: None) if json_out else output.step
@@ -50,6 +54,8 @@ async def images_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
 @command("images:list", "list Shipmate's base images")
 async def images_list(ctx: Context, args: argparse.Namespace) -> int:
     """Base images present in the engine, with the recipe each should match."""
+    from shipmate.engine.docker import DockerEngine
+
     engine = DockerEngine(ctx.config.docker_host)
     try:
         present = await engine.images({images_recipes.KIND_LABEL: None})
