@@ -23,7 +23,7 @@ import docker.errors
 import requests.exceptions
 
 from shipmate.engine import docker_spec
-from shipmate.engine.base import ContainerInfo, EngineEvent, ImageInfo
+from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo
 from shipmate.engine.docker_streams import aiter_blocking, blocking_chunks, split_lines
 from shipmate.errors import (
     EngineConflictError,
@@ -340,3 +340,7 @@ class _BuildLines:
     def flush(self) -> builtins.list[str]:
         rest, self.pending = self.pending, ""
         return [rest] if rest.strip() else []
+
+
+def _conforms(engine: DockerEngine) -> Engine:
+    return engine  # mypy checks DockerEngine against the Engine protocol here

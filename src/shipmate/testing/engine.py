@@ -23,7 +23,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from shipmate.engine.base import ContainerInfo, EngineEvent, ImageInfo
+from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo
 from shipmate.engine.docker_spec import container_labels
 from shipmate.errors import EngineConflictError, EngineError, NotFoundError
 from shipmate.spec.container import ContainerSpec, PortMapping
@@ -382,3 +382,7 @@ def _matches(event: EngineEvent, filters: Mapping[str, Sequence[str]]) -> bool:
         if check and not any(check(v) for v in values):
             return False
     return True
+
+
+def _conforms(engine: FakeEngine) -> Engine:
+    return engine  # mypy checks FakeEngine against the Engine protocol here
