@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 
 from shipmate.cache.policy import (
     ALIASES,
@@ -95,6 +96,12 @@ def route(raw: str, accept: str, routes: Routes) -> Target:
         target = _route_path(_npm_scoped(raw), accept, routes)
     check_allowed(target.origin, routes.allowlist)
     return target
+
+
+@functools.lru_cache(maxsize=8192)
+def cached_route(raw: str, accept: str, routes: Routes) -> Target:
+    """:func:`route`, memoised: the same few thousand targets are asked for again and again."""
+    return route(raw, accept, routes)
 
 
 def check_allowed(origin: Origin, allowlist: Allowlist) -> None:

@@ -30,7 +30,7 @@ from shipmate.cache.policy import (
     parse_networks,
 )
 from shipmate.cache.responses import Responder, error_response
-from shipmate.cache.routes import Rewrite, Routes, Target, route
+from shipmate.cache.routes import Rewrite, Routes, Target, cached_route
 from shipmate.cache.stats import Counters, Stats
 from shipmate.cache.storage import Storage
 from shipmate.cache.tunnel import tunnel
@@ -60,6 +60,7 @@ class CacheServer:
         self._runner: web.ServerRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._port: int = int(config.cache_port)
+        self._clients_seen: dict[str, bool] = {}
 
     @property
     def port(self) -> int:
@@ -70,7 +71,9 @@ class CacheServer:
         """Open storage, start the upstream client, listen."""
         await asyncio.to_thread(self.storage.open)
         await self.fetcher.start()
-        server = web.Server(self._handle, handler_cancellation=False)
+        # no access log by default: one log line per hit costs more than serving the hit
+        access = logging.getLogger("aiohttp.access") if self.config.debug else None
+        server = web.Server(self._handle, handler_cancellation=False, access_log=access)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.cache_bind, self._port, backlog=1024,
@@ -111,8 +114,16 @@ class CacheServer:
         return self.storage.gc(self.fetcher.active_temp_files())
 
     # -- request handling ----------------------------------------------------------------------
+    def _client_ok(self, remote: str | None) -> bool:
+        ok = self._clients_seen.get(remote or "")
+        if ok is None:
+            if len(self._clients_seen) > 4096:
+                self._clients_seen.clear()
+            ok = self._clients_seen[remote or ""] = client_allowed(remote, self.clients)
+        return ok
+
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if not client_allowed(request.remote, self.clients):
+        if not self._client_ok(request.remote):
             self.stats.refused += 1
             return error_response(403, f"client {request.remote} is not in cache_clients")
         if request.method == "CONNECT":
@@ -123,7 +134,7 @@ class CacheServer:
         if request.method not in ("GET", "HEAD"):
             return error_response(405, "the cache answers GET and HEAD")
         try:
-            target = route(raw, request.headers.get("Accept", ""), self.routes)
+            target = cached_route(raw, request.headers.get("Accept", ""), self.routes)
         except Refused as exc:
             self.stats.refused += 1
             return error_response(exc.status, exc.message)

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Shipmate's package cache side by side with Debian's apt-cacher-ng, on the same files.
+
+    .venv/bin/python bench/cache.py [--duration 5] [--skip-apt] [--skip-wan]
+
+1. warm-hit throughput (MB/s) on large .debs and requests/s on small ones, at 1, 10 and 50
+   concurrent clients (wrk on loopback), and each server's memory (VmRSS after each run, VmHWM);
+2. cold vs warm ``apt-get update && apt-get install`` of a package set in a shipmate/base
+   container pointed at each cache (bridge gateway), with the upstream as it is (a fast local
+   mirror) and through a throttling proxy on loopback (20 Mbit/s, 50 ms per request) that both
+   caches fetch from.
+
+Bounded: a few files, fixed durations, loopback and the project's own containers only.
+The bench writes ``http://deb.debian.org/debian/`` into /etc/apt-cacher-ng/backends_debian (as the
+package expects) and runs apt-cacher-ng from a copy of /etc/apt-cacher-ng in a temp directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import lzma
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from shipmate.cache.testing import ThrottledUpstream  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = "http://deb.debian.org/debian"
+IMAGE = "shipmate/base:bookworm"
+APT_PACKAGES = "curl jq git"
+CONCURRENCY = (1, 10, 50)
+
+
+def free_port() -> int:
+    """A free port from 3143 up (apt-cacher-ng refuses to bind five-digit ports here)."""
+    for port in range(3143, 4000):
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 3143-3999")
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def mem_kb(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+class Server:
+    """One cache process: its name, port, URL prefix for the Debian archive, pid."""
+
+    def __init__(self, name: str, port: int, archive: str, proc: subprocess.Popen[bytes]):
+        self.name, self.port, self.archive, self.proc = name, port, archive, proc
+        wait_port(port)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{self.archive}/{path}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_shipmate(tmp: Path, upstream: str, extra_upstream: str = "") -> Server:
+    port = free_port()
+    env = {**os.environ, "SHIPMATE_STATE_DIR": str(tmp / f"shipmate-{port}"),
+           "SHIPMATE_CACHE_FRESH_SECONDS": "3600"}
+    if extra_upstream:
+        env["SHIPMATE_CACHE_UPSTREAMS"] = "deb.debian.org," + extra_upstream
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/shipmate"), "cache", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp / f"shipmate-{port}.log", "wb"))  # noqa: SIM115
+    return Server("shipmate", port, "/" + upstream.split("://", 1)[1], proc)
+
+
+def start_acng(tmp: Path, backend: str) -> Server:
+    Path("/etc/apt-cacher-ng/backends_debian").write_text(f"{MIRROR}/\n")
+    port = free_port()
+    conf = tmp / f"acng-conf-{port}"
+    shutil.copytree("/etc/apt-cacher-ng", conf)
+    (conf / "backends_debian").write_text(backend + "\n")
+    for d in ("cache", "log"):
+        (tmp / f"acng-{d}-{port}").mkdir()
+    proc = subprocess.Popen(
+        ["apt-cacher-ng", "-c", str(conf), "ForeGround=1", f"Port={port}",
+         f"CacheDir={tmp}/acng-cache-{port}", f"LogDir={tmp}/acng-log-{port}",
+         f"PidFile={tmp}/acng-{port}.pid", "BindAddress=0.0.0.0", "ExThreshold=4"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Server("apt-cacher-ng", port, "/debian", proc)
+
+
+def pick_files() -> tuple[list[str], list[str]]:
+    """Four large .debs (5-30 MB) and twenty small ones (< 20 kB) from the mirror's index."""
+    release = urllib.request.urlopen(f"{MIRROR}/dists/bookworm/InRelease").read().decode()
+    sha256 = release.split("\nSHA256:\n", 1)[1]
+    line = next(x for x in sha256.splitlines()
+                if x.startswith(" ") and x.endswith("main/binary-amd64/Packages.xz"))
+    digest = line.split()[0]
+    url = f"{MIRROR}/dists/bookworm/main/binary-amd64/by-hash/SHA256/{digest}"
+    text = lzma.decompress(urllib.request.urlopen(url).read()).decode("utf-8", "replace")
+    files = re.findall(r"^Filename: (\S+)\nSize: (\d+)$", text, re.M)
+    big = [f for f, s in files if 5e6 < int(s) < 3e7][:4]
+    small = [f for f, s in files if int(s) < 20_000 and "+" not in f][:20]
+    return big, small
+
+
+def warm(server: Server, paths: list[str]) -> None:
+    for p in paths:
+        with urllib.request.urlopen(server.url(p)) as resp:
+            resp.read()
+
+
+def wrk(urls: list[str], clients: int, duration: float) -> tuple[float, float]:
+    """(requests/s, MB/s) of wrk over ``urls`` (a Lua script cycles through them)."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    paths = ", ".join(f'"{u.split("/", 3)[3]}"' for u in urls)
+    script.write_text(f"local p = {{{paths}}}\nlocal i = 0\nrequest = function()\n"
+                      "  i = i % #p + 1\n  return wrk.format('GET', '/' .. p[i])\nend\n")
+    base = "/".join(urls[0].split("/", 3)[:3])
+    out = subprocess.run(["wrk", "-t", str(min(clients, 2)), "-c", str(clients), "-d",
+                          f"{int(duration)}s", "--timeout", "30s", "-s", str(script), base],
+                         capture_output=True, text=True, check=True).stdout
+    script.unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    assert m, out
+    scale = {"B": 1e-6, "KB": 1024 / 1e6, "MB": 1.048576, "GB": 1073.741824}[m.group(2)]
+    return rps, float(m.group(1)) * scale
+
+
+def throughput(servers: list[Server], big: list[str], small: list[str],
+               duration: float) -> list[list[str]]:
+    rows = []
+    for s in servers:
+        warm(s, big + small)
+    for clients in CONCURRENCY:
+        for s in servers:
+            _, mbs = wrk([s.url(p) for p in big], clients, duration)
+            rps, _ = wrk([s.url(p) for p in small], clients, duration)
+            mem = mem_kb(s.proc.pid)
+            rows.append([s.name, str(clients), f"{mbs:.0f}", f"{rps:.0f}",
+                         f"{mem['VmRSS'] / 1024:.0f}", f"{mem['VmHWM'] / 1024:.0f}"])
+    return rows
+
+
+def gateway() -> str:
+    out = subprocess.run(["docker", "network", "inspect", "bridge", "--format",
+                          "{{range .IPAM.Config}}{{.Gateway}}{{end}}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return out or "172.17.0.1"
+
+
+def apt_run(server: Server, gw: str) -> float:
+    sources = f"deb http://{gw}:{server.port}{server.archive} bookworm main"
+    script = (f"echo '{sources}' > /etc/apt/sources.list && apt-get update -q && "
+              f"apt-get install -y -q --no-install-recommends {APT_PACKAGES}")
+    t = time.monotonic()
+    subprocess.run(["docker", "run", "--rm", IMAGE, "sh", "-c", script], check=True,
+                   capture_output=True, timeout=900)
+    return time.monotonic() - t
+
+
+def apt_cold_warm(tmp: Path, label: str, make: list[tuple[str, str]],
+                  gw: str) -> Iterator[list[str]]:
+    for kind, backend in make:
+        server = (start_shipmate(tmp, backend, backend.split("://")[1].split("/")[0])
+                  if kind == "shipmate" else start_acng(tmp, backend + "/"))
+        try:
+            cold, hot = apt_run(server, gw), apt_run(server, gw)
+            mem = mem_kb(server.proc.pid)
+        finally:
+            server.stop()
+        yield [server.name, label, f"{cold:.1f}", f"{hot:.1f}", f"{mem['VmHWM'] / 1024:.0f}"]
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+    print()
+
+
+async def with_throttle(tmp: Path, gw: str) -> list[list[str]]:
+    throttle = ThrottledUpstream("http://deb.debian.org", bits_per_s=20e6, latency=0.05)
+    await throttle.start()
+    upstream = f"http://127.0.0.1:{throttle.port}/debian"
+    try:
+        rows = []
+        for make in ([("shipmate", upstream)], [("acng", upstream)]):
+            rows += await asyncio.to_thread(
+                lambda m=make: list(apt_cold_warm(tmp, "20Mbit+50ms", m, gw)))
+        return rows
+    finally:
+        await throttle.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    ap.add_argument("--skip-apt", action="store_true", help="no container apt-get runs")
+    ap.add_argument("--skip-wan", action="store_true", help="no throttled-upstream runs")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="shipmate-bench-"))
+    try:
+        big, small = pick_files()
+        servers = [start_shipmate(tmp, MIRROR), start_acng(tmp, MIRROR + "/")]
+        try:
+            print(f"warm hits: {len(big)} large .debs, {len(small)} small .debs, "
+                  f"{args.duration:.0f} s per run (wrk on loopback)\n")
+            table(["server", "clients", "large MB/s", "small req/s", "RSS MB", "peak RSS MB"],
+                  throughput(servers, big, small, args.duration))
+        finally:
+            for s in servers:
+                s.stop()
+        if not args.skip_apt:
+            gw = gateway()
+            rows = list(apt_cold_warm(tmp, "local mirror", [("shipmate", MIRROR),
+                                                            ("acng", MIRROR)], gw))
+            if not args.skip_wan:
+                rows += asyncio.run(with_throttle(tmp, gw))
+            print(f"apt-get update + install {APT_PACKAGES} in {IMAGE} (seconds)\n")
+            table(["server", "upstream", "cold s", "warm s", "peak RSS MB"], rows)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
