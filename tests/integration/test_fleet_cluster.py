@@ -85,19 +85,27 @@ class Cluster:
         return m
 
     def cleanup(self) -> None:
-        for m in self.machines:
-            if m.proc and m.proc.poll() is None:
-                with contextlib.suppress(Exception):
-                    m.fleet("destroy", *[p.name for p in self.root.glob("*.service")],
-                            *[p.name for p in self.root.glob("*.container")], check=False)
-                break
-        time.sleep(1)
+        live = [m for m in self.machines if m.proc and m.proc.poll() is None]
+        if live:
+            units = [p.name for p in self.root.glob("*.service")]
+            units += [p.name for p in self.root.glob("*.container")]
+            with contextlib.suppress(Exception):
+                live[0].fleet("destroy", *units, check=False)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and live[0].fleet(
+                        "list-units", "--no-legend", check=False).stdout.strip():
+                    time.sleep(0.5)
         for m in self.machines:
             if m.proc and m.proc.poll() is None:
                 m.signal(signal.SIGTERM)
             for pid in m.leftover_pids():  # units a killed or stopped daemon left running
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                                  f"label=shipmate.machine={m.id}"],
+                                 capture_output=True, text=True).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
 @pytest.fixture
