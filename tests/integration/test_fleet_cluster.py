@@ -263,6 +263,13 @@ async def test_five_conflicting_units_on_three_machines(cluster: Cluster,
     assert len(running) == 3
     assert sorted(m for v in running.values() for m in v) == sorted(m.id for m in ms)
 
+    # journal and status of a unit on another machine: what its agent published
+    unit, (where,) = next((u, m) for u, m in sorted(running.items()) if m != [ms[0].id])
+    await until(lambda: f"Started {unit}" in ms[0].fleet("journal", unit).stdout,
+                what="published journal")
+    status = ms[0].fleet("status", unit).stdout
+    assert f"on {where}" in status and "Active: active (running)" in status
+
     victim = sorted(running)[0]
     ms[1].fleet("destroy", victim)
     await until(lambda: _replaced(registry, victim), what="a waiting unit took its place")
@@ -332,6 +339,8 @@ async def test_restarted_daemon_adopts_its_units(cluster: Cluster, registry: Reg
     box2 = json.loads(m.fleet("status", "box.container", "--format", "json").stdout)
     assert box2["machines"][0]["detail"]["container_id"] == cid
     assert "adopted running units" in (m.dir / "daemon.log").read_text()
+    assert f"Adopted keep.service (main PID {pid})" in m.fleet(
+        "journal", "--lines", "3", "keep.service").stdout
     m.fleet("destroy", "keep.service", "box.container")
 
 
