@@ -146,3 +146,13 @@ class EngineConflictError(EngineError, ConflictError):
 
 
 _register(EngineConflictError)
+
+
+class ClusterError(ShipmateError):
+    """A local cluster (``shipmate cluster``) could not be built, started, changed or read."""
+
+    status = 502
+    code = "cluster"
+
+
+_register(ClusterError)

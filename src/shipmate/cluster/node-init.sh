@@ -1,0 +1,34 @@
+#!/bin/sh
+# shipmate-node-init: the entrypoint of a cluster node (a Docker-in-Docker container started by
+# `shipmate cluster up`, with `docker run --init`, so tini is PID 1 and reaps orphans).
+# Starts, in order: dockerd, the etcd member (when ETCD_NAME is set), then the Shipmate daemon,
+# which is restarted if it exits. Logs go to /run/shipmate (bind-mounted from the host).
+set -u
+RUN_DIR=/run/shipmate
+mkdir -p "$RUN_DIR" /var/lib/shipmate
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) node-init: $*" >>"$RUN_DIR/node.log"; }
+
+# The inner bridge gets a subnet of its own so it never shadows the cluster network.
+dockerd --host unix:///var/run/docker.sock --bip "${SHIPMATE_NODE_BIP:-10.253.0.1/24}" \
+    >"$RUN_DIR/dockerd.log" 2>&1 &
+i=0
+until docker version >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -gt 300 ]; then log "dockerd did not answer within 30 s"; break; fi
+    sleep 0.1
+done
+log "dockerd up"
+
+if [ -n "${ETCD_NAME:-}" ]; then
+    mkdir -p "$(dirname "$ETCD_DATA_DIR")"
+    etcd >"$RUN_DIR/etcd.log" 2>&1 &
+    log "etcd member $ETCD_NAME started"
+fi
+
+# Units run as the daemon's children; if it dies it is started again and adopts them.
+while true; do
+    log "starting shipmate daemon"
+    shipmate daemon >>"$RUN_DIR/daemon.log" 2>&1
+    log "shipmate daemon exited with status $?"
+    sleep 1
+done
