@@ -40,7 +40,8 @@ class Daemon:
 
     async def status(self) -> dict[str, Any]:
         """What runs, for ``shipmate status``."""
-        engine: dict[str, Any] = {"address": self.config.docker_host, "error": self.engine_error}
+        engine: dict[str, Any] = {"address": self.config.docker_host, "version": None,
+                                  "api_version": None, "error": self.engine_error}
         if self.engine is not None:
             try:
                 v = await self.engine.version()

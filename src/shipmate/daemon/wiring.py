@@ -46,6 +46,9 @@ def components(daemon: Daemon, app: web.Application) -> list[Component]:
     """Build this machine's components and add their API routes to ``app``."""
     cfg = daemon.config
     comps: list[Component] = []
+    from shipmate.daemon.compactor import Compactor
+
+    comps.append(Component("compactor", Compactor(daemon.store).run))
     builders = [_fleet, _paas]
     if cfg.router:
         builders.append(_router)
@@ -63,7 +66,8 @@ def _fleet(daemon: Daemon, app: web.Application) -> list[Component]:
 
     cfg = daemon.config
     agent = Agent(daemon.store, daemon.engine, cfg)
-    scheduler = SchedulerEngine(daemon.store, cfg.machine_id)
+    scheduler = SchedulerEngine(daemon.store, cfg.machine_id, ttl=cfg.agent_ttl,
+                                reconcile_interval=cfg.reconcile_interval)
     daemon.services.update(agent=agent, scheduler=scheduler)
     add_fleet_routes(app, daemon)
     return [Component("agent", agent.run), Component("scheduler", scheduler.run)]
@@ -75,7 +79,8 @@ def _router(daemon: Daemon, app: web.Application) -> list[Component]:
 
     cfg = daemon.config
     nginx = Nginx(cfg.state_dir / "nginx", nginx_bin=cfg.nginx_bin, http_port=cfg.http_port)
-    controller = RouterController(daemon.store, nginx)
+    controller = RouterController(daemon.store, nginx, global_domain=cfg.global_domain,
+                                  interval=cfg.reconcile_interval)
     daemon.services["router"] = controller
     daemon.services.setdefault("closers", []).append(nginx.stop)
     return [Component("router", controller.run)]

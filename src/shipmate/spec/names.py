@@ -7,7 +7,8 @@ import re
 from shipmate.errors import ValidationError
 
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# dockerd refuses one-character names ("Invalid container name (a)").
+CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MAX_APP_NAME = 63
 
 
