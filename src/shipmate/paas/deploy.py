@@ -47,6 +47,7 @@ class Deployer:
                  state: PaasState, registry: Registry) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state, self.registry = state, registry
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # the deploy ---------------------------------------------------------------------------
 
@@ -128,7 +129,9 @@ class Deployer:
         if "_all_" in disabled:
             emit("-----> Zero downtime checks disabled, skipping")
             return
-        wait = float(settings.get("wait") or plan.wait)
+        # Explicit checks prove the app works; without them, it must at least stay up a while.
+        explicit = bool(plan.checks.get("web")) and "web" not in disabled
+        wait = float(settings.get("wait") or (0.5 if explicit else plan.wait))
         if "web" not in disabled:
             for ep in await self._endpoints(app, tag):
                 await self._check_endpoint(ep, plan.checks.get("web", ()), settings, emit)
@@ -191,13 +194,20 @@ class Deployer:
     async def _switch(self, app: str, release: Release, tag: str, emit: Emit) -> None:
         await self.state.set_current(app, release.version)
         await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
-        if not await self.state.global_domain():
-            await self.state.allocate_port(app)
-        emit(f"-----> Switched traffic to {release.label}; draining old instances")
-        await asyncio.sleep(DRAIN_SECONDS)
+        await self.state.ensure_routed(app)
         old = [n for n in (await self.registry.units())
                if n.startswith(unit_prefix(app)) and (parse_unit_name(n) or ("",) * 4)[3] != tag]
-        await self._destroy(old)
+        emit(f"-----> Switched traffic to {release.label}; retiring {len(old)} old instance(s) "
+             f"in {DRAIN_SECONDS:g}s")
+        # Like Dokku's DOKKU_WAIT_TO_RETIRE, old instances finish their requests in the
+        # background; the deploy is done once traffic has switched.
+        task = asyncio.create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, names: list[str]) -> None:
+        await asyncio.sleep(DRAIN_SECONDS)
+        await self._destroy(names)
 
     async def _destroy(self, names: list[str]) -> None:
         for name in names:

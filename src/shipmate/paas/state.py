@@ -197,6 +197,14 @@ class PaasState:
         await self.store.put(route_keys.domains_key(name),
                              route_keys.encode_domains(domains, port))
 
+    async def ensure_routed(self, name: str) -> None:
+        """Make the router serve the app: a domains record (empty when it only has
+        APP.GLOBALDOMAIN) and, without a global domain, a dedicated port."""
+        if not await self.global_domain():
+            await self.allocate_port(name)
+        elif await self.store.get(route_keys.domains_key(name)) is None:
+            await self.store.create(route_keys.domains_key(name), route_keys.encode_domains([]))
+
     async def allocate_port(self, name: str, base: int = 10001) -> int:
         """A dedicated router port for an app without a global domain (stable once given)."""
         domains, port = await self.domains(name)

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
 
-CACHE_ARGS = ("NPM_CONFIG_REGISTRY", "PIP_INDEX_URL", "PIP_TRUSTED_HOST", "APT_PROXY")
+CACHE_ARGS = ("NPM_CONFIG_REGISTRY", "PIP_INDEX_URL", "PIP_TRUSTED_HOST", "APT_PROXY",
+              "SHIPMATE_CACHE_URL")
 
 
 @dataclasses.dataclass(frozen=True)
