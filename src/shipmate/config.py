@@ -40,6 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("state_dir", Path, Path("/var/lib/shipmate"), "where the daemon keeps its state"),
     Setting("socket", Path, None, "daemon API unix socket (default: STATE_DIR/shipmate.sock)"),
     Setting("debug", bool, False, "show tracebacks and debug logs"),
+    Setting("cluster", str, "", "talk to this node of a local cluster: node-2 or NAME/node-2"),
     # store
     Setting("store", str, "sqlite", "desired-state store backend: sqlite or etcd"),
     Setting("etcd_endpoints", str, "http://127.0.0.1:2379", "comma-separated etcd endpoints"),
