@@ -30,6 +30,9 @@ def validate_app_name(name: str) -> str:
 
 def validate_container_name(name: str) -> str:
     """Return ``name`` if Docker would accept it as a container name, else raise."""
+    if len(name) < 2:
+        raise ValidationError(f"invalid container name {name!r}: too short",
+                              hint="Docker needs at least 2 characters")
     if not CONTAINER_NAME.fullmatch(name) or len(name) > 128:
         raise ValidationError(
             f"invalid container name {name!r}",

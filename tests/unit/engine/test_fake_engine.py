@@ -50,7 +50,7 @@ async def test_reads_make_no_writes():
 async def test_errors_like_docker():
     engine = FakeEngine(images=["shipmate/node:18"])
     with pytest.raises(NotFoundError):
-        await engine.create(make_spec("x", "missing/image:1"))
+        await engine.create(make_spec("xx", "missing/image:1"))
     cid = await engine.create(spec())
     with pytest.raises(EngineConflictError):
         await engine.create(spec())
@@ -65,12 +65,12 @@ async def test_errors_like_docker():
 
 async def test_list_filters_by_labels_and_state():
     engine = FakeEngine(images=["shipmate/node:18"])
-    a = await engine.create(spec("a"))
-    await engine.create(make_spec("b", "shipmate/node:18", labels={"app": "api"}))
+    a = await engine.create(spec("aa"))
+    await engine.create(make_spec("bb", "shipmate/node:18", labels={"app": "api"}))
     await engine.start(a)
-    assert [c.name for c in await engine.list({"app": "web"})] == ["a"]
-    assert {c.name for c in await engine.list()} == {"a", "b"}
-    assert [c.name for c in await engine.list(all=False)] == ["a"]
+    assert [c.name for c in await engine.list({"app": "web"})] == ["aa"]
+    assert {c.name for c in await engine.list()} == {"aa", "bb"}
+    assert [c.name for c in await engine.list(all=False)] == ["aa"]
 
 
 async def test_health_and_exit_hooks():
