@@ -226,15 +226,19 @@ async def test_walkthrough_code_it(cluster: Cluster, registry: Registry, etcd: E
     await until(lambda: len(etcd_keys(etcd, "/domains/code.it/")) == 3, what="registrations")
     assert sorted(etcd_keys(etcd, "/domains/code.it/")) == sorted(
         f"/domains/code.it/{m.id}" for m in (m0, m1, m2))
-    names = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True,
-                           text=True).stdout.split()
-    assert {f"code.it.{i}-{RUN}" for i in (1, 2, 3)} <= set(names)
+    await until(lambda: {f"code.it.{i}-{RUN}" for i in (1, 2, 3)} <= set(docker_names("-f",
+                "status=running")),
+                what="three code.it containers")
 
     m0.fleet("destroy", *[u.name for u in units])
     await until(lambda: etcd_keys(etcd, "/domains/code.it/") == [], what="ExecStopPost ran")
-    names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
-                           capture_output=True, text=True).stdout.split()
-    assert not {f"code.it.{i}-{RUN}" for i in (1, 2, 3)} & set(names)
+    await until(lambda: not {f"code.it.{i}-{RUN}" for i in (1, 2, 3)} & set(docker_names()),
+                what="containers gone")
+
+
+def docker_names(*filters: str) -> list[str]:
+    return subprocess.run(["docker", "ps", "-a", *filters, "--format", "{{.Names}}"],
+                          capture_output=True, text=True).stdout.split()
 
 
 async def _count_active(registry: Registry, n: int) -> bool:
@@ -265,7 +269,7 @@ async def test_five_conflicting_units_on_three_machines(cluster: Cluster,
 
     # journal and status of a unit on another machine: what its agent published
     unit, (where,) = next((u, m) for u, m in sorted(running.items()) if m != [ms[0].id])
-    await until(lambda: f"Started {unit}" in ms[0].fleet("journal", unit).stdout,
+    await until(lambda: f"Started {unit}" in ms[0].fleet("journal", unit, check=False).stdout,
                 what="published journal")
     status = ms[0].fleet("status", unit).stdout
     assert f"on {where}" in status and "Active: active (running)" in status

@@ -240,12 +240,14 @@ async def journal(request: web.Request) -> web.StreamResponse:
     if agent is not None and agent.local_detail(name) is not None:
         return await stream_lines(request, _local_journal(agent, name, lines, follow))
     store = request.app[_SERVICES].store
-    published = await read_published(store, name)
-    if not published:
-        if await _registry(request).unit(name) is None:
+    if not await read_published(store, name):
+        reg = _registry(request)
+        if await reg.unit(name) is None:
             raise NotFoundError(f"Unit {name} does not exist.")
-        raise NotFoundError(f"Unit {name} does not appear to be running.",
-                            hint="list-units shows where units run")
+        if not any(s.unit == name for s in await reg.unit_states()):
+            raise NotFoundError(f"Unit {name} does not appear to be running.",
+                                hint="list-units shows where units run")
+        # loaded on a machine whose agent has not published its tail yet (every 2 s)
     return await stream_lines(request, _remote_journal(store, name, lines, follow))
 
 
@@ -267,13 +269,18 @@ async def _local_journal(agent: Any, name: str, lines: int,
 async def _remote_journal(store: Any, name: str, lines: int,
                           follow: bool) -> AsyncIterator[str]:
     published = await read_published(store, name)
-    mid = sorted(published)[0]
-    shown: list[str] = list(published[mid].get("lines") or [])
+    mid = sorted(published)[0] if published else None
+    shown: list[str] = list(published[mid].get("lines") or []) if mid else []
     for line in shown[-lines:] if lines else []:
         yield line
     while follow:
         await asyncio.sleep(FOLLOW_POLL)
-        current = (await read_published(store, name)).get(mid)
+        records = await read_published(store, name)
+        if mid is None and records:
+            mid = sorted(records)[0]
+        if mid is None:
+            continue
+        current = records.get(mid)
         if current is None:
             return  # the unit left that machine
         fresh = list(current.get("lines") or [])
