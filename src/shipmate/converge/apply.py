@@ -17,7 +17,7 @@ from shipmate.clock import Clock, SystemClock
 from shipmate.converge.diff import APPLIED_LABEL, CONTAINER_LABEL, IMAGE_ID_LABEL, applied_label
 from shipmate.converge.observe import observe
 from shipmate.converge.plan import SOURCE_LABEL, Action, Observed, Plan, import_marker, make_plan
-from shipmate.converge.replace import Outcome, Replacer, SupportsUpdate
+from shipmate.converge.replace import Outcome, Replacer
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError
 from shipmate.spec.container import SPEC_HASH_LABEL, spec_hash
@@ -46,8 +46,7 @@ class ApplyResult:
 
 async def plan_manifest(engine: Engine, manifest: Manifest, *, prune: bool = False) -> Plan:
     """Observe the engine and plan ``manifest`` against it (reads only)."""
-    return make_plan(manifest, await observe(engine, manifest), prune=prune,
-                     can_update=isinstance(engine, SupportsUpdate))
+    return make_plan(manifest, await observe(engine, manifest), prune=prune)
 
 
 async def apply_manifest(
@@ -63,9 +62,7 @@ async def apply_manifest(
     """Converge the engine to ``manifest``. With ``saved``, refuse unless the manifest and
     the observed state are what they were when that plan was made."""
     observed = await observe(engine, manifest)
-    can_update = isinstance(engine, SupportsUpdate)
-    plan = make_plan(manifest, observed, prune=saved.prune if saved else prune,
-                     can_update=can_update)
+    plan = make_plan(manifest, observed, prune=saved.prune if saved else prune)
     if saved is not None:
         _check_saved(saved, plan)
     result = ApplyResult(plan)
@@ -79,7 +76,7 @@ async def apply_manifest(
         if not result.ok:
             return result
         observed = await observe(engine, manifest)
-        plan = make_plan(manifest, observed, prune=plan.prune, can_update=can_update)
+        plan = make_plan(manifest, observed, prune=plan.prune)
         result.plan = plan
     await run.containers(plan, observed, result)
     return result

@@ -132,11 +132,10 @@ def image_refs(manifest: Manifest, sources: Mapping[str, str]) -> list[str]:
     return sorted(refs)
 
 
-def make_plan(manifest: Manifest, observed: Observed, *, prune: bool = False,
-              can_update: bool = True) -> Plan:
+def make_plan(manifest: Manifest, observed: Observed, *, prune: bool = False) -> Plan:
     """The plan converging the engine to ``manifest``. Refuses (before any change) a missing
     image, a declared name held by a container of someone else, or a host port held by one.
-    ``can_update``: the engine changes a restart policy in place (else that means replace)."""
+    A restart-policy change alone is an in-place update (``docker update``)."""
     image_actions = [a for a in (_image_action(i, observed) for i in manifest.images) if a]
     rebuilt = {a.name for a in image_actions}
     _check_images(manifest, observed)
@@ -152,7 +151,7 @@ def make_plan(manifest: Manifest, observed: Observed, *, prune: bool = False,
         deletes += [Action("delete", decl.name, "leftover of an interrupted replace",
                            container_id=c.id) for c in found[1:]]
         container_actions.append(_container_action(decl, found[0] if found else None,
-                                                   observed, rebuilt, can_update))
+                                                   observed, rebuilt))
     orphans = sorted(by_name)
     if prune:
         deletes += [Action("delete", name, "no longer declared (--prune)", container_id=c.id)
@@ -222,7 +221,7 @@ def _check_foreign(manifest: Manifest, containers: Sequence[ContainerInfo],
 
 
 def _container_action(decl: ContainerDecl, info: ContainerInfo | None, observed: Observed,
-                      rebuilt: set[str], can_update: bool) -> Action:
+                      rebuilt: set[str]) -> Action:
     spec = decl.spec
     if info is None:
         return Action("create", decl.name, "not running here yet", depends_on=decl.depends_on,
@@ -231,8 +230,7 @@ def _container_action(decl: ContainerDecl, info: ContainerInfo | None, observed:
     have = observed.images.get(spec.image)
     image_id = None if pending or have is None else have.id
     changes = diff(spec, info, image_id=image_id, is_secret=decl.is_secret)
-    forcing = [c.field for c in changes
-               if c.replace or (c.field == "restart" and not can_update)]
+    forcing = [c.field for c in changes if c.replace]
     kind: ActionKind = "replace" if forcing or pending else "update" if changes else "noop"
     reason = ", ".join(forcing) if forcing else ", ".join(c.field for c in changes)
     strategy = ""

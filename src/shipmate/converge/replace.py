@@ -2,9 +2,10 @@
 
 start-first: create the new container under a temporary name, start it, wait until it is
 healthy (its health check passes, or it stays running for ``running_for`` seconds), then stop
-and remove the old one and give the new one the name. stop-first (a fixed host port both would
-bind, or asked for): stop the old one first, same gate; if the new one fails, it is removed and
-the old one started again. Either way a failed replacement keeps the old container.
+and remove the old one and give the new one its name back (``docker rename``). stop-first (a
+fixed host port both would bind, or asked for): stop the old one first, same gate; if the new
+one fails, it is removed and the old one started again. Either way a failed replacement keeps
+the old container. A restart policy alone changes in place (``docker update``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
 
 from shipmate.clock import Clock
 from shipmate.converge.plan import Action
@@ -21,24 +21,6 @@ from shipmate.errors import ShipmateError
 from shipmate.spec.manifest import ContainerDecl
 
 LOG_TAIL = 8
-
-
-@runtime_checkable
-class SupportsRename(Protocol):
-    """An engine that can rename a container (``docker rename``)."""
-
-    async def rename(self, container: str, name: str) -> None:
-        """Rename ``container`` to ``name``."""
-        ...
-
-
-@runtime_checkable
-class SupportsUpdate(Protocol):
-    """An engine that can change a container's restart policy in place (``docker update``)."""
-
-    async def update(self, container: str, *, restart: str) -> None:
-        """Set the restart policy of ``container``."""
-        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +49,6 @@ class Replacer:
         fields = {c.field for c in action.changes}
         cid = action.container_id
         if "restart" in fields:
-            if not isinstance(self.engine, SupportsUpdate):
-                return await self.replace(dataclasses.replace(action, strategy="stop-first"),
-                                          decl, labels)
             self.report(f"update {decl.name}: restart {decl.spec.restart}")
             await self.engine.update(cid, restart=decl.spec.restart)
         if "state" in fields:
@@ -87,8 +66,9 @@ class Replacer:
         old = action.container_id
         stop_first = action.strategy == "stop-first"
         old_info = await self.engine.inspect(old)
-        # The new one takes the real name if the old one does not hold it (an engine without
-        # rename left it under a temporary name last time).
+        # The new one starts under a temporary name while the old one holds the real one, and
+        # takes the real name back once the old one is removed. (If an interrupted apply left
+        # the old one under a temporary name, the new one takes the real name at once.)
         name = decl.name if old_info is None or old_info.name != decl.name \
             else f"{decl.name}.next-{secrets.token_hex(4)}"
         self.report(f"replace {decl.name} ({action.strategy}): {action.reason}")
@@ -111,7 +91,7 @@ class Replacer:
         if not stop_first:
             await self.engine.stop(old)
         await self.engine.remove(old, force=True)
-        if name != decl.name and isinstance(self.engine, SupportsRename):
+        if name != decl.name:
             await self.engine.rename(new, decl.name)
         return Outcome(action, True, f"{decl.name} replaced", new)
 

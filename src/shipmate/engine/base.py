@@ -84,6 +84,14 @@ class Engine(Protocol):
         """Remove a container; a missing one is fine."""
         ...
 
+    async def rename(self, container: str, name: str) -> None:
+        """Rename a container (``docker rename``); the new name must be free."""
+        ...
+
+    async def update(self, container: str, *, restart: str) -> None:
+        """Change a container's restart policy in place (``docker update --restart``)."""
+        ...
+
     async def inspect(self, container: str) -> ContainerInfo | None:
         """The container by ID or name, or None."""
         ...

@@ -142,6 +142,15 @@ class DockerEngine:
         with contextlib.suppress(NotFoundError):
             await self._call(lambda api: api.remove_container(container, v=True, force=force))
 
+    async def rename(self, container: str, name: str) -> None:
+        """``docker rename``; a name in use is an EngineConflictError."""
+        await self._call(lambda api: api.rename(container, name))
+
+    async def update(self, container: str, *, restart: str) -> None:
+        """``docker update --restart``: the restart policy, in place (no new container)."""
+        policy = {"Name": restart, "MaximumRetryCount": 0}
+        await self._call(lambda api: api.update_container(container, restart_policy=policy))
+
     async def inspect(self, container: str) -> ContainerInfo | None:
         """The container by ID or name, or None."""
         try:

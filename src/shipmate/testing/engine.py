@@ -35,7 +35,7 @@ ExecHandler = Callable[[str, Sequence[str]], tuple[int, str]]
 class Write:
     """One write the fake engine received: ``action`` on ``target`` (container name, image)."""
 
-    action: str  # create, start, stop, remove, build, import, load, tag, remove_image
+    action: str  # create, start, stop, remove, rename, update, build, import, load, tag, ...
     target: str
 
 
@@ -171,6 +171,28 @@ class FakeEngine:
         del self.containers[c.id]
         c.state = "removed"
         self._emit("container", "destroy", c)
+
+    async def rename(self, container: str, name: str) -> None:
+        """Rename (refused if ``name`` is taken by another container); the write's target is
+        the new name."""
+        self._maybe_fail("rename")
+        c = self._get(container)
+        other = self.container_named(name)
+        if other is not None and other is not c:
+            raise EngineConflictError(f'the container name "/{name}" is already in use')
+        self._write("rename", name)
+        c.spec = dataclasses.replace(c.spec, name=name)
+        self._emit("container", "rename", c)
+
+    async def update(self, container: str, *, restart: str) -> None:
+        """Set the restart policy in place (reported in ``raw["HostConfig"]``)."""
+        self._maybe_fail("update")
+        c = self._get(container)
+        if restart not in ("no", "always", "unless-stopped", "on-failure"):
+            raise EngineError(f"invalid restart policy {restart!r}")
+        self._write("update", c.spec.name)
+        c.spec = dataclasses.replace(c.spec, restart=restart)  # type: ignore[arg-type]
+        self._emit("container", "update", c)
 
     async def inspect(self, container: str) -> ContainerInfo | None:
         """The container by ID, ID prefix or name, or None."""
@@ -343,6 +365,8 @@ class FakeEngine:
             pid=c.pid, exit_code=c.exit_code,
             ip_address=f"172.17.0.{2 + int(c.id[:2], 16) % 250}" if c.state == "running" else "",
             started_at=c.started_at,
+            # as ``docker inspect`` reports it, so a policy changed by :meth:`update` shows
+            raw={"HostConfig": {"RestartPolicy": {"Name": c.spec.restart}}},
         )
 
     def _emit(self, type_: str, action: str, c: FakeContainer, **extra: str) -> None:

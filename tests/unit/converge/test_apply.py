@@ -227,4 +227,4 @@ async def test_image_built_once_and_rebuilt_on_context_change(
     r3 = await apply_manifest(engine, load_manifest(root / "m.yaml"), clock=AutoClock())
     assert r3.ok
     assert [w.action for w in engine.writes[3:]] == ["build", "create", "start", "stop",
-                                                     "remove"]
+                                                     "remove", "rename"]
