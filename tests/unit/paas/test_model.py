@@ -31,7 +31,8 @@ def test_scale_pairs() -> None:
 
 
 def test_procfile() -> None:
-    text = "# comment\nweb: node server.js\n\nworker:  node worker.js --fast\nrelease: node migrate\n"
+    text = ("# comment\nweb: node server.js\n\nworker:  node worker.js --fast\n"
+            "release: node migrate\n")
     assert parse_procfile(text) == {"web": "node server.js", "worker": "node worker.js --fast",
                                     "release": "node migrate"}
     with pytest.raises(ValidationError, match="Procfile line 1"):
