@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from shipmate.cluster import etcd, images, nodes, status
 from shipmate.cluster import spec as sp
@@ -50,7 +51,7 @@ async def up(config: Config, engine: Engine, opts: UpOptions, *, progress: Progr
     t0 = time.monotonic()
     cluster = sp.plan(opts.name, opts.nodes, opts.subnet)
     image = await images.ensure_node_image(
-        engine, cache_dir=config.state_dir / "cluster" / "wheels", progress=progress,
+        engine, cache_dir=Path(config.state_dir) / "cluster" / "wheels", progress=progress,
         on_line=on_line, force=opts.rebuild, apt_proxy=opts.apt_proxy)
     t_image = time.monotonic()
     await _drop_extra_nodes(cluster)
