@@ -39,14 +39,28 @@ def wanted_endpoints(containers: list[ContainerInfo], host: str,
                            c.labels.get(RELEASE_LABEL))
         if not (app and proc and inst and tag) or not c.running or c.health == "unhealthy":
             continue
-        port = next((p.host_port for p in c.ports
-                     if p.container_port == CONTAINER_PORT and p.host_port), None)
+        port = published_port(c, host)
         if port is None:
             continue
         instance = f"{inst.rpartition('.')[2]}-{tag}-{machine}"
         key = route_keys.endpoint_key(app, proc, instance)
         out[key] = route_keys.encode_endpoint(host, port, release=tag, machine=machine)
     return out
+
+
+def published_port(container: ContainerInfo, host: str) -> int | None:
+    """The host port that reaches the container's port 5000 at ``host`` (pure).
+
+    Docker 20.10 may give the IPv4 and the IPv6 binding of one ``-p 5000`` different random
+    host ports (moby#42442); the IPv6 one, dialled on an IPv4 address, is refused or, worse,
+    reaches another container. So only a binding of ``host``'s address family counts."""
+    v6 = ":" in host
+    for p in container.ports:
+        if p.container_port != CONTAINER_PORT or not p.host_port or p.protocol != "tcp":
+            continue
+        if p.host_ip in ("", host) or p.host_ip == ("::" if v6 else "0.0.0.0"):
+            return p.host_port
+    return None
 
 
 class EndpointPublisher:

@@ -1,0 +1,163 @@
+"""Zero-downtime redeploys: requests through the router while the app is redeployed.
+
+Starts a daemon (router, SSH, package cache) on free loopback ports, pushes
+examples/node-js-app, then sends RATE requests per second to ``Host: APP.shipmate.test`` on
+127.0.0.1 while it redeploys the app three times in a row (by default two code pushes and one
+``ps:restart``), and for a few seconds after, so that the old instances are retired under load.
+Prints the requests sent, the rate reached and the failed requests (any answer but 200, or
+no answer); it exits 1 if a request failed or the rate fell under 100/s.
+
+    .venv/bin/python bench/zero_downtime.py [--rate 200] [--keepalive] [--redeploys 3]
+
+Without ``--keepalive`` every request opens a new connection (like curl); with it the client
+reuses connections, which also exercises nginx closing idle connections on reload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.paas_helpers import (  # noqa: E402 - after the path fix
+    DOMAIN,
+    PaasDaemon,
+    commit,
+    unique,
+    work_tree,
+)
+
+TAIL_SECONDS = 6.0  # keep the load on after the last redeploy: old instances retire then
+MAX_SECONDS = 600.0
+
+
+@dataclass
+class Load:
+    """What the client saw."""
+
+    sent: int = 0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    started: float = 0.0
+    stopped: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Requests per second over the whole run."""
+        return self.sent / max(self.stopped - self.started, 1e-9)
+
+
+async def _one(session: aiohttp.ClientSession, url: str, host: str, load: Load) -> None:
+    at = time.monotonic() - load.started
+    try:
+        async with session.get(url, headers={"Host": host}) as resp:
+            body = await resp.read()
+        if resp.status == 200 and b"<h1>" in body:
+            load.ok += 1
+        else:
+            load.failures.append(f"t={at:.2f}s HTTP {resp.status} {body[:80]!r}")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        load.failures.append(f"t={at:.2f}s {type(exc).__name__}: {exc}")
+
+
+async def generate(url: str, host: str, rate: float, stop: asyncio.Event, load: Load,
+                   keepalive: bool) -> None:
+    """Start one request every 1/rate seconds (at most 200 in flight) until ``stop``."""
+    connector = aiohttp.TCPConnector(force_close=not keepalive, limit=200)
+    timeout = aiohttp.ClientTimeout(total=20)
+    tasks: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        load.started = time.monotonic()
+        deadline = load.started + MAX_SECONDS
+        while not stop.is_set() and time.monotonic() < deadline:
+            due = load.started + load.sent / rate
+            if (delay := due - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            if len(tasks) >= 200:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            load.sent += 1
+            task = asyncio.create_task(_one(session, url, host, load))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        load.stopped = time.monotonic()
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+
+
+def redeploy(daemon: PaasDaemon, tree: Path, app: str, n: int) -> tuple[str, float]:
+    """One redeploy: a code push, or (every third) a ``ps:restart``."""
+    started = time.monotonic()
+    if n % 3 == 2:
+        what = "ps:restart"
+        res = daemon.cli("ps:restart", app, timeout=300)
+    else:
+        what = "git push"
+        text = (tree / "server.js").read_text()
+        commit(tree, f"redeploy {n}", {"server.js": text + f"// redeploy {n}\n"})
+        res = daemon.push(tree, app)
+    if res.returncode != 0:
+        log = (daemon.state_dir / "daemon.log").read_text(errors="replace")[-4000:]
+        raise SystemExit(f"{what} failed:\n{res.stdout}\n{res.stderr[-3000:]}\n"
+                         f"daemon log:\n{log}")
+    return what, time.monotonic() - started
+
+
+async def scenario(daemon: PaasDaemon, tree: Path, app: str, args: argparse.Namespace) -> Load:
+    """Load on, redeploy ``args.redeploys`` times, load on a little longer, load off."""
+    load, stop = Load(), asyncio.Event()
+    url = f"http://127.0.0.1:{daemon.http_port}/"
+    gen = asyncio.create_task(generate(url, f"{app}.{DOMAIN}", args.rate, stop, load,
+                                       args.keepalive))
+    await asyncio.sleep(2)
+    for n in range(args.redeploys):
+        what, seconds = await asyncio.to_thread(redeploy, daemon, tree, app, n)
+        print(f"redeploy {n + 1}: {what} took {seconds:.1f} s; "
+              f"{load.sent} sent, {len(load.failures)} failed so far", flush=True)
+    await asyncio.sleep(TAIL_SECONDS)
+    stop.set()
+    await gen
+    return load
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--redeploys", type=int, default=3)
+    parser.add_argument("--keepalive", action="store_true", help="reuse connections")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="shipmate-bench-zd-"))
+    (base / "state").mkdir()
+    daemon = PaasDaemon(base / "state")
+    app = unique("zd")
+    try:
+        daemon.up()
+        tree = work_tree(base / "tree")
+        first = daemon.push(tree, app)
+        if first.returncode != 0:
+            raise SystemExit(f"first push failed:\n{first.stderr}")
+        daemon.wait_page(app, "<h1>")
+        load = asyncio.run(scenario(daemon, tree, app, args))
+    finally:
+        daemon.down()
+        shutil.rmtree(base, ignore_errors=True)
+    for failure in load.failures[:20]:
+        print("  failed:", failure)
+    print(f"requests sent: {load.sent}")
+    print(f"duration: {load.stopped - load.started:.1f} s")
+    print(f"rate: {load.rate:.0f} requests/s"
+          f" ({'keep-alive' if args.keepalive else 'a new connection per request'})")
+    print(f"failed requests: {len(load.failures)}")
+    return 0 if not load.failures and load.rate >= 100 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
