@@ -28,7 +28,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.paas_helpers import (  # noqa: E402 - after the path fix
+from tests.integration.paas_helpers import (
     DOMAIN,
     PaasDaemon,
     commit,

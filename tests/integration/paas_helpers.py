@@ -158,7 +158,7 @@ class PaasDaemon:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
                                      headers={"Host": f"{app}.{DOMAIN}"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
