@@ -1,6 +1,8 @@
 """``shipmate plan | apply | import chef | import puppet``: declarative manifests.
 
 plan and apply talk to the Docker engine directly (``SHIPMATE_DOCKER_HOST``); no daemon needed.
+``apply --via-daemon`` instead submits the containers as ``.container`` units to the daemon,
+pinned to its machine (:mod:`shipmate.converge.via_daemon`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from shipmate.cli import output
 from shipmate.cli.registry import Context, arg, command
 from shipmate.converge.plan import Plan
-from shipmate.errors import ShipmateError, ValidationError
+from shipmate.errors import ValidationError
 
 _VERBS = {"build": "build image", "import": "import image", "create": "create",
           "update": "update in place", "replace": "replace", "delete": "delete"}
@@ -96,21 +98,25 @@ async def plan_cmd(ctx: Context, args: argparse.Namespace) -> int:
          arg("--prune", action="store_true", help="remove this manifest's undeclared containers"),
          arg("--via-daemon", action="store_true",
              help="submit the containers as units placed on this machine (needs the daemon)"),
+         arg("--timeout", type=float, default=120.0, metavar="SECONDS",
+             help="with --via-daemon: how long to wait for the units to be active"),
          arg("-y", "--yes", action="store_true", help="do not ask for confirmation"))
 async def apply_cmd(ctx: Context, args: argparse.Namespace) -> int:
     from shipmate.converge.apply import apply_manifest, plan_manifest
     from shipmate.spec.manifest import load_manifest
 
-    if args.via_daemon:
-        raise ShipmateError("apply --via-daemon is not available yet",
-                            hint="apply without it converges this host directly")
     saved = _saved_plan(args.file)
+    if args.via_daemon:
+        if saved is not None:
+            raise ValidationError("a saved plan is for converging this Docker host directly",
+                                  hint="apply the manifest itself with --via-daemon")
+        return await _apply_via_daemon(ctx, args)
     manifest = load_manifest(saved.path if saved else args.file)
     engine = _engine(ctx)
     try:
         if saved is None and not args.yes:
             preview = await plan_manifest(engine, manifest, prune=args.prune)
-            if preview.changes_anything and not _confirm(preview):
+            if preview.changes_anything and not _confirm(render_plan(preview)):
                 output.step("Nothing applied")
                 return 1
         result = await apply_manifest(engine, manifest, prune=args.prune, saved=saved,
@@ -129,6 +135,34 @@ async def apply_cmd(ctx: Context, args: argparse.Namespace) -> int:
     else:
         done = sum(1 for o in result.outcomes if o.ok)
         output.step(f"{manifest.name}: {done} done, {len(result.failures)} failed")
+    return 0 if result.ok else 1
+
+
+async def _apply_via_daemon(ctx: Context, args: argparse.Namespace) -> int:
+    from shipmate.converge.via_daemon import apply_via_daemon, daemon_machine_id, plan_via_daemon
+    from shipmate.spec.manifest import load_manifest
+
+    manifest = load_manifest(args.file)
+    client = ctx.client()
+    machine = await daemon_machine_id(client)  # the daemon's own ID (also with --cluster)
+    if not args.yes:
+        preview = await plan_via_daemon(client, manifest, machine, prune=args.prune)
+        if preview.changes_anything and not _confirm(
+                [("header", f"Units for {manifest.name} on machine {machine}")]
+                + [("step", line) for line in preview.lines()]):
+            output.step("Nothing applied")
+            return 1
+    report = output.step if ctx.format != "json" else (lambda _m: None)
+    result = await apply_via_daemon(client, manifest, machine, prune=args.prune,
+                                    report=report, timeout=args.timeout)
+    if ctx.format == "json":
+        output.as_json(result.to_json())
+        return 0 if result.ok else 1
+    for failure in result.failures:
+        output.error(failure)
+    if result.ok:
+        how = "started" if result.changed else "no changes,"
+        output.step(f"{manifest.name}: {len(result.units)} unit(s) {how} active on {machine}")
     return 0 if result.ok else 1
 
 
@@ -155,8 +189,8 @@ def _saved_plan(path: str) -> Plan | None:
     return Plan.from_json(data)
 
 
-def _confirm(plan: Plan) -> bool:
-    _print(render_plan(plan))
+def _confirm(lines: Sequence[tuple[str, str]]) -> bool:
+    _print(lines)
     if not sys.stdin.isatty():
         raise ValidationError("apply would change this host and nobody confirmed it",
                               hint="review with `shipmate plan FILE`, then pass --yes")
