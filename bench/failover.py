@@ -3,6 +3,7 @@ another machine? Three ``shipmate daemon`` processes on one real etcd, default s
 (agent TTL 3 s). Prints each run and the median over RUNS runs.
 
     .venv/bin/python bench/failover.py [RUNS]
+    .venv/bin/python bench/failover.py --cluster [--runs N]   (a real local cluster)
 """
 
 from __future__ import annotations
@@ -161,5 +162,16 @@ async def _count(reg: Registry, n: int) -> bool:
     return len(await reg.machines()) >= n
 
 
+def cluster_mode(argv: list[str]) -> None:
+    """``--cluster``: the same question on a real local cluster (Docker-in-Docker machines,
+    a three-member etcd, routers under load); see bench/failover_cluster.py."""
+    from failover_cluster import main as run_cluster  # bench/ is on sys.path as a script
+
+    run_cluster(argv)
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5))
+    if "--cluster" in sys.argv[1:]:
+        cluster_mode(sys.argv[1:])
+    else:
+        asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5))
