@@ -21,6 +21,7 @@ from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
 pytestmark = pytest.mark.integration
 BASE = "shipmate/base:bookworm"
 MACHINE_LABEL = "shipmate.machine"
+SLEEP = ["bash", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]  # stops at once
 ODD = 'two words, "quotes", it\'s 100% %n\nsecond line'
 
 
@@ -76,7 +77,7 @@ def write(path: Path, name: str, prefix: str, *, web_value: str = ODD,
           with_db: bool = True) -> Path:
     """The manifest, written as JSON (which is YAML too)."""
     web: dict[str, object] = {
-        "image": BASE, "command": ["bash", "-c", "exec sleep infinity"],
+        "image": BASE, "command": SLEEP,
         "env": {"VALUE": web_value, "EMPTY": ""}, "ports": ["127.0.0.1::8080"],
         "volumes": ["/tmp:/host-tmp:ro"], "labels": {"team": "core ops"},
         "health": {"test": "test -d /host-tmp", "interval": 0.5},
@@ -84,7 +85,7 @@ def write(path: Path, name: str, prefix: str, *, web_value: str = ODD,
     found: dict[str, object] = {f"{prefix}-web": web}
     if with_db:
         web["depends_on"] = [f"{prefix}-db"]
-        found[f"{prefix}-db"] = {"image": BASE, "command": ["sleep", "infinity"],
+        found[f"{prefix}-db"] = {"image": BASE, "command": SLEEP,
                                  "env": {"ROLE": "db"}, "restart": "always"}
     path.write_text(json.dumps({"name": name, "containers": found}, indent=2))
     return path

@@ -161,8 +161,8 @@ async def _apply_via_daemon(ctx: Context, args: argparse.Namespace) -> int:
     for failure in result.failures:
         output.error(failure)
     if result.ok:
-        how = "started" if result.changed else "no changes,"
-        output.step(f"{manifest.name}: {len(result.units)} unit(s) {how} active on {machine}")
+        how = "" if result.changed else "no changes; "
+        output.step(f"{manifest.name}: {how}{len(result.units)} unit(s) active on {machine}")
     return 0 if result.ok else 1
 
 
