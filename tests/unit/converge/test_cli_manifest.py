@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,12 @@ def test_unknown_key_refused_with_file_and_line(
     assert f"{path}:4: container web: unknown key 'portz'" in err
 
 
-def test_via_daemon_says_not_available(tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "m.yaml"
-    path.write_text("containers: {web: {image: x}}\n")
-    assert main(["apply", str(path), "--via-daemon"]) == 1
-    assert "not available yet" in capsys.readouterr().err
+def test_via_daemon_refuses_a_saved_plan(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(Plan("shop", "/m.yaml", (), "f", "d").to_json()))
+    assert main(["apply", str(path), "--via-daemon", "--yes"]) == 1
+    assert "saved plan is for converging this Docker host directly" in capsys.readouterr().err
 
 
 def test_render_marks_what_forces_replace() -> None:
