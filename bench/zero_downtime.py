@@ -146,6 +146,10 @@ def main() -> int:
             raise SystemExit(f"first push failed:\n{first.stderr}")
         daemon.wait_page(app, "<h1>")
         load = asyncio.run(scenario(daemon, tree, app, args))
+        if load.failures:
+            errors = daemon.state_dir / "nginx" / "logs" / "error.log"
+            lines = errors.read_text(errors="replace").splitlines() if errors.exists() else []
+            print("nginx error.log (last 15 lines):", *lines[-15:], sep="\n  ")
     finally:
         daemon.down()
         shutil.rmtree(base, ignore_errors=True)

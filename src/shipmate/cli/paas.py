@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from typing import Any
 
 from shipmate.cli import output
@@ -33,9 +34,23 @@ def _single(flag: str | None, items: list[tuple[str, str, Any]]) -> bool:
         return False
     for key, _, value in items:
         if key == flag:
-            print(value)
+            print(_text(value))
             return True
     raise ValidationError(f"Invalid flag passed, valid flags: {', '.join(k for k, _, _ in items)}")
+
+
+def _text(value: Any) -> str:
+    """A report value as Dokku prints it (``true``/``false`` for flags)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _flag_args(flags: list[str]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """``--app-locked`` and friends as options (argparse would refuse them as a positional
+    value): each one stores its own name in ``args.flag``."""
+    return [arg(flag, dest="flag", action="store_const", const=flag, default=None,
+                help=f"print only this value ({flag})") for flag in flags]
 
 
 # apps ---------------------------------------------------------------------------------------
@@ -108,15 +123,18 @@ _REPORT_FLAGS = [("--app-deploy-source", "App deploy source", "deploy_source"),
 
 
 @command("apps:report", "show an app's information", APP, FMT,
-         arg("flag", nargs="?", help="print one value, e.g. --app-locked"))
+         *_flag_args([flag for flag, _, _ in _REPORT_FLAGS]))
 async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
     data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}")
     if ctx.format == "json":
         output.as_json(data)
         return 0
+    if isinstance(data.get("created"), int | float):
+        data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(data["created"]))
     items = [(flag, label, data.get(key, "")) for flag, label, key in _REPORT_FLAGS]
     if not _single(args.flag, items):
-        output.report(f"{args.app} app information", [(label, v) for _, label, v in items])
+        output.report(f"{args.app} app information",
+                      [(label, _text(v)) for _, label, v in items])
     return 0
 
 
@@ -228,7 +246,10 @@ async def domains_remove(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@command("domains:report", "show an app's domains", APP, FMT, arg("flag", nargs="?"))
+_DOMAIN_FLAGS = ["--domains-app-vhosts", "--domains-global-vhosts", "--domains-app-port"]
+
+
+@command("domains:report", "show an app's domains", APP, FMT, *_flag_args(_DOMAIN_FLAGS))
 async def domains_report(ctx: Context, args: argparse.Namespace) -> int:
     data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
     if ctx.format == "json":
