@@ -28,7 +28,8 @@ from shipmate.spec.units import parse_unit
 OWNER_SECTION = "X-Shipmate"  # records which manifest a unit belongs to (for --prune)
 _LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
 _C_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-_RESTART = {"no": None, "always": "always", "on-failure": "on-failure"}
+_RESTART = {"no": None, "always": "always", "on-failure": "on-failure",
+            "unless-stopped": "unless-stopped"}
 
 
 def unit_name(manifest: str, container: str) -> str:
@@ -100,11 +101,19 @@ def _volume(m: Mount) -> str:
     return text + (":ro" if m.read_only else "")
 
 
+def _json_list(text: str) -> bool:
+    """True if ``text`` would be read back as an exec-form (JSON array) health check."""
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
+
+
 def _health(h: HealthCheck) -> list[tuple[str, str]]:
     kind, *rest = h.test
     if kind == "CMD" and rest:
         cmd = json.dumps(rest)  # ASCII, one line; read back as a JSON array
-    elif kind == "CMD-SHELL" and len(rest) == 1 and not rest[0].startswith("[") \
+    elif kind == "CMD-SHELL" and len(rest) == 1 and not _json_list(rest[0]) \
             and rest[0].lower() != "none":
         cmd = _plain("health check", rest[0])
     else:

@@ -9,6 +9,7 @@ Recognised keys (all others are refused, as Quadlet does): ``Image`` (required),
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -27,7 +28,8 @@ KEYS = (
     "Label", "HealthCmd", "HealthInterval", "HealthTimeout", "HealthRetries",
     "HealthStartPeriod", "Network", "User", "WorkingDir", "ContainerName", "HostName",
 )
-_RESTART = {"no": "no", "always": "always", "on-failure": "on-failure"}
+_RESTART = {"no": "no", "always": "always", "on-failure": "on-failure",
+            "unless-stopped": "unless-stopped"}
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|sec|s|minutes?|min|ms|m|hours?|hr|h|us|)")
 _SPAN_UNITS = {"us": 1e-6, "ms": 1e-3, "": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0,
@@ -194,10 +196,11 @@ def _health(opts: list[UnitOption]) -> HealthCheck | None:
         return None
     test: tuple[str, ...] = ("CMD-SHELL", cmd)
     if cmd.startswith("["):
-        try:
-            test = ("CMD", *(str(a) for a in json.loads(cmd)))
-        except (json.JSONDecodeError, TypeError):
-            raise ValidationError(f"HealthCmd={cmd!r} is not a JSON array") from None
+        # A JSON array is an exec-form check; anything else (`[ -f /x ]`) is a shell command.
+        with contextlib.suppress(json.JSONDecodeError, TypeError):
+            parsed = json.loads(cmd)
+            if isinstance(parsed, list):
+                test = ("CMD", *(str(a) for a in parsed))
     kwargs: dict[str, float | int] = {}
     for key, field in (("HealthInterval", "interval"), ("HealthTimeout", "timeout"),
                        ("HealthStartPeriod", "start_period")):

@@ -94,11 +94,10 @@ def test_machine_id_and_owner_are_written() -> None:
 
 
 @pytest.mark.parametrize(("spec_kw", "message"), [
-    ({"restart": "unless-stopped"}, "no unit equivalent"),
     ({"command": ()}, "empty Exec"),
     ({"user": " root"}, "cannot be written"),
     ({"working_dir": "/a\nb"}, "cannot be written"),
-    ({"health": HealthCheck(("CMD-SHELL", "[ -f /x ]"))}, "HealthCmd"),
+    ({"health": HealthCheck(("CMD-SHELL", '["a", "b"]'))}, "HealthCmd"),
     ({"health": HealthCheck(("CMD-SHELL", "a\nb"))}, "cannot be written"),
     ({"env": {"BIG": "x" * 3000}}, "longer than"),
 ])
@@ -134,3 +133,12 @@ def test_plan_units_sorts_new_changed_unchanged_and_pruned() -> None:
     assert plan.prune == () and plan.orphans == ("d.container",)
     pruned = plan_units(declared, existing, ["d.container"], prune=True)
     assert pruned.prune == ("d.container",) and pruned.orphans == ()
+
+
+def test_shell_checks_starting_with_a_bracket_and_unless_stopped_round_trip() -> None:
+    spec = make_spec("web-1", "img", health=HealthCheck(("CMD-SHELL", "[ -f /x ]")),
+                     restart="unless-stopped")
+    unit = parse_unit(UNIT, render_unit(spec))
+    back = container_spec(unit.file, UNIT, hostname="h", machine_id="m")
+    assert back.health is not None and back.health.test == ("CMD-SHELL", "[ -f /x ]")
+    assert back.restart == "unless-stopped"
