@@ -8,6 +8,12 @@ RUN_DIR=/run/shipmate
 mkdir -p "$RUN_DIR" /var/lib/shipmate
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) node-init: $*" >>"$RUN_DIR/node.log"; }
 
+# A machine started again after `cluster kill` keeps its filesystem but no process: clear the
+# pid files of the previous boot, or dockerd refuses to start and the router would take a
+# stale nginx pid (a different process in this new PID namespace) for its nginx.
+rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid \
+    /var/lib/shipmate/nginx/run/nginx.pid
+
 # The inner bridge gets a subnet of its own so it never shadows the cluster network.
 dockerd --host unix:///var/run/docker.sock --bip "${SHIPMATE_NODE_BIP:-10.253.0.1/24}" \
     >"$RUN_DIR/dockerd.log" 2>&1 &
