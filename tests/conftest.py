@@ -60,7 +60,9 @@ class EtcdServer:
             *(extra or []),
         ]
         log = open(self.data_dir / "etcd.log", "ab")  # noqa: SIM115 - kept for the process
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "ETCD_UNSUPPORTED_ARCH": "arm64"} if os.uname().machine == "aarch64" else None)
+        env = ({**os.environ, "ETCD_UNSUPPORTED_ARCH": "arm64"}
+               if os.uname().machine == "aarch64" else None)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         _wait_port(self.host, self.client_port)
 
     def stop(self) -> None:
@@ -107,3 +109,31 @@ def docker_host() -> str:
     if not docker_available():
         pytest.fail("no Docker engine answers: run scripts/bootstrap (starts dockerd)")
     return os.environ.get("SHIPMATE_DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+BASE_IMAGE = "shipmate/base:bookworm"
+
+
+def ensure_images(docker_host: str, only: set[str] | None = None) -> None:
+    """Bootstrap Shipmate's base images if missing (idempotent, fast when warm)."""
+    import asyncio
+
+    from shipmate import config
+    from shipmate.engine.docker import DockerEngine
+    from shipmate.engine.images import bootstrap
+
+    async def ensure() -> None:
+        engine = DockerEngine(docker_host)
+        try:
+            await bootstrap(engine, mirror=config.load().debian_mirror, only=only)
+        finally:
+            await engine.close()
+
+    asyncio.run(ensure())
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_host: str) -> str:
+    """shipmate/base:bookworm, bootstrapped once per session if it is not there yet."""
+    ensure_images(docker_host, {BASE_IMAGE})
+    return BASE_IMAGE

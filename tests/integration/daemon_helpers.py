@@ -19,7 +19,8 @@ def daemon_env(state_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def shipmate(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def shipmate(env: dict[str, str], *args: str,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real CLI as a user would."""
     return subprocess.run([sys.executable, "-m", "shipmate.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -12,10 +12,8 @@ import uuid
 
 import pytest
 
-from shipmate import config
 from shipmate.engine.base import EngineEvent
 from shipmate.engine.docker import DockerEngine
-from shipmate.engine.images import bootstrap
 from shipmate.errors import EngineConflictError, EngineError, EngineUnavailableError, NotFoundError
 from shipmate.spec.container import (
     MANAGED_LABEL,
@@ -31,20 +29,6 @@ BASE = "shipmate/base:bookworm"
 TEST_LABEL = "shipmate.test-run"
 RUN_ID = uuid.uuid4().hex[:10]
 
-
-@pytest.fixture(scope="session")
-def base_image(docker_host: str) -> str:
-    """shipmate/base:bookworm, built by bootstrap if it is not there yet (once per session)."""
-
-    async def ensure() -> None:
-        engine = DockerEngine(docker_host)
-        try:
-            await bootstrap(engine, mirror=config.load().debian_mirror, only={BASE})
-        finally:
-            await engine.close()
-
-    asyncio.run(ensure())
-    return BASE
 
 
 @pytest.fixture

@@ -4,17 +4,14 @@ its plain name back."""
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
 
-from shipmate import config
 from shipmate.converge.apply import apply_manifest, plan_manifest
 from shipmate.engine.docker import DockerEngine
-from shipmate.engine.images import bootstrap
 from shipmate.errors import EngineConflictError, NotFoundError
 from shipmate.spec.container import make_spec
 from shipmate.spec.manifest import MANIFEST_LABEL, load_manifest
@@ -24,20 +21,6 @@ BASE = "shipmate/base:bookworm"
 TEST_LABEL = "shipmate.test-run"
 RUN_ID = uuid.uuid4().hex[:10]
 
-
-@pytest.fixture(scope="module")
-def base_image(docker_host: str) -> str:
-    """shipmate/base:bookworm, bootstrapped if missing (a warm machine skips it)."""
-
-    async def ensure() -> None:
-        engine = DockerEngine(docker_host)
-        try:
-            await bootstrap(engine, mirror=config.load().debian_mirror, only={BASE})
-        finally:
-            await engine.close()
-
-    asyncio.run(ensure())
-    return BASE
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shipmate import config
 from shipmate.engine.base import ContainerInfo
 from shipmate.engine.docker import DockerEngine
-from shipmate.engine.images import bootstrap
 from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
 
 pytestmark = pytest.mark.integration
@@ -24,18 +22,6 @@ MACHINE_LABEL = "shipmate.machine"
 SLEEP = ["bash", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]  # stops at once
 ODD = 'two words, "quotes", it\'s 100% %n\nsecond line'
 
-
-@pytest.fixture(scope="module")
-def base_image(docker_host: str) -> str:
-    async def ensure() -> None:
-        engine = DockerEngine(docker_host)
-        try:
-            await bootstrap(engine, mirror=config.load().debian_mirror, only={BASE})
-        finally:
-            await engine.close()
-
-    asyncio.run(ensure())
-    return BASE
 
 
 @pytest.fixture
@@ -160,8 +146,9 @@ def test_apply_via_daemon_runs_units_and_converges(daemon, docker_host: str,
 def test_unwritable_manifest_is_refused_before_any_change(daemon, tmp_path: Path) -> None:
     env, _machine = daemon
     file = tmp_path / "bad.yaml"
+    # A unit line is at most 2,048 bytes (fleet's limit): this env value cannot be written.
     file.write_text(f"name: bad\ncontainers:\n  bad-one:\n    image: {BASE}\n"
-                    "    restart: unless-stopped\n")
+                    f"    env:\n      BIG: {'x' * 3000}\n")
     res = shipmate(env, "apply", str(file), "--via-daemon", "--yes")
-    assert res.returncode == 1 and "unless-stopped" in res.stderr
+    assert res.returncode == 1 and "longer than" in res.stderr
     assert not [u for u in unit_files(env) if u.startswith("manifest-bad-")]
