@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from shipmate.cache.testing import ThrottledUpstream  # noqa: E402
+from shipmate.cache.testing import ThrottledUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = "http://deb.debian.org/debian"
@@ -45,14 +45,21 @@ APT_PACKAGES = "curl jq git"
 CONCURRENCY = (1, 10, 50)
 
 
+_USED: set[int] = set()
+
+
 def free_port() -> int:
-    """A free port from 3143 up (apt-cacher-ng refuses to bind five-digit ports here)."""
+    """A free port from 3143 up (apt-cacher-ng refuses to bind five-digit ports here), never
+    one used before in this run (a reused port confused the next server's clients)."""
     for port in range(3143, 4000):
+        if port in _USED:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
                 continue
+            _USED.add(port)
             return port
     raise RuntimeError("no free port in 3143-3999")
 
@@ -95,7 +102,8 @@ class Server:
 
 def start_shipmate(tmp: Path, upstream: str, extra_upstream: str = "") -> Server:
     port = free_port()
-    env = {**os.environ, "SHIPMATE_STATE_DIR": str(tmp / f"shipmate-{port}"),
+    env = {**os.environ, "SHIPMATE_STATE_DIR": tempfile.mkdtemp(prefix=f"shipmate-{port}-",
+                                                                 dir=tmp),
            "SHIPMATE_CACHE_FRESH_SECONDS": "3600"}
     if extra_upstream:
         env["SHIPMATE_CACHE_UPSTREAMS"] = "deb.debian.org," + extra_upstream
@@ -108,15 +116,16 @@ def start_shipmate(tmp: Path, upstream: str, extra_upstream: str = "") -> Server
 def start_acng(tmp: Path, backend: str) -> Server:
     Path("/etc/apt-cacher-ng/backends_debian").write_text(f"{MIRROR}/\n")
     port = free_port()
-    conf = tmp / f"acng-conf-{port}"
+    run = Path(tempfile.mkdtemp(prefix=f"acng-{port}-", dir=tmp))
+    conf = run / "conf"
     shutil.copytree("/etc/apt-cacher-ng", conf)
     (conf / "backends_debian").write_text(backend + "\n")
     for d in ("cache", "log"):
-        (tmp / f"acng-{d}-{port}").mkdir()
+        (run / d).mkdir()
     proc = subprocess.Popen(
         ["apt-cacher-ng", "-c", str(conf), "ForeGround=1", f"Port={port}",
-         f"CacheDir={tmp}/acng-cache-{port}", f"LogDir={tmp}/acng-log-{port}",
-         f"PidFile={tmp}/acng-{port}.pid", "BindAddress=0.0.0.0", "ExThreshold=4"],
+         f"CacheDir={run}/cache", f"LogDir={run}/log", f"PidFile={run}/pid",
+         "BindAddress=0.0.0.0", "ExThreshold=4"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Server("apt-cacher-ng", port, "/debian", proc)
 
@@ -187,8 +196,11 @@ def apt_run(server: Server, gw: str) -> float:
     script = (f"echo '{sources}' > /etc/apt/sources.list && apt-get update -q && "
               f"apt-get install -y -q --no-install-recommends {APT_PACKAGES}")
     t = time.monotonic()
-    subprocess.run(["docker", "run", "--rm", IMAGE, "sh", "-c", script], check=True,
-                   capture_output=True, timeout=900)
+    done = subprocess.run(["docker", "run", "--rm", IMAGE, "sh", "-c", script],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"apt-get through {server.name} failed:\n"
+                           f"{(done.stdout + done.stderr)[-2000:]}")
     return time.monotonic() - t
 
 
@@ -213,7 +225,9 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 
 
 async def with_throttle(tmp: Path, gw: str) -> list[list[str]]:
-    throttle = ThrottledUpstream("http://deb.debian.org", bits_per_s=20e6, latency=0.05)
+    # a four-digit port: apt-cacher-ng mishandles five-digit ones in backends too
+    throttle = ThrottledUpstream("http://deb.debian.org", bits_per_s=20e6, latency=0.05,
+                                 port=free_port())
     await throttle.start()
     upstream = f"http://127.0.0.1:{throttle.port}/debian"
     try:
@@ -231,16 +245,20 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     ap.add_argument("--skip-apt", action="store_true", help="no container apt-get runs")
     ap.add_argument("--skip-wan", action="store_true", help="no throttled-upstream runs")
+    ap.add_argument("--skip-throughput", action="store_true", help="no wrk runs")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     tmp = Path(tempfile.mkdtemp(prefix="shipmate-bench-"))
     try:
-        big, small = pick_files()
-        servers = [start_shipmate(tmp, MIRROR), start_acng(tmp, MIRROR + "/")]
+        servers = [] if args.skip_throughput else [start_shipmate(tmp, MIRROR),
+                                                   start_acng(tmp, MIRROR + "/")]
         try:
-            print(f"warm hits: {len(big)} large .debs, {len(small)} small .debs, "
-                  f"{args.duration:.0f} s per run (wrk on loopback)\n")
-            table(["server", "clients", "large MB/s", "small req/s", "RSS MB", "peak RSS MB"],
-                  throughput(servers, big, small, args.duration))
+            big, small = pick_files()
+            if servers:
+                print(f"warm hits: {len(big)} large .debs, {len(small)} small .debs, "
+                      f"{args.duration:.0f} s per run (wrk on loopback)\n")
+                table(["server", "clients", "large MB/s", "small req/s", "RSS MB", "peak RSS MB"],
+                      throughput(servers, big, small, args.duration))
         finally:
             for s in servers:
                 s.stop()

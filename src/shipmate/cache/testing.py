@@ -120,24 +120,25 @@ class ThrottledUpstream:
     ``latency`` seconds before each response and caps the total bandwidth at ``bits_per_s``
     (a token bucket shared by all connections, as on one WAN link)."""
 
-    def __init__(self, target: str, bits_per_s: float = 20e6, latency: float = 0.05) -> None:
+    def __init__(self, target: str, bits_per_s: float = 20e6, latency: float = 0.05,
+                 port: int = 0) -> None:
         self.target = target.rstrip("/")
         self.rate = bits_per_s / 8
         self.latency = latency
-        self.port = 0
+        self.port = port
         self.bytes = 0
         self._next = 0.0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
+        """Listen on loopback (``port``, or an ephemeral one)."""
         self._session = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
