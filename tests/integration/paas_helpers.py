@@ -153,10 +153,11 @@ class PaasDaemon:
 
     # the router --------------------------------------------------------------------------------
 
-    def get(self, app: str, path: str = "/", timeout: float = 10) -> tuple[int, str]:
-        """GET through the router with ``Host: APP.DOMAIN``: (status, body)."""
+    def get(self, app: str, path: str = "/", timeout: float = 10, host: str = ""
+            ) -> tuple[int, str]:
+        """GET through the router with ``Host: APP.DOMAIN`` (or ``host``): (status, body)."""
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
-                                     headers={"Host": f"{app}.{DOMAIN}"})
+                                     headers={"Host": host or f"{app}.{DOMAIN}"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read().decode()
@@ -203,6 +204,18 @@ class PaasDaemon:
     def containers(self, app: str) -> list[dict[str, object]]:
         """``docker inspect`` of the app's running instance containers."""
         return inspect_app_containers(app)
+
+    def wait_containers(self, app: str, count: int, timeout: float = 30
+                        ) -> list[dict[str, object]]:
+        """Wait until ``count`` instance containers run (old ones retire after a drain)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = inspect_app_containers(app)
+            if len(found) == count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(found)} containers of {app} run, wanted {count}")
+            time.sleep(0.3)
 
 
 def app_container_ids(app: str, *, all_: bool = True) -> list[str]:
