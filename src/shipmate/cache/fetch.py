@@ -271,7 +271,8 @@ class Fetcher:
     async def _body(self, dl: Download, resp: aiohttp.ClientResponse,
                     fd: int) -> dict[str, hashlib._Hash]:
         """Stream the body into ``fd``; returns hashers (sha256, plus the expected algo)."""
-        expected = await self._expected_hash(dl.target)
+        # no waiting here for Packages indexes being parsed: only at the end
+        expected = hash_from_path(dl.target.path) or self.storage.hint(dl.target.url)
         hashers = {"sha256": hashlib.sha256()}
         if expected and expected[0] not in hashers:
             hashers[expected[0]] = hashlib.new(expected[0])
@@ -289,6 +290,8 @@ class Fetcher:
         if dl.total is not None and dl.written != dl.total:
             raise UpstreamError(f"truncated: {dl.written} of {dl.total} bytes: {dl.target.url}")
         expected = await self._expected_hash(dl.target)  # a Packages index may have arrived
+        if expected and expected[0] not in hashers:
+            hashers[expected[0]] = await asyncio.to_thread(_file_hash, fd, expected[0])
         if expected and hashers[expected[0]].hexdigest() != expected[1]:
             self.stats.verify_failures += 1
             raise UpstreamError(f"{expected[0]} mismatch (expected {expected[1]}): "
@@ -346,6 +349,16 @@ class Fetcher:
             log.info("learned %d package hashes from %s", count, url)
         except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
             log.warning("could not parse Packages index %s: %s", url, exc)
+
+
+def _file_hash(fd: int, algo: str) -> hashlib._Hash:
+    """Hash what was written to ``fd`` (when the expected algorithm became known late)."""
+    h = hashlib.new(algo)
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h
 
 
 def _blocks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
