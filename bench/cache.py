@@ -250,9 +250,11 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     tmp = Path(tempfile.mkdtemp(prefix="shipmate-bench-"))
     try:
-        servers = [] if args.skip_throughput else [start_shipmate(tmp, MIRROR),
-                                                   start_acng(tmp, MIRROR + "/")]
+        servers: list[Server] = []
         try:
+            if not args.skip_throughput:  # one at a time: a failed start still stops the other
+                servers.append(start_shipmate(tmp, MIRROR))
+                servers.append(start_acng(tmp, MIRROR + "/"))
             big, small = pick_files()
             if servers:
                 print(f"warm hits: {len(big)} large .debs, {len(small)} small .debs, "
