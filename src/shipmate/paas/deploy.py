@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -30,7 +30,19 @@ from shipmate.store.base import Store
 
 Emit = Callable[[str], None]
 START_TIMEOUT = 90.0
+# Old instances keep running this long after the router took the switch, so that requests
+# already on their way to them (and routers of other machines, which follow the store a
+# little later) finish; then they are stopped.
 DRAIN_SECONDS = 2.0
+# How long a deploy waits for this machine's router to make the switch live.
+ROUTE_TIMEOUT = 30.0
+
+
+class RouterProgress(Protocol):
+    """What the deployer reads of this machine's router: the store revision it last made
+    live (:class:`~shipmate.router.controller.RouterController`)."""
+
+    revision: int
 
 
 class DeployError(ShipmateError):
@@ -47,6 +59,8 @@ class Deployer:
                  state: PaasState, registry: Registry) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state, self.registry = state, registry
+        #: This machine's router, when it runs one (bound by the API at start-up).
+        self.router: RouterProgress | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
     # the deploy ---------------------------------------------------------------------------
@@ -195,17 +209,38 @@ class Deployer:
         await self.state.set_current(app, release.version)
         await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
         await self.state.ensure_routed(app)
+        switched = await self.store.revision()
         old = [n for n in (await self.registry.units())
                if n.startswith(unit_prefix(app)) and (parse_unit_name(n) or ("",) * 4)[3] != tag]
+        # The old instances may only go once the router no longer sends them traffic: a slow
+        # router pass (a loaded machine, a missed watch event) must not turn into 502s.
+        live = await self._wait_routed(switched, ROUTE_TIMEOUT)
+        if not live:
+            emit(f" !     The router has not taken the switch after {ROUTE_TIMEOUT:g}s; "
+                 "old instances are kept a while longer")
         emit(f"-----> Switched traffic to {release.label}; retiring {len(old)} old instance(s) "
              f"in {DRAIN_SECONDS:g}s")
         # Like Dokku's DOKKU_WAIT_TO_RETIRE, old instances finish their requests in the
         # background; the deploy is done once traffic has switched.
-        task = asyncio.create_task(self._retire(old))
+        task = asyncio.create_task(self._retire(old, switched, live))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    async def _retire(self, names: list[str]) -> None:
+    async def _wait_routed(self, revision: int, timeout: float) -> bool:
+        """Wait until this machine's router made store ``revision`` live (True), or
+        ``timeout`` passed (False). Without a local router there is nothing to wait for."""
+        if self.router is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.router.revision < revision:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _retire(self, names: list[str], revision: int, live: bool) -> None:
+        if not live:  # give a struggling router one more chance before the old ones go
+            await self._wait_routed(revision, ROUTE_TIMEOUT)
         await asyncio.sleep(DRAIN_SECONDS)
         await self._destroy(names)
 
