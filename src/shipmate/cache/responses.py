@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from shipmate.cache import mirrors
+from shipmate.cache import hits, mirrors
 from shipmate.cache.fetch import CHUNK, Download, State
 from shipmate.cache.routes import Rewrite, Target
 from shipmate.cache.stats import Counters
@@ -34,25 +34,53 @@ class Responder:
         # parsed once, not per request
         self._memo: collections.OrderedDict[tuple[str, str, str], bytes] = (
             collections.OrderedDict())
+        self.small = hits.SmallBodies()
 
     async def from_cache(self, request: web.BaseRequest, target: Target, entry: Entry,
                          counters: Counters, base: str, how: str) -> web.StreamResponse | None:
         """Serve ``entry``; None when its body has gone (the caller fetches again)."""
         path = self.storage.path(entry)
-        if not path.exists():
+        try:
+            if target.rewrite is Rewrite.NONE:
+                resp = self._plain(request, entry, path, counters, how)
+            else:
+                resp = await self._rewritten_response(request, target, entry, path, counters,
+                                                      base, how)
+        except FileNotFoundError:
             self.storage.remove(entry.key)
+            self.small.discard(entry.key)
             return None
         self.storage.touch(entry)
-        resp: web.StreamResponse
-        if target.rewrite is not Rewrite.NONE:
-            body = await self._rewritten(target, entry, path, base)
-            resp = web.Response(body=body, headers={"X-Cache": how},
-                                content_type=_REWRITE_TYPES[target.rewrite])
-            sent = 0 if request.method == "HEAD" else len(body)
-        else:
+        return resp
+
+    def _plain(self, request: web.BaseRequest, entry: Entry, path: Path, counters: Counters,
+               how: str) -> web.StreamResponse:
+        """A body as it is: the shortest path for plain requests (see :mod:`hits`)."""
+        if hits.needs_file_response(request):
+            if not path.exists():
+                raise FileNotFoundError(path)
             # FileResponse does HEAD, single Range, If-Modified-Since/304 and sendfile
             return _CountingFileResponse(counters, path, chunk_size=CHUNK, headers={
                 "Content-Type": entry.content_type, "X-Cache": how})
+        if entry.size <= hits.SMALL_MAX:
+            item = self.small.get(entry.key, entry.sha256)
+            if item is None:
+                # a small read of a file just written or served: page cache, no thread hop
+                item = hits.read_small(path, entry.sha256)
+                self.small.put(entry.key, item)
+            if request.method != "HEAD":
+                counters.bytes_from_cache += len(item.body)
+                counters.bytes_served += len(item.body)
+            return hits.small_response(item, entry.content_type, how)
+        return hits.SendfileResponse.open(path, counters, entry.content_type, how)
+
+    async def _rewritten_response(self, request: web.BaseRequest, target: Target, entry: Entry,
+                                  path: Path, counters: Counters, base: str,
+                                  how: str) -> web.Response:
+        body = await self._rewritten(target, entry, path, base)
+        resp = web.Response(body=body, headers={"X-Cache": how},
+                            content_type=_REWRITE_TYPES[target.rewrite])
+        sent = 0 if request.method == "HEAD" else len(body)
         counters.bytes_from_cache += sent
         counters.bytes_served += sent
         return resp
