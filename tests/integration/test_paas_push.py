@@ -187,3 +187,21 @@ def test_destroy_removes_containers_units_and_repository(paas: PaasDaemon,
     assert status == 404  # no such vhost any more
     exists = paas.cli("apps:exists", app)
     assert exists.returncode == 1 and f" !     App {app} does not exist" in exists.stderr
+
+
+def test_failing_release_phase_rejects_the_push(paas: PaasDaemon, tmp_path: Path) -> None:
+    tree, app = work_tree(tmp_path / "tree"), unique("phase")
+    procfile = "web: node server.js\nrelease: echo migrating $GIT_REV && exit 3\n"
+    commit(tree, "failing release phase", {"Procfile": procfile})
+    res = paas.push(tree, app)
+    assert res.returncode != 0
+    assert f"migrating {head(tree)}" in res.stderr
+    assert "release command failed with exit code 3" in res.stderr
+    assert paas.ls_remote(app) == {}
+    assert _running(app) == 0
+    assert json.loads(paas.ok("releases", app, "--format", "json")) == []
+    commit(tree, "working release phase", {"Procfile": "web: node server.js\n"
+                                           "release: echo migrated\n"})
+    out = _deploy(paas, tree, app)
+    assert "-----> Running release command: echo migrated" in out and "migrated" in out
+    paas.wait_page(app, head(tree)[:7])
