@@ -10,7 +10,9 @@ no answer); it exits 1 if a request failed or the rate fell under 100/s.
     .venv/bin/python bench/zero_downtime.py [--rate 200] [--keepalive] [--redeploys 3]
 
 Without ``--keepalive`` every request opens a new connection (like curl); with it the client
-reuses connections, which also exercises nginx closing idle connections on reload.
+reuses connections, which also exercises nginx closing idle connections on reload: a request
+sent on a connection the server closed at that instant is sent again once on a new
+connection, as HTTP allows for GET (and browsers and curl do); those are counted apart.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Load:
     sent: int = 0
     ok: int = 0
     failures: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # keep-alive only, see _one
     started: float = 0.0
     stopped: float = 0.0
 
@@ -56,17 +59,30 @@ class Load:
         return self.sent / max(self.stopped - self.started, 1e-9)
 
 
-async def _one(session: aiohttp.ClientSession, url: str, host: str, load: Load) -> None:
+async def _one(session: aiohttp.ClientSession, url: str, host: str, load: Load,
+               keepalive: bool) -> None:
     at = time.monotonic() - load.started
-    try:
-        async with session.get(url, headers={"Host": host}) as resp:
-            body = await resp.read()
-        if resp.status == 200 and b"<h1>" in body:
-            load.ok += 1
-        else:
-            load.failures.append(f"t={at:.2f}s HTTP {resp.status} {body[:80]!r}")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        load.failures.append(f"t={at:.2f}s {type(exc).__name__}: {exc}")
+    for attempt in (1, 2):
+        try:
+            async with session.get(url, headers={"Host": host}) as resp:
+                body = await resp.read()
+            if resp.status == 200 and b"<h1>" in body:
+                load.ok += 1
+            else:
+                load.failures.append(f"t={at:.2f}s HTTP {resp.status} {body[:80]!r}")
+            return
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # An idle keep-alive connection that the server closed (an nginx reload retires
+            # its old workers) may take a request that was already on its way. HTTP lets a
+            # client send an idempotent request again on a new connection (RFC 9110 9.2.2),
+            # as browsers and curl do: once, counted apart, never for an answer received.
+            if keepalive and attempt == 1:
+                load.retried.append(f"t={at:.2f}s {type(exc).__name__}: {exc}")
+                continue
+            load.failures.append(f"t={at:.2f}s {type(exc).__name__}: {exc}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            load.failures.append(f"t={at:.2f}s {type(exc).__name__}: {exc}")
+        return
 
 
 async def generate(url: str, host: str, rate: float, stop: asyncio.Event, load: Load,
@@ -85,7 +101,7 @@ async def generate(url: str, host: str, rate: float, stop: asyncio.Event, load: 
             if len(tasks) >= 200:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             load.sent += 1
-            task = asyncio.create_task(_one(session, url, host, load))
+            task = asyncio.create_task(_one(session, url, host, load, keepalive))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         load.stopped = time.monotonic()
@@ -159,6 +175,8 @@ def main() -> int:
     print(f"duration: {load.stopped - load.started:.1f} s")
     print(f"rate: {load.rate:.0f} requests/s"
           f" ({'keep-alive' if args.keepalive else 'a new connection per request'})")
+    if args.keepalive:
+        print(f"retried on a new connection after a keep-alive close: {len(load.retried)}")
     print(f"failed requests: {len(load.failures)}")
     return 0 if not load.failures and load.rate >= 100 else 1
 
