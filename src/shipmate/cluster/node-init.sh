@@ -24,6 +24,15 @@ until docker version >/dev/null 2>&1; do
     sleep 0.1
 done
 log "dockerd up"
+# After a reboot (`cluster start` after `cluster kill`) no unit's container is really running:
+# drop the previous boot's, so the agent starts what is placed here instead of adopting a
+# container dockerd is about to mark dead.
+stale=$(docker ps -aq --filter label=shipmate.machine)
+if [ -n "$stale" ]; then
+    # shellcheck disable=SC2086 # one word per container ID
+    docker rm -f $stale >/dev/null 2>&1
+    log "removed the previous boot's unit containers"
+fi
 
 if [ -n "${ETCD_NAME:-}" ]; then
     mkdir -p "$(dirname "$ETCD_DATA_DIR")"

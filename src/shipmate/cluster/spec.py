@@ -183,6 +183,9 @@ def etcd_env(cluster: Cluster, node: Node) -> dict[str, str]:
         "ETCD_INITIAL_CLUSTER": etcd_initial_cluster(cluster),
         "ETCD_INITIAL_CLUSTER_STATE": "new",
         "ETCD_INITIAL_CLUSTER_TOKEN": f"shipmate-{cluster.name}",
+        # A member rejoining after a partition must not depose the leader with the higher
+        # term it reached campaigning alone (etcd 3.4 has pre-vote off by default).
+        "ETCD_PRE_VOTE": "true",
     }
 
 
@@ -200,6 +203,9 @@ def daemon_env(cluster: Cluster, node: Node,
         "SHIPMATE_ROUTER": "1",
         "SHIPMATE_CACHE": "0",
         "SHIPMATE_SSH": "1",
+        # One etcd attempt gets half of this: a request stuck on a member that just died
+        # must move to another well within the agent's lease TTL (3 s).
+        "SHIPMATE_ETCD_TIMEOUT": "2",
     }
     env.update(extra or {})
     return env
