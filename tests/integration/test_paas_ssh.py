@@ -51,6 +51,13 @@ def test_cli_over_ssh_for_a_known_key(paas: PaasDaemon) -> None:
     assert res.returncode == 1 and res.stderr.startswith(" !     App no-such-app does not exist")
     res = paas.ssh("down")
     assert res.returncode == 1 and "only be run on the machine itself" in res.stderr
+    # Not through global options either (ssh's "--" ends its own options).
+    for argv in (["--format", "json", "down"], ["--debug", "down"],
+                 ["--state-dir", "/tmp", "up"]):
+        res = paas.ssh("--", *argv)
+        assert res.returncode == 1 and res.stderr.startswith(" !     "), (argv, res.stderr)
+    res = paas.ssh("--", "--format", "json", "apps:list")
+    assert res.returncode == 0 and app in [a["name"] for a in json.loads(res.stdout)]
     assert paas.ssh("apps:list").returncode == 0  # the daemon is still up
 
 

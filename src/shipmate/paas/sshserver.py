@@ -23,6 +23,26 @@ from shipmate.paas.state import PaasState
 log = logging.getLogger(__name__)
 # Commands that manage the daemon itself make no sense from a remote key holder.
 REFUSED_REMOTE = frozenset({"daemon", "up", "down"})
+# The only global options a remote command line may start with: the others would point the
+# CLI at another daemon (--state-dir, --cluster) or show tracebacks (--debug).
+_REMOTE_FLAGS = frozenset({"--help", "-h", "--version"})
+
+
+def remote_argv(argv: list[str]) -> list[str]:
+    """Check a CLI command line received over SSH and return it (pure). The command is found
+    after the allowed global options, so ``--format json down`` is refused like ``down``."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        option, eq, _ = argv[i].partition("=")
+        if option in _REMOTE_FLAGS:
+            return argv
+        if option != "--format":
+            raise ShipmateError(f"option {option} cannot be used over SSH",
+                                hint="run the command on the machine itself")
+        i += 1 if eq else 2
+    if i < len(argv) and argv[i] in REFUSED_REMOTE:
+        raise ShipmateError(f"`{argv[i]}` can only be run on the machine itself")
+    return argv
 
 
 def host_key(state_dir: Path) -> asyncssh.SSHKey:
@@ -115,11 +135,10 @@ class SshServer:
         git = parse_git_command(argv)
         if git is not None:
             return await self._git(process, *git)
-        if argv and argv[0] in REFUSED_REMOTE:
-            raise ShipmateError(f"`{argv[0]}` can only be run on the machine itself")
         if argv == ["help"]:
             argv = ["--help"]
-        return await self._run(process, [sys.executable, "-m", "shipmate.cli.main", *argv], {})
+        return await self._run(process, [sys.executable, "-m", "shipmate.cli.main",
+                                         *remote_argv(argv)], {})
 
     async def _git(self, process: asyncssh.SSHServerProcess[bytes], verb: str, app: str) -> int:
         if verb == "git-receive-pack":
