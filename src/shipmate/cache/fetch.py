@@ -11,16 +11,13 @@ client exceptions to :class:`UpstreamError`.
 from __future__ import annotations
 
 import asyncio
-import bz2
 import contextlib
 import enum
 import hashlib
 import logging
-import lzma
 import os
 import time
-import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -28,6 +25,7 @@ import aiohttp
 import yarl
 
 from shipmate.cache import debian, mirrors
+from shipmate.cache.packages import PackagesParser
 from shipmate.cache.policy import (
     Allowlist,
     Kind,
@@ -137,7 +135,7 @@ class Fetcher:
         self.timeout = timeout
         self.downloads: dict[str, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._index_tasks: set[asyncio.Task[None]] = set()
+        self._index_tasks: set[asyncio.Task[int]] = set()
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -250,26 +248,32 @@ class Fetcher:
         dl.total = resp.content_length
         fd, dl.tmp = self.storage.new_temp()
         dl.read_fd = os.open(dl.tmp, os.O_RDONLY)
+        parser = self._start_parser(dl) if self._is_packages_index(dl.target) else None
         try:
-            hashers = await self._body(dl, resp, fd)
+            hashers = await self._body(dl, resp, fd, parser)
             entry = self._entry(dl, resp, hashers)
             await self._learn_hints(dl.target, dl.tmp)
         except BaseException:
             os.close(fd)
+            if parser is not None:
+                parser.done(False)
             raise
+        if parser is not None:
+            parser.done(True)  # the index is verified: its hashes become hints
         # finish_file closes fd whatever happens
         await asyncio.to_thread(self.storage.finish_file, fd, dl.tmp, entry)
-        if self._is_packages_index(dl.target):
-            task = asyncio.create_task(self._parse_packages(dl.target.url,
-                                                            self.storage.path(entry)))
-            self._index_tasks.add(task)
-            task.add_done_callback(self._index_tasks.discard)
         self.storage.record(entry)
         self.downloads.pop(dl.target.key, None)
         dl.notify(State.DONE)
 
-    async def _body(self, dl: Download, resp: aiohttp.ClientResponse,
-                    fd: int) -> dict[str, hashlib._Hash]:
+    def _start_parser(self, dl: Download) -> PackagesParser:
+        parser = PackagesParser(self.storage, dl.target.url, dl.read_fd)
+        self._index_tasks.add(parser.task)
+        parser.task.add_done_callback(self._index_tasks.discard)
+        return parser
+
+    async def _body(self, dl: Download, resp: aiohttp.ClientResponse, fd: int,
+                    parser: PackagesParser | None) -> dict[str, hashlib._Hash]:
         """Stream the body into ``fd``; returns hashers (sha256, plus the expected algo)."""
         # no waiting here for Packages indexes being parsed: only at the end
         expected = hash_from_path(dl.target.path) or self.storage.hint(dl.target.url)
@@ -286,6 +290,8 @@ class Fetcher:
                 h.update(chunk)
             dl.written += len(chunk)
             counters.bytes_from_upstream += len(chunk)
+            if parser is not None:
+                parser.grow(dl.written)
             dl.notify()
         if dl.total is not None and dl.written != dl.total:
             raise UpstreamError(f"truncated: {dl.written} of {dl.total} bytes: {dl.target.url}")
@@ -340,16 +346,6 @@ class Fetcher:
             raise UpstreamError(f"unreadable index {t.url}: {exc}") from exc
         await asyncio.to_thread(self.storage.add_hints, hints)
 
-    async def _parse_packages(self, url: str, path: Path) -> None:
-        root = debian.archive_root(url)
-        assert root is not None
-        try:
-            count = await asyncio.to_thread(
-                lambda: self.storage.add_hints(debian.packages_hints(_blocks(path), root)))
-            log.info("learned %d package hashes from %s", count, url)
-        except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
-            log.warning("could not parse Packages index %s: %s", url, exc)
-
 
 def _file_hash(fd: int, algo: str) -> hashlib._Hash:
     """Hash what was written to ``fd`` (when the expected algorithm became known late)."""
@@ -359,19 +355,3 @@ def _file_hash(fd: int, algo: str) -> hashlib._Hash:
         h.update(chunk)
         offset += len(chunk)
     return h
-
-
-def _blocks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
-    """Decompressed blocks of a (possibly compressed) index file, in bounded memory."""
-    with open(path, "rb") as raw:
-        kind = debian.compression(raw.read(8))
-        raw.seek(0)
-        decompress: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
-        if kind == "xz":
-            decompress = lzma.LZMADecompressor().decompress
-        elif kind == "gz":
-            decompress = zlib.decompressobj(wbits=31).decompress
-        elif kind == "bz2":
-            decompress = bz2.BZ2Decompressor().decompress
-        while chunk := raw.read(size):
-            yield decompress(chunk)

@@ -16,7 +16,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -35,6 +35,11 @@ _HINTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS hints (
   url TEXT PRIMARY KEY, algo TEXT NOT NULL, digest TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staged (
+  batch TEXT NOT NULL, url TEXT NOT NULL, algo TEXT NOT NULL, digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS staged_batch ON staged (batch);
+DELETE FROM staged;
 """
 _HINT_BATCH = 5000
 _COLUMNS = ("key", "url", "fmt", "kind", "size", "sha256", "content_type", "etag",
@@ -234,25 +239,57 @@ class Storage:
     def add_hints(self, hints: Iterable[Hint]) -> int:
         """Remember hashes promised by an index. Blocking (run it in a thread): writes in
         batches on its own connection so lookups keep going."""
+        sql = "INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)"
+        return self._write_batches(sql, hints, lambda h: h)
+
+    def stage_hints(self, batch: str, hints: Iterable[Hint]) -> int:
+        """Write hashes of an index still being verified, invisible to :meth:`hint` until
+        :meth:`promote_hints`. Blocking; short transactions, so other writers are not held up
+        for the length of a download."""
+        sql = "INSERT INTO staged (batch, url, algo, digest) VALUES (?,?,?,?)"
+        return self._write_batches(sql, hints, lambda h: (batch, *h))
+
+    def promote_hints(self, batch: str) -> None:
+        """Make a staged batch hints (its index was verified). Blocking."""
+        self._hints_sql(("INSERT OR REPLACE INTO hints (url, algo, digest) "
+                         "SELECT url, algo, digest FROM staged WHERE batch=?",
+                         "DELETE FROM staged WHERE batch=?"), batch)
+
+    def drop_hints(self, batch: str) -> None:
+        """Forget a staged batch (its index failed). Blocking."""
+        self._hints_sql(("DELETE FROM staged WHERE batch=?",), batch)
+
+    def _hints_sql(self, statements: tuple[str, ...], batch: str) -> None:
+        db = self._connect("hints.sqlite")
+        try:
+            db.execute("BEGIN")
+            for sql in statements:
+                db.execute(sql, (batch,))
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def _write_batches(self, sql: str, rows: Iterable[Hint],
+                       shape: Callable[[Hint], tuple[str, ...]]) -> int:
         db = self._connect("hints.sqlite")
         count = 0
         try:
-            batch: list[Hint] = []
-            for hint in hints:
-                batch.append(hint)
+            batch: list[tuple[str, ...]] = []
+            for row in rows:
+                batch.append(shape(row))
                 if len(batch) >= _HINT_BATCH:
-                    count += self._write_hints(db, batch)
+                    count += self._write(db, sql, batch)
                     batch = []
-            return count + self._write_hints(db, batch)
+            return count + self._write(db, sql, batch)
         finally:
             db.close()
 
     @staticmethod
-    def _write_hints(db: sqlite3.Connection, batch: list[Hint]) -> int:
+    def _write(db: sqlite3.Connection, sql: str, batch: list[tuple[str, ...]]) -> int:
         if not batch:
             return 0
         db.execute("BEGIN")
-        db.executemany("INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)", batch)
+        db.executemany(sql, batch)
         db.execute("COMMIT")
         return len(batch)
 
