@@ -44,7 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
     # store
     Setting("store", str, "sqlite", "desired-state store backend: sqlite or etcd"),
     Setting("etcd_endpoints", str, "http://127.0.0.1:2379", "comma-separated etcd endpoints"),
-    Setting("etcd_timeout", float, 5.0, "seconds before an etcd request is given up"),
+    Setting("etcd_timeout", float, 2.0,
+            "seconds before an etcd request is given up (keep it below agent_ttl, so a dead "
+            "member cannot cost a machine its lease)"),
     # engine
     Setting("docker_host", str, "unix:///var/run/docker.sock", "Docker engine address"),
     # machine / agent

@@ -8,6 +8,8 @@ import importlib
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from shipmate import __version__, config
 from shipmate.cli import output
@@ -74,10 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _context(ns: argparse.Namespace) -> Context:
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if ns.state_dir:
-        overrides["state_dir"] = ns.state_dir
+        overrides["state_dir"] = Path(ns.state_dir)
     cfg = config.load(**overrides)
+    target = ns.cluster or cfg.cluster
+    if target and not ns._command.name.startswith("cluster "):
+        # Talk to that node's daemon: its socket is bind-mounted on this host.
+        from shipmate.cluster.remote import node_socket
+
+        cfg = cfg.with_overrides(socket=node_socket(cfg.state_dir, target))
     if cfg.debug:
         ns.debug = True
     fmt = getattr(ns, "format", None) or ns.global_format

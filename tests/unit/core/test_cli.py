@@ -53,3 +53,18 @@ def test_unknown_command_exits_2() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
+
+
+def test_cluster_flag_points_the_cli_at_a_node_socket(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SHIPMATE_STATE_DIR", str(tmp_path))
+    assert main(["--cluster", "node-2", "status"]) == 1
+    err = capsys.readouterr().err
+    assert "node-2/shipmate.sock" in err and str(tmp_path) in err
+
+
+def test_state_dir_flag(tmp_path, capsys) -> None:
+    import json
+
+    assert main(["--state-dir", str(tmp_path / "s"), "info", "--format", "json"]) == 0
+    rows = {r["name"]: r["value"] for r in json.loads(capsys.readouterr().out)}
+    assert rows["socket"] == str(tmp_path / "s" / "shipmate.sock")
