@@ -167,6 +167,11 @@ def test_run_prints_output_and_passes_the_exit_code_through(paas: PaasDaemon,
     assert (res.returncode, res.stdout) == (0, "2\n"), res.stderr
     res = paas.cli("run", logged, "node", "-e", "console.log(process.env.DYNO); process.exit(3)")
     assert (res.returncode, res.stdout) == (3, "run.1\n")
+    # Output without a final newline from a command that exits at once is not lost (Docker's
+    # log follow can end before it arrives).
+    for n in range(3):
+        res = paas.cli("run", logged, "node", "-e", f"process.stdout.write('quick{n}')")
+        assert (res.returncode, res.stdout) == (0, f"quick{n}\n"), res.stderr
     res = paas.cli("run", logged, "sh", "-c", "echo $GIT_REV $PORT")
     rev = json.loads(paas.ok("releases", logged, "--format", "json"))[-1]["git_rev"]
     assert res.stdout.split() == [rev, "5000"]
