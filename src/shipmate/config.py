@@ -85,6 +85,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),
     Setting("debian_mirror", str, "http://deb.debian.org/debian", "mirror for base images"),
+    # image distribution between machines (no registry)
+    Setting("api_port", int, 0,
+            "TCP port serving other machines this machine's app images (0: off; same on all)"),
+    Setting("api_bind", str, "0.0.0.0", "address the TCP image route listens on"),
+    Setting("api_clients", str, "127.0.0.0/8,::1/128",
+            "client networks allowed on api_port (the cluster's subnet)"),
+    Setting("image_pull_timeout", float, 300.0,
+            "seconds a unit waits for its image from another machine before it fails"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -9,23 +9,40 @@ Machines that share one Docker engine (a local test cluster) only ever touch con
 their own machine label, except a leftover of *the same unit* from another machine, which is
 removed before the unit starts here: the scheduler placed the unit here, so that other copy
 is a duplicate of a machine that went away.
+
+A unit whose image is not here (an app image built on another machine) gets it through
+:attr:`ContainerUnits.fetcher` (the daemon binds :class:`~shipmate.daemon.image_transfer.
+PeerImages`) before its container is created; meanwhile the unit shows ``activating
+start-pre`` with the pull's progress as its result, and a failed pull fails the unit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol
 
 from shipmate.engine.base import ContainerInfo, Engine
-from shipmate.errors import EngineError, NotFoundError
+from shipmate.errors import EngineError, NotFoundError, ShipmateError
 from shipmate.spec.container import SPEC_HASH_LABEL, ContainerSpec, spec_hash
 from shipmate.spec.unitcontainer import UNIT_LABEL
 
 log = logging.getLogger(__name__)
 MACHINE_LABEL = "shipmate.machine"
+
+
+class ImageFetcher(Protocol):
+    """Gets an image this machine lacks from elsewhere (another machine)."""
+
+    async def fetch(self, ref: str, labels: Mapping[str, str],
+                    progress: Callable[[str], None]) -> None:
+        """Make ``ref`` present in the local engine; ``labels`` are the unit's (they may name
+        the source); ``progress`` receives human-readable steps. Raises ShipmateError."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,19 +89,25 @@ class ContainerUnits:
         self.engine = engine
         self.machine_id = machine_id
         self.stop_timeout = stop_timeout
+        #: Fetches missing images from other machines (bound by the daemon; None: a missing
+        #: image fails the create as the engine reports it).
+        self.fetcher: ImageFetcher | None = None
         self._status: dict[str, ContainerStatus] = {}
+        self._pulling: dict[str, ContainerStatus] = {}  # units waiting for their image
+        self._pulls: dict[str, asyncio.Task[None]] = {}  # one transfer per image
+        self._notes: dict[str, list[str]] = {}  # pull progress, shown as the unit's log
 
     def names(self) -> set[str]:
         """Container units known here."""
-        return set(self._status)
+        return set(self._status) | set(self._pulling)
 
     def status(self, name: str) -> ContainerStatus | None:
         """The unit's last known status."""
-        return self._status.get(name)
+        return self._status.get(name) or self._pulling.get(name)
 
     def statuses(self) -> dict[str, ContainerStatus]:
         """Every container unit's last known status."""
-        return dict(self._status)
+        return {**self._pulling, **self._status}
 
     async def open(self) -> list[str]:
         """Find this machine's containers (after a daemon restart); returns the unit names."""
@@ -128,6 +151,7 @@ class ContainerUnits:
             else:
                 await self._remove(info.id)
         if current is None:
+            await self._ensure_image(unit, spec, want)
             await self._remove_strays(unit, spec.name)
             cid = await self.engine.create(spec, extra_labels={MACHINE_LABEL: self.machine_id})
             await self.engine.start(cid)
@@ -138,6 +162,34 @@ class ContainerUnits:
         status = self._describe(unit, await self.engine.inspect(cid), self._status.get(unit))
         self._status[unit] = status
         return status
+
+    async def _ensure_image(self, unit: str, spec: ContainerSpec, want: str) -> None:
+        """Fetch the spec's image from another machine when it is not here."""
+        if self.fetcher is None or await self.engine.image(spec.image) is not None:
+            return
+        notes = self._notes.setdefault(unit, [])
+
+        def progress(step: str) -> None:
+            notes.append(f"{time.strftime('%H:%M:%S')} {step}")
+            del notes[:-20]
+            self._pulling[unit] = ContainerStatus(unit, "activating", "start-pre", "", want,
+                                                  since, step)
+
+        since = time.time()
+        progress(f"image {spec.image[:19]} is not on {self.machine_id}: fetching it")
+        task = self._pulls.get(spec.image)
+        if task is None:  # units sharing an image share its transfer
+            task = asyncio.ensure_future(self.fetcher.fetch(
+                spec.image, dict(spec.labels), progress))
+            self._pulls[spec.image] = task
+            task.add_done_callback(lambda _t: self._pulls.pop(spec.image, None))
+        try:
+            await asyncio.shield(task)
+        except ShipmateError as exc:
+            progress(f"failed: {exc.message}")
+            raise
+        finally:
+            self._pulling.pop(unit, None)
 
     async def _remove_strays(self, unit: str, container_name: str) -> None:
         """Another machine's copy of this unit, or a container squatting its name."""
@@ -159,6 +211,7 @@ class ContainerUnits:
         for info in await self._mine(unit):
             await self._remove(info.id)
         self._status.pop(unit, None)
+        self._notes.pop(unit, None)
 
     async def stop_all(self) -> None:
         """Stop every container unit of this machine."""
@@ -172,6 +225,10 @@ class ContainerUnits:
                    follow: bool = False) -> AsyncIterator[str]:
         """The unit's container output."""
         status = self._status.get(unit)
+        if (status is None or not status.container_id) and unit in self._notes:
+            for line in self._notes[unit][-lines:]:  # no container yet: the image pull
+                yield line
+            return
         if status is None or not status.container_id:
             raise NotFoundError(f"no container for {unit} on this machine")
         async for line in self.engine.logs(status.container_id, follow=follow, tail=lines):

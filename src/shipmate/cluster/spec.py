@@ -23,6 +23,9 @@ MAX_NODES = 50
 ETCD_MEMBERS = 3
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
+# The daemons' TCP image route (app images go from the machine that built them to the
+# machines their units land on: there is no registry).
+API_PORT = 7787
 IMAGE_REPOSITORY = "shipmate/node-machine"
 BASE_IMAGE = "shipmate/base:bookworm"
 # Images loaded into every node when the host has them (save/load: there is no registry).
@@ -206,6 +209,8 @@ def daemon_env(cluster: Cluster, node: Node,
         # One etcd attempt gets half of this: a request stuck on a member that just died
         # must move to another well within the agent's lease TTL (3 s).
         "SHIPMATE_ETCD_TIMEOUT": "2",
+        "SHIPMATE_API_PORT": str(API_PORT),
+        "SHIPMATE_API_CLIENTS": cluster.subnet,
     }
     env.update(extra or {})
     return env

@@ -16,6 +16,7 @@ from shipmate.errors import ShipmateError
 from shipmate.store.base import Store
 
 if TYPE_CHECKING:
+    from shipmate.agent.agent import Agent
     from shipmate.daemon.main import Daemon
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,26 @@ def _fleet(daemon: Daemon, app: web.Application) -> list[Component]:
                                 reconcile_interval=cfg.reconcile_interval)
     daemon.services.update(agent=agent, scheduler=scheduler)
     add_fleet_routes(app, daemon)
-    return [Component("agent", agent.run), Component("scheduler", scheduler.run)]
+    comps = [Component("agent", agent.run), Component("scheduler", scheduler.run)]
+    return comps + _images(daemon, agent)
+
+
+def _images(daemon: Daemon, agent: Agent) -> list[Component]:
+    """Image distribution (with ``api_port``): this machine serves its app images to its
+    peers over TCP, and its agent fetches the images it lacks from them."""
+    from shipmate.daemon.image_transfer import PeerImages, serve_images
+
+    cfg, engine = daemon.config, daemon.engine
+    # Every machine of a cluster serves on the same port: without one, there is no peer to
+    # ask either, and a missing image fails the unit as the engine reports it.
+    if engine is None or agent.containers is None or not cfg.api_port:
+        return []
+    agent.containers.fetcher = PeerImages(daemon.store, engine, cfg)
+
+    async def run() -> None:
+        await serve_images(cfg, engine)
+
+    return [Component("images", run)]
 
 
 def _router(daemon: Daemon, app: web.Application) -> list[Component]:

@@ -18,6 +18,8 @@ APP_LABEL = "shipmate.app"
 PROCESS_LABEL = "shipmate.process"
 INSTANCE_LABEL = "shipmate.instance"
 RELEASE_LABEL = "shipmate.release"  # the route tag: vN-XXXX
+# The machine that built the image (and so has it): where another machine fetches it from.
+IMAGE_SOURCE_LABEL = "shipmate.image-source"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +79,11 @@ def instance_units(
     formation: Mapping[str, int],
     env: Mapping[str, str],
     git_rev: str,
+    image_source: str = "",
 ) -> list[InstanceUnit]:
-    """The units of one deploy: ``formation[type]`` instances of each process type."""
+    """The units of one deploy: ``formation[type]`` instances of each process type.
+    ``image_source`` names the machine that has the image (the builder), for the machines
+    the units land on that do not."""
     units = []
     for proc in sorted(formation):
         if proc not in processes:
@@ -87,12 +92,12 @@ def instance_units(
         for i in range(1, formation[proc] + 1):
             name = f"{app}_{proc}.{i}_{tag}.container"
             units.append(InstanceUnit(name, proc, i, _unit_text(
-                app, proc, i, tag, image, processes[proc], env, git_rev)))
+                app, proc, i, tag, image, processes[proc], env, git_rev, image_source)))
     return units
 
 
 def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
-               env: Mapping[str, str], git_rev: str) -> str:
+               env: Mapping[str, str], git_rev: str, image_source: str = "") -> str:
     full_env = {**env, "PORT": str(CONTAINER_PORT), "DYNO": f"{proc}.{i}", "GIT_REV": git_rev}
     lines = ["[Unit]", f"Description={app} {proc}.{i} ({tag})", "", "[Container]",
              f"Image={image}"]
@@ -102,8 +107,11 @@ def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
         lines.append(f'Environment="{key}={escape_value(full_env[key])}"')
     if proc == "web":
         lines.append(f"PublishPort={CONTAINER_PORT}")
-    for label, value in ((APP_LABEL, app), (PROCESS_LABEL, proc),
-                         (INSTANCE_LABEL, f"{proc}.{i}"), (RELEASE_LABEL, tag)):
+    labels = [(APP_LABEL, app), (PROCESS_LABEL, proc), (INSTANCE_LABEL, f"{proc}.{i}"),
+              (RELEASE_LABEL, tag)]
+    if image_source:
+        labels.append((IMAGE_SOURCE_LABEL, image_source))
+    for label, value in labels:
         lines.append(f"Label={label}={value}")
     lines += ["", "[Service]", "Restart=always"]
     return "\n".join(lines) + "\n"

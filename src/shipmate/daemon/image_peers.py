@@ -1,0 +1,89 @@
+"""Image distribution between machines, the pure part: which machines to ask for an image, in
+which order, at which URL, and who may ask (no I/O; :mod:`shipmate.daemon.image_transfer`
+does the transfers).
+
+There is no registry: an app image exists where it was built (the machine that received the
+``git push``). A machine that must run a unit whose image it lacks asks its peers' daemons for
+it over their TCP API (``GET /v1/images/REF``, a ``docker save`` stream it ``docker load``\\ s),
+the machine the unit names as its image source first (``shipmate.image-source`` label), then
+every other live machine. A daemon serves only Shipmate app images (label ``shipmate.app``),
+and only to clients on the networks of its ``api_clients`` setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
+
+from shipmate.errors import ConfigError, ValidationError
+from shipmate.paas.units import APP_LABEL, IMAGE_SOURCE_LABEL
+
+IMAGE_ROUTE = "/v1/images/{ref:.+}"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A name[:tag] reference (docker's grammar, narrowed): no '..', no leading '/' or '-'.
+_IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*"
+                         r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$")
+
+
+def validate_ref(ref: str) -> str:
+    """Return ``ref`` if it is an image ID (``sha256:`` + 64 hex) or a plain name[:tag]."""
+    if _IMAGE_ID.fullmatch(ref):
+        return ref
+    if _IMAGE_NAME.fullmatch(ref) and ".." not in ref and not ref.startswith("sha256:"):
+        return ref
+    raise ValidationError(f"invalid image reference {ref!r}",
+                          hint="give an image ID (sha256:...) or NAME:TAG")
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``api_clients`` (comma-separated CIDRs) as networks; a bad entry is a ConfigError."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"invalid network {part!r} in api_clients: {exc}",
+                              hint="give CIDRs, e.g. 172.30.0.0/24,127.0.0.0/8") from None
+    return tuple(out)
+
+
+def client_allowed(address: str | None, networks: Iterable[Network]) -> bool:
+    """True when ``address`` (the peer's IP) is inside one of ``networks``."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def servable(labels: Mapping[str, str]) -> bool:
+    """Only Shipmate app images (built by the PaaS, labelled ``shipmate.app``) are served."""
+    return bool(labels.get(APP_LABEL))
+
+
+def image_url(address: str, port: int, ref: str) -> str:
+    """``http://ADDRESS:PORT/v1/images/REF`` (REF quoted; IPv6 addresses bracketed)."""
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/v1/images/{urllib.parse.quote(validate_ref(ref), safe='')}"
+
+
+def source_hint(labels: Mapping[str, str]) -> str:
+    """The machine a unit names as its image's source (empty when it names none)."""
+    return labels.get(IMAGE_SOURCE_LABEL, "")
+
+
+def sources(hint: str, machines: Mapping[str, str], self_id: str) -> list[tuple[str, str]]:
+    """(machine, address) pairs to ask, in order: the hinted machine first, then the other
+    live machines by ID; never this machine, never one without an address."""
+    order = sorted(machines, key=lambda m: (m != hint, m))
+    return [(m, machines[m]) for m in order if m != self_id and machines[m]]
