@@ -215,9 +215,12 @@ class Deployer:
 
     async def _switch(self, app: str, release: Release, tag: str, emit: Emit) -> None:
         await self.state.set_current(app, release.version)
-        await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
+        switched = await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
         await self.state.ensure_routed(app)
-        switched = await self.store.revision()
+        # The revision the router must have read: that of the switch and of the app's route
+        # (not the store's latest, which unrelated writes move on without a router pass).
+        route = await self.store.get(route_keys.domains_key(app))
+        switched = max(switched, route.mod_revision if route else 0)
         old = [n for n in (await self.registry.units())
                if n.startswith(unit_prefix(app)) and (parse_unit_name(n) or ("",) * 4)[3] != tag]
         # The old instances may only go once the router no longer sends them traffic: a slow
