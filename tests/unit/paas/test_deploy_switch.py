@@ -9,7 +9,9 @@ import pytest
 import shipmate.paas.deploy as deploy_module
 from shipmate import config
 from shipmate.paas.deploy import Deployer
+from shipmate.paas.model import Release
 from shipmate.paas.state import PaasState
+from shipmate.router import keys as route_keys
 from shipmate.scheduler.registry import Registry
 from shipmate.testing.store import memory_store
 
@@ -63,3 +65,34 @@ async def test_old_instances_are_destroyed_only_after_the_router_switched(
     router.revision = 3
     await asyncio.wait_for(retire, 5)
     assert destroyed == [["old.container"]]
+
+
+async def test_switch_waits_for_its_own_revision_not_for_later_unrelated_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployer = await _deployer(tmp_path)
+    store = deployer.store
+    await deployer.state.create_app("web-app")
+    await deployer.state.set_global_domain("apps.test")
+    router = Router()
+    deployer.router = router
+    monkeypatch.setattr(deploy_module, "ROUTE_TIMEOUT", 1.0)
+
+    async def fake_router() -> None:
+        # Reads the switch once, then the store moves on with writes a router ignores.
+        while True:
+            active = await store.get(route_keys.active_key("web-app"))
+            route = await store.get(route_keys.domains_key("web-app"))
+            if active and route:
+                router.revision = max(active.mod_revision, route.mod_revision)
+                await store.put("/shipmate/unrelated", "x")
+                return
+            await asyncio.sleep(0.005)
+
+    follower = asyncio.create_task(fake_router())
+    lines: list[str] = []
+    release = Release(1, "sha256:img", {}, {"web": 1}, {"web": ""}, "a" * 40, 0.0)
+    await deployer._switch("web-app", release, "v1-abcd", lines.append)
+    await follower
+    assert await store.revision() > router.revision
+    assert not any("has not taken the switch" in line for line in lines), lines
+    assert lines[-1].startswith("-----> Switched traffic to v1")
