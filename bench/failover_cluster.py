@@ -8,7 +8,12 @@ Printed per run: seconds until every unit of the dead machine runs elsewhere, an
 requests (non-200 or errors) out of all sent meanwhile. The killed machine is started again
 between runs. Targets (issue 7): 5 s or less, under 1 % failed.
 
-    .venv/bin/python bench/failover.py --cluster [--runs 3] [--keep]
+With ``--victim leader`` the killed machine is the worst one to lose: the etcd leader AND the
+scheduler leader (etcd's leadership is moved to the scheduler leader's member first, with
+``etcdctl move-leader``), and it runs one of the units. Its units can only move once etcd has
+elected a new leader, the machine's lease has expired and a new scheduler has taken over.
+
+    .venv/bin/python bench/failover.py --cluster [--runs 3] [--keep] [--victim unit|leader]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
 import subprocess
 import sys
@@ -30,12 +36,13 @@ from shipmate import config as config_mod
 from shipmate.cluster import lifecycle, nodes
 from shipmate.cluster import spec as sp
 from shipmate.engine.docker import DockerEngine
-from shipmate.scheduler.registry import Registry
+from shipmate.scheduler.registry import LEADER_KEY, Registry
 from shipmate.store.etcd import EtcdStore
 
 NAME, SUBNET = "smbench", "172.30.8.0/24"
 STATE = Path("/tmp/shipmate-cluster-bench")
 UNITS = [f"codeit.{i}.container" for i in (1, 2, 3)]
+LEADERS = False  # --victim leader
 ROUTES = {"/shipmate/routes/domains/codeit": '{"domains": ["code.it"]}',
           "/shipmate/routes/active/codeit": '{"release": "*"}'}
 
@@ -141,6 +148,8 @@ async def one_run(reg: Registry, cluster: sp.Cluster, run: int) -> tuple[float, 
         await wait(lambda: _spread(reg))
         where = await placements(reg)
     victim = where["codeit.3.container"]
+    if LEADERS:
+        victim = await make_leader(reg, cluster)
     lost = {u for u, m in where.items() if m == victim}
     router = next(n for n in cluster.nodes if n.name != victim)
     await warm(router.address)  # a restarted machine's router may still be starting
@@ -164,7 +173,8 @@ async def one_run(reg: Registry, cluster: sp.Cluster, run: int) -> tuple[float, 
     await asyncio.sleep(2)  # and the routers settled
     load.stop()
     await task
-    print(f"run {run}: killed {victim} ({len(lost)} unit(s)); all running elsewhere after "
+    role = " (etcd + scheduler leader)" if LEADERS else ""
+    print(f"run {run}: killed {victim}{role} ({len(lost)} unit(s)); all running elsewhere after "
           f"{took:.2f} s; failed requests {load.failed}/{load.sent} "
           f"({100 * load.failed / max(load.sent, 1):.2f} %) through {router.name}'s router",
           flush=True)
@@ -174,6 +184,28 @@ async def one_run(reg: Registry, cluster: sp.Cluster, run: int) -> tuple[float, 
     await nodes.start(NAME, victim)
     await wait(lambda: _has(reg, victim))
     return took, load
+
+
+async def make_leader(reg: Registry, cluster: sp.Cluster) -> str:
+    """The scheduler leader's machine, made the etcd leader too (``etcdctl move-leader``)."""
+    kv = await reg.store.get(LEADER_KEY)
+    if kv is None:
+        raise RuntimeError("no scheduler leader")
+    machine = str(json.loads(kv.value)["machine"])
+    node = cluster.node(machine)
+    endpoints = ",".join(n.etcd_client_url for n in cluster.etcd_nodes)
+
+    def etcdctl(*args: str) -> str:
+        return subprocess.run(["docker", "exec", f"{NAME}-{machine}", "etcdctl",
+                               "--endpoints", endpoints, *args], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+
+    status = json.loads(etcdctl("endpoint", "status", "-w", "json"))
+    mine = next(s for s in status if s["Endpoint"] == node.etcd_client_url)
+    member = mine["Status"]["header"]["member_id"]
+    if mine["Status"]["leader"] != member:
+        etcdctl("move-leader", format(member, "x"))
+    return machine
 
 
 async def warm(address: str, in_a_row: int = 20) -> None:
@@ -235,7 +267,12 @@ def main(argv: list[str]) -> None:
     p.add_argument("--cluster", action="store_true")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--keep", action="store_true", help="leave the cluster running")
+    p.add_argument("--victim", choices=("unit", "leader"), default="unit",
+                   help="kill the machine of codeit.3 (unit), or the etcd and scheduler "
+                        "leader (leader)")
     args = p.parse_args(argv)
+    global LEADERS
+    LEADERS = args.victim == "leader"
     asyncio.run(cluster_main(args.runs, args.keep))
 
 
