@@ -89,6 +89,12 @@ def _app_units(cli: ClusterCli, node: str = "node-1") -> dict[str, tuple[str, st
     return {u: v for u, v in cli.units(node).items() if u.startswith(APP + "_")}
 
 
+def _three_running(cli: ClusterCli, node: str = "node-1") -> dict[str, tuple[str, str]] | None:
+    units = _app_units(cli, node)
+    ok = len(units) == 3 and all(sub == "running" for _, sub in units.values())
+    return units if ok else None
+
+
 def _app_containers(cli: ClusterCli) -> dict[str, list[str]]:
     """Node -> IDs of the app's containers running in it."""
     return {n: sorted(cli.inner(n, "docker", "ps", "-q", "--no-trunc", "--filter",
@@ -114,8 +120,8 @@ def test_push_to_one_machine_scale_spreads_and_every_router_balances(
     # the image exists only where it was built until a unit elsewhere needs it
     scaled = cli.run("ps:scale", APP, "web=3", node="node-2", timeout=300)
     assert "web" in scaled.stdout
-    units = _app_units(cli)
-    assert len(units) == 3 and all(sub == "running" for _, sub in units.values()), units
+    # the first deploy's instance retires in the background after the switch
+    units = wait_for("three running instances", lambda: _three_running(cli), 30)
     assert sorted(m for m, _ in units.values()) == list(NODES), f"not spread: {units}"
     for node in NODES:  # the app image reached every machine, from node-1, by the image route
         images = cli.inner(node, "docker", "images", "--filter", f"label=shipmate.app={APP}",
@@ -155,8 +161,8 @@ def test_losing_an_etcd_member_restarts_nothing_and_deploys_still_work(
             wait_for(f"{node}'s router to serve the new release", lambda node=node: all(
                 "still deploying" in http_get(cli.address(node), f"{APP}.{DOMAIN}")[1]
                 for _ in range(6)), 60)
-        units = _app_units(cli, deployer)
-        assert len(units) == 3 and all(sub == "running" for _, sub in units.values()), units
+        wait_for("the old release's instances to retire",
+                 lambda: _three_running(cli, deployer), 30)
     finally:  # bring the member back (same data dir: it catches up from the leader)
         cli.inner(victim, "sh", "-c",
                   "etcd >>/run/shipmate/etcd.log 2>&1 </dev/null & sleep 0.1", check=False)
