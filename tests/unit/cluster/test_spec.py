@@ -63,13 +63,26 @@ def test_etcd_env_only_on_members() -> None:
     assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "http://172.30.0.12:2379"
     assert env["ETCD_INITIAL_CLUSTER"] == sp.etcd_initial_cluster(c)
     assert sp.etcd_env(c, c.nodes[3]) == {}
+    assert env["ETCD_PRE_VOTE"] == "true"
+    assert int(env["ETCD_ELECTION_TIMEOUT"]) >= 10 * int(env["ETCD_HEARTBEAT_INTERVAL"])
+
+
+def test_nodes_without_a_member_spread_over_the_members() -> None:
+    c = sp.plan(nodes=5)
+    firsts = [sp.etcd_endpoints(c, n).split(",")[0] for n in c.nodes]
+    assert firsts == [c.nodes[i].etcd_client_url for i in (0, 1, 2, 0, 1)]
+    assert sorted(sp.etcd_endpoints(c, c.nodes[4]).split(",")) == sorted(
+        sp.etcd_endpoints(c).split(","))
 
 
 def test_daemon_env() -> None:
     c = sp.plan()
     env = sp.daemon_env(c, c.nodes[2], {"SHIPMATE_AGENT_TTL": "2"})
     assert env["SHIPMATE_STORE"] == "etcd"
-    assert env["SHIPMATE_ETCD_ENDPOINTS"] == sp.etcd_endpoints(c)
+    # its own member first: a node's client loses its member only when the node dies
+    assert env["SHIPMATE_ETCD_ENDPOINTS"] == ("http://172.30.0.13:2379,http://172.30.0.11:2379,"
+                                              "http://172.30.0.12:2379")
+    assert env["SHIPMATE_API_PORT"] == "7787" and env["SHIPMATE_API_CLIENTS"] == c.subnet
     assert env["SHIPMATE_MACHINE_ID"] == "node-3"
     assert env["SHIPMATE_PUBLIC_IP"] == "172.30.0.13"
     assert env["SHIPMATE_SOCKET"] == "/run/shipmate/shipmate.sock"
