@@ -102,6 +102,8 @@ def _router(daemon: Daemon, app: web.Application) -> list[Component]:
     controller = RouterController(daemon.store, nginx, global_domain=cfg.global_domain,
                                   interval=cfg.reconcile_interval)
     daemon.services["router"] = controller
+    if "paas" in daemon.services:  # deploys wait for this router to take a switch
+        daemon.services["paas"].deployer.router = controller
     daemon.services.setdefault("closers", []).append(nginx.stop)
     return [Component("router", controller.run)]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from shipmate.daemon.api import DAEMON_KEY, daemon_of, json_body, stream_lines
+from shipmate.daemon.api import daemon_of, json_body, stream_lines
 from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
 from shipmate.paas.model import validate_config_key, validate_domain
@@ -202,17 +202,8 @@ async def remove_key(request: web.Request) -> web.Response:
     return web.json_response({"removed": True})
 
 
-async def _bind_router(app: web.Application) -> None:
-    # Deploys wait for this machine's router to take a switch before old instances retire;
-    # the router is built after the PaaS, so it is looked up once everything exists.
-    services = app[DAEMON_KEY].services
-    if "paas" in services:
-        services["paas"].deployer.router = services.get("router")
-
-
 def add_paas_routes(app: web.Application) -> None:
     """Register every PaaS route."""
-    app.on_startup.append(_bind_router)
     r = app.router
     r.add_get("/v1/apps", list_apps)
     r.add_post("/v1/apps", create_app)
