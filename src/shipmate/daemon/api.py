@@ -51,6 +51,11 @@ async def stream_lines(request: web.Request, lines: AsyncIterator[str]) -> web.S
             await resp.write((line.rstrip("\n") + "\n").encode())
     except ShipmateError as exc:
         await resp.write((json.dumps({"error": exc.to_dict()}) + "\n").encode())
+    except Exception as exc:  # a bug: still end the stream, or the client waits forever
+        log.exception("unhandled error while streaming %s %s", request.method, request.path)
+        err = ShipmateError(f"internal error: {type(exc).__name__}: {exc}",
+                            hint="see the daemon log")
+        await resp.write((json.dumps({"error": err.to_dict()}) + "\n").encode())
     await resp.write_eof()
     return resp
 

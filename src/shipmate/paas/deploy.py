@@ -81,7 +81,8 @@ class Deployer:
             formation = {p: n for p, n in formation.items() if p in release.processes}
             tag = f"v{release.version}-{secrets.token_hex(2)}"
             units = instance_units(app, tag, release.image, release.processes, formation,
-                                   release.config, release.git_rev)
+                                   release.config, release.git_rev,
+                                   image_source=self.config.machine_id)
             try:
                 await self._start(units, emit)
                 await self._wait_running(app, tag, units, emit)
