@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import ipaddress
 import re
 from urllib.parse import quote, unquote, urlsplit
 
+from shipmate import netaddr
 from shipmate.errors import ValidationError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -119,30 +119,13 @@ class Allowlist:
         return port == 443 and host.lower() in self.hosts
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = netaddr.Network
+client_allowed = netaddr.client_allowed
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
     """Parse the client allowlist, e.g. ``"127.0.0.0/8,::1/128"``."""
-    try:
-        return tuple(ipaddress.ip_network(n.strip(), strict=False)
-                     for n in text.split(",") if n.strip())
-    except ValueError as exc:
-        raise ValidationError(f"bad cache_clients entry: {exc}",
-                              hint="use comma-separated CIDR networks") from exc
-
-
-def client_allowed(address: str | None, networks: tuple[Network, ...]) -> bool:
-    """Whether a client at ``address`` may use the cache (IPv4-mapped IPv6 is unwrapped)."""
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == n.version and ip in n for n in networks)
+    return netaddr.parse_networks(text, "cache_clients")
 
 
 def parse_origin(url: str) -> tuple[Origin, str]:

@@ -12,16 +12,17 @@ and only to clients on the networks of its ``api_clients`` setting.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
-from shipmate.errors import ConfigError, ValidationError
+from shipmate import netaddr
+from shipmate.errors import ValidationError
 from shipmate.paas.units import APP_LABEL, IMAGE_SOURCE_LABEL
 
 IMAGE_ROUTE = "/v1/images/{ref:.+}"
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = netaddr.Network
+client_allowed = netaddr.client_allowed
 
 _IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A name[:tag] reference (docker's grammar, narrowed): no '..', no leading '/' or '-'.
@@ -41,29 +42,7 @@ def validate_ref(ref: str) -> str:
 
 def parse_networks(text: str) -> tuple[Network, ...]:
     """``api_clients`` (comma-separated CIDRs) as networks; a bad entry is a ConfigError."""
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            out.append(ipaddress.ip_network(part, strict=False))
-        except ValueError as exc:
-            raise ConfigError(f"invalid network {part!r} in api_clients: {exc}",
-                              hint="give CIDRs, e.g. 172.30.0.0/24,127.0.0.0/8") from None
-    return tuple(out)
-
-
-def client_allowed(address: str | None, networks: Iterable[Network]) -> bool:
-    """True when ``address`` (the peer's IP) is inside one of ``networks``."""
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in networks)
+    return netaddr.parse_networks(text, "api_clients")
 
 
 def servable(labels: Mapping[str, str]) -> bool:
