@@ -4,6 +4,7 @@ component never loads it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -115,8 +116,6 @@ def _cache(daemon: Daemon, app: web.Application) -> list[Component]:
     daemon.services["cache"] = server
 
     async def run() -> None:
-        import asyncio
-
         await server.start()
         try:
             await asyncio.Event().wait()

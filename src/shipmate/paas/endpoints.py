@@ -67,28 +67,38 @@ class EndpointPublisher:
     """Keeps the store's endpoints for this machine equal to what runs here."""
 
     def __init__(self, store: Store, engine: Engine, *, host: str, machine: str,
-                 ttl: float, clock: Clock | None = None, interval: float = 1.0) -> None:
+                 ttl: float, clock: Clock | None = None, interval: float = 1.0,
+                 resync: float = 5.0) -> None:
         self.store, self.engine = store, engine
         self.host, self.machine, self.ttl = host, machine, ttl
         self.clock = clock or SystemClock()
-        self.interval = interval
+        self.interval = interval  # lease keepalive cadence
+        self.resync = resync  # full re-read even without engine events (they can be missed)
         self._lease = 0
         self._published: dict[str, str] = {}
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Publish until cancelled; the lease is revoked on the way out."""
+        """Publish until cancelled; the lease is revoked on the way out. The lease is kept
+        alive every ``interval``; the containers are listed (one inspect each) only when the
+        engine reports a change, the lease was lost, or ``resync`` seconds have passed."""
         events = asyncio.create_task(self._follow_events())
+        last_sync = float("-inf")
         try:
             while True:
                 try:
-                    await self.sync()
+                    fresh_lease = await self._renew()
+                    due = (self._wake.is_set() or fresh_lease
+                           or self.clock.now() - last_sync >= self.resync)
+                    self._wake.clear()
+                    if due:
+                        await self._publish()
+                        last_sync = self.clock.now()
                 except ShipmateError as exc:
                     log.warning("endpoint sync failed: %s", exc)
                     self._lease, self._published = 0, {}
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval)
-                self._wake.clear()
         finally:
             events.cancel()
             if self._lease:
@@ -105,8 +115,11 @@ class EndpointPublisher:
                 await asyncio.sleep(1)
 
     async def sync(self) -> None:
-        """One pass: renew the lease, write new endpoints, delete gone ones."""
+        """One full pass: renew the lease, write new endpoints, delete gone ones."""
         await self._renew()
+        await self._publish()
+
+    async def _publish(self) -> None:
         containers = await self.engine.list(None, all=False)
         wanted = wanted_endpoints(containers, self.host, self.machine)
         for key, value in wanted.items():
@@ -116,11 +129,13 @@ class EndpointPublisher:
             await self.store.delete(key)
         self._published = wanted
 
-    async def _renew(self) -> None:
+    async def _renew(self) -> bool:
+        """Keep the lease alive; True when a new one had to be granted (republish all)."""
         if self._lease:
             try:
                 await self.store.keepalive(self._lease)
-                return
+                return False
             except LeaseNotFoundError:
                 self._published = {}
         self._lease = await self.store.grant(self.ttl)
+        return True
