@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "shipmate.cli.cache",
     "shipmate.cli.manifest",
     "shipmate.cli.paas",
+    "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
 )
 

@@ -349,22 +349,24 @@ async def checks_report(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _toggle_checks(ctx: Context, args: argparse.Namespace, verb: str,
+                         doing: str) -> int:
+    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
+                               json_body={verb: args.types.split(",")})
+    output.step(f"{doing} zero downtime for app ({args.types})")
+    return 0
+
+
 @command("checks:disable", "skip health checks of process types (all by default)", APP,
          arg("types", nargs="?", default="_all_"))
 async def checks_disable(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
-                               json_body={"disable": args.types.split(",")})
-    output.step(f"Disabling zero downtime for app ({args.types})")
-    return 0
+    return await _toggle_checks(ctx, args, "disable", "Disabling")
 
 
 @command("checks:enable", "run health checks of process types again (all by default)", APP,
          arg("types", nargs="?", default="_all_"))
 async def checks_enable(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
-                               json_body={"enable": args.types.split(",")})
-    output.step(f"Enabling zero downtime for app ({args.types})")
-    return 0
+    return await _toggle_checks(ctx, args, "enable", "Enabling")
 
 
 @command("checks:set", "set a health-check property (wait, timeout, attempts)", APP,
@@ -404,37 +406,3 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
         else:
             print(line, flush=True)
     return code
-
-
-# ssh keys -----------------------------------------------------------------------------------
-
-@command("ssh-keys:add", "allow an SSH public key to push and run commands",
-         arg("name"), arg("file", nargs="?", default="-", help="public key file, or - for stdin"))
-async def ssh_keys_add(ctx: Context, args: argparse.Namespace) -> int:
-    if args.file == "-":
-        text = sys.stdin.read()
-    else:
-        with open(args.file, encoding="utf-8") as fh:
-            text = fh.read()
-    rec = await ctx.client().request("POST", "/v1/ssh-keys",
-                                     json_body={"name": args.name, "key": text})
-    print(rec["fingerprint"])
-    return 0
-
-
-@command("ssh-keys:list", "list allowed SSH keys", FMT)
-async def ssh_keys_list(ctx: Context, args: argparse.Namespace) -> int:
-    keys = await ctx.client().request("GET", "/v1/ssh-keys")
-    if ctx.format == "json":
-        output.as_json([{"name": k["name"], "fingerprint": k["fingerprint"]} for k in keys])
-        return 0
-    for k in keys:
-        print(f'{k["fingerprint"]}  NAME="{k["name"]}" SSHCOMMAND_ALLOWED_KEYS="none"')
-    return 0
-
-
-@command("ssh-keys:remove", "stop allowing an SSH key", arg("name"))
-async def ssh_keys_remove(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("DELETE", f"/v1/ssh-keys/{args.name}")
-    output.step(f"Removed key {args.name}")
-    return 0

@@ -1,0 +1,43 @@
+"""Dokku's ``ssh-keys:add|list|remove``: the keys allowed to push and run commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shipmate.cli import output
+from shipmate.cli.registry import Context, arg, command
+
+FMT = arg("--format", choices=("text", "json"), default=None, help="output format")
+
+
+@command("ssh-keys:add", "allow an SSH public key to push and run commands",
+         arg("name"), arg("file", nargs="?", default="-", help="public key file, or - for stdin"))
+async def ssh_keys_add(ctx: Context, args: argparse.Namespace) -> int:
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            text = fh.read()
+    rec = await ctx.client().request("POST", "/v1/ssh-keys",
+                                     json_body={"name": args.name, "key": text})
+    print(rec["fingerprint"])
+    return 0
+
+
+@command("ssh-keys:list", "list allowed SSH keys", FMT)
+async def ssh_keys_list(ctx: Context, args: argparse.Namespace) -> int:
+    keys = await ctx.client().request("GET", "/v1/ssh-keys")
+    if ctx.format == "json":
+        output.as_json([{"name": k["name"], "fingerprint": k["fingerprint"]} for k in keys])
+        return 0
+    for k in keys:
+        print(f'{k["fingerprint"]}  NAME="{k["name"]}" SSHCOMMAND_ALLOWED_KEYS="none"')
+    return 0
+
+
+@command("ssh-keys:remove", "stop allowing an SSH key", arg("name"))
+async def ssh_keys_remove(ctx: Context, args: argparse.Namespace) -> int:
+    await ctx.client().request("DELETE", f"/v1/ssh-keys/{args.name}")
+    output.step(f"Removed key {args.name}")
+    return 0
