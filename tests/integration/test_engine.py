@@ -8,7 +8,6 @@ import asyncio
 import io
 import tarfile
 import time
-import uuid
 
 import pytest
 
@@ -23,25 +22,10 @@ from shipmate.spec.container import (
     make_spec,
     spec_hash,
 )
+from tests.integration.engine_helpers import RUN_ID, TEST_LABEL, name
 
 pytestmark = pytest.mark.integration
 BASE = "shipmate/base:bookworm"
-TEST_LABEL = "shipmate.test-run"
-RUN_ID = uuid.uuid4().hex[:10]
-
-
-
-@pytest.fixture
-async def engine(docker_host: str):
-    eng = DockerEngine(docker_host)
-    yield eng
-    for c in await eng.list({TEST_LABEL: RUN_ID}):
-        await eng.remove(c.id, force=True)
-    await eng.close()
-
-
-def name(prefix: str) -> str:
-    return f"sm-test-{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 async def test_container_lifecycle_labels_ports_exec_health(engine: DockerEngine, base_image):

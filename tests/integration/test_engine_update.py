@@ -5,7 +5,6 @@ its plain name back."""
 from __future__ import annotations
 
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,10 @@ from shipmate.engine.docker import DockerEngine
 from shipmate.errors import EngineConflictError, NotFoundError
 from shipmate.spec.container import make_spec
 from shipmate.spec.manifest import MANIFEST_LABEL, load_manifest
+from tests.integration.engine_helpers import RUN_ID, TEST_LABEL, name
 
 pytestmark = pytest.mark.integration
 BASE = "shipmate/base:bookworm"
-TEST_LABEL = "shipmate.test-run"
-RUN_ID = uuid.uuid4().hex[:10]
-
-
-
-@pytest.fixture
-async def engine(docker_host: str):
-    eng = DockerEngine(docker_host)
-    yield eng
-    for c in await eng.list({TEST_LABEL: RUN_ID}):
-        await eng.remove(c.id, force=True)
-    await eng.close()
-
-
-def name(prefix: str) -> str:
-    return f"sm-test-{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def restart_policy(raw: object) -> str:
