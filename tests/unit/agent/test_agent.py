@@ -4,6 +4,7 @@ process supervisor is exercised with real processes in tests/integration)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -67,26 +68,34 @@ def engine() -> FakeEngine:
     return FakeEngine(images=["shipmate/base:bookworm"])
 
 
-async def running(agent: Agent, clock: FakeClock) -> asyncio.Task[None]:
+async def start_agent(agent: Agent, clock: FakeClock) -> asyncio.Task[None]:
+    """Run the agent until it has registered; the caller ends the task."""
     task = asyncio.create_task(agent.run())
     await settle(clock, lambda: agent.heartbeat.registered)
     return task
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent, clock: FakeClock) -> AsyncIterator[asyncio.Task[None]]:
+    """The agent running (registered) for the body; cancelled afterwards."""
+    task = await start_agent(agent, clock)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_registers_the_machine_under_a_lease(store: Store, engine: FakeEngine,
                                                    tmp_path: Path) -> None:
     clock = FakeClock()
     agent = make_agent(store, engine, tmp_path, clock)
-    task = await running(agent, clock)
-    try:
+    async with running(agent, clock):
         machines = await Registry(store).machines()
         assert machines["m1"].public_ip == "10.0.0.1"
         assert machines["m1"].metadata_dict == {"region": "eu"}
         kv = await store.get("/shipmate/fleet/machines/m1")
         assert kv is not None and kv.lease == agent.lease != 0
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_runs_placed_launched_container_and_follows_desired_state(
@@ -94,8 +103,7 @@ async def test_runs_placed_launched_container_and_follows_desired_state(
     clock = FakeClock()
     reg = Registry(store)
     agent = make_agent(store, engine, tmp_path, clock)
-    task = await running(agent, clock)
-    try:
+    async with running(agent, clock):
         await reg.submit("web@1.container", WEB)
         await reg.set_desired("web@1.container", "launched")
         await place(store, "web@1.container", "m1")
@@ -122,9 +130,6 @@ async def test_runs_placed_launched_container_and_follows_desired_state(
         await store.delete(placement_key("web@1.container"))  # unscheduled
         await settle(clock, lambda: "web@1.container" not in agent._reported)
         assert await state() is None
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_units_placed_elsewhere_or_invalid_here_are_not_run(
@@ -132,8 +137,7 @@ async def test_units_placed_elsewhere_or_invalid_here_are_not_run(
     clock = FakeClock()
     reg = Registry(store)
     agent = make_agent(store, engine, tmp_path, clock)
-    task = await running(agent, clock)
-    try:
+    async with running(agent, clock):
         await reg.submit("a.container", WEB)
         await reg.set_desired("a.container", "launched")
         await place(store, "a.container", "m2")
@@ -145,9 +149,6 @@ async def test_units_placed_elsewhere_or_invalid_here_are_not_run(
         st = agent._reported["b.container"]
         assert (st.active_state, st.sub_state) == ("failed", "failed")
         assert "b.container" in agent.errors
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_restarted_agent_adopts_its_containers(store: Store, engine: FakeEngine,
@@ -158,7 +159,7 @@ async def test_a_restarted_agent_adopts_its_containers(store: Store, engine: Fak
     await reg.set_desired("web@1.container", "launched")
     await place(store, "web@1.container", "m1")
     first = make_agent(store, engine, tmp_path, clock)
-    task = await running(first, clock)
+    task = await start_agent(first, clock)
     await settle(clock, lambda: engine.container_named("shipmate-web_1") is not None)
     c = engine.container_named("shipmate-web_1")
     assert c is not None
@@ -167,15 +168,11 @@ async def test_a_restarted_agent_adopts_its_containers(store: Store, engine: Fak
     writes = len(engine.writes)
 
     second = make_agent(store, engine, tmp_path, clock)
-    task = await running(second, clock)
-    try:
+    async with running(second, clock) as task:
         await settle(clock, lambda: "web@1.container" in second._reported)
         assert engine.writes[writes:] == []  # no create, no start, no remove
         assert engine.container_named("shipmate-web_1") is c
         assert second._reported["web@1.container"].active_state == "active"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEngine,
@@ -183,8 +180,7 @@ async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEng
     clock = FakeClock()
     reg = Registry(store)
     agent = make_agent(store, engine, tmp_path, clock)
-    task = await running(agent, clock)
-    try:
+    async with running(agent, clock):
         await reg.submit("w.container", WEB)
         await reg.set_desired("w.container", "launched")
         await place(store, "w.container", "m1")
@@ -197,9 +193,6 @@ async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEng
         await place(store, "w.container", "m1")
         await settle(clock, lambda: (c := engine.container_named("shipmate-w")) is not None
                      and c.id != old.id and c.state == "running")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_publishes_status_and_journal_for_other_machines(
@@ -208,8 +201,7 @@ async def test_publishes_status_and_journal_for_other_machines(
     reg = Registry(store)
     agent = make_agent(store, engine, tmp_path, clock)
     agent.publisher.interval = 0.0
-    task = await running(agent, clock)
-    try:
+    async with running(agent, clock):
         await reg.submit("j.container", WEB)
         await reg.set_desired("j.container", "launched")
         await place(store, "j.container", "m1")
@@ -231,26 +223,19 @@ async def test_publishes_status_and_journal_for_other_machines(
         assert rec["lines"] == ["hello from j"]
         detail = rec["detail"]
         assert isinstance(detail, dict) and detail["active"] == "active"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_quick_restart_keeps_the_lease(store: Store, engine: FakeEngine,
                                                tmp_path: Path) -> None:
     clock = FakeClock()
     first = make_agent(store, engine, tmp_path, clock)
-    task = await running(first, clock)
+    task = await start_agent(first, clock)
     lease = first.lease
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     second = make_agent(store, engine, tmp_path, clock)
-    task = await running(second, clock)
-    try:
+    async with running(second, clock) as task:
         assert second.lease == lease
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_adopted_unit_waits_for_the_scheduler_only_if_placed_nowhere(
@@ -262,7 +247,7 @@ async def test_adopted_unit_waits_for_the_scheduler_only_if_placed_nowhere(
         await reg.set_desired(name, "launched")
         await place(store, name, "m1")
     first = make_agent(store, engine, tmp_path, clock)
-    task = await running(first, clock)
+    task = await start_agent(first, clock)
     await settle(clock, lambda: len(first._reported) == 2)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -274,13 +259,9 @@ async def test_adopted_unit_waits_for_the_scheduler_only_if_placed_nowhere(
     writes = len(engine.writes)
 
     second = make_agent(store, engine, tmp_path, clock)
-    task = await running(second, clock)
-    try:
+    async with running(second, clock) as task:
         await settle(clock, lambda: engine.container_named("shipmate-moved") is None)
         assert engine.container_named("shipmate-stay") is not None  # kept during the grace
         await place(store, "stay.container", "m1")  # the scheduler places it back here
         await settle(clock, lambda: "stay.container" in second._reported)
         assert [w.action for w in engine.writes[writes:]] == ["stop", "remove"]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
