@@ -9,8 +9,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from shipmate.cli import output
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ShipmateError
@@ -50,6 +48,8 @@ async def serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def _ask(ctx: Context, method: str, path: str) -> Any:
+    import aiohttp  # here, not at module level: every CLI command imports this module
+
     url = f"http://127.0.0.1:{ctx.config.cache_port}{path}"
     try:
         async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
