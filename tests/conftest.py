@@ -64,6 +64,26 @@ class EtcdServer:
                if os.uname().machine == "aarch64" else None)
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         _wait_port(self.host, self.client_port)
+        if "--initial-cluster" not in (extra or []):  # a lone member elects itself at once
+            self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Wait until etcd serves requests (it has a leader), not only listens: a client
+        with a short timeout can otherwise meet a member still electing itself."""
+        import json
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as resp:
+                    if json.loads(resp.read()).get("health") == "true":
+                        return
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"etcd at {self.endpoint} not healthy after {timeout}s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
