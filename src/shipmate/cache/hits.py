@@ -5,14 +5,14 @@ path lookups, thread hops or Python-level chunk loops.
   a bounded in-memory copy (:class:`SmallBodies`): one write of headers and body.
 * A plain request for a larger body is answered with ``sendfile(2)`` from a file opened on the
   event loop (an ``open`` of a cached file is a metadata operation; aiohttp's ``FileResponse``
-  would hop to a thread twice per request for it).
+  would hop to a thread twice per request for it), sent from worker threads while the client
+  keeps up (:mod:`sendbody`).
 * Anything else (``Range``, ``If-Modified-Since``, ``If-None-Match``...) goes to aiohttp's
   ``FileResponse``, which implements those rules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import os
@@ -22,6 +22,7 @@ from typing import BinaryIO
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from shipmate.cache import sendbody
 from shipmate.cache.stats import Counters
 
 SMALL_MAX = 64 * 1024  # bodies up to this size are kept in memory once served
@@ -130,7 +131,7 @@ class SendfileResponse(web.StreamResponse):
             raise
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        """Send the headers, then the body with the event loop's native sendfile."""
+        """Send the headers, then the body with sendfile (:func:`sendbody.send_file`)."""
         if self._file.closed:  # prepared before: nothing more to send
             return await super().prepare(request)
         try:
@@ -140,7 +141,7 @@ class SendfileResponse(web.StreamResponse):
             transport = request.transport
             if transport is None:
                 raise ConnectionResetError("client went away")
-            await asyncio.get_running_loop().sendfile(transport, self._file, 0, self._size)
+            await sendbody.send_file(transport, self._file, self._size)
             await super().write_eof()
             self._counters.bytes_from_cache += self._size
             self._counters.bytes_served += self._size
