@@ -80,6 +80,26 @@ async def test_pypi_json_variant(cache: CacheServer, fake: FakeUpstream,  # noqa
     assert fake.headers_seen[0]["Accept"].startswith("application/vnd.pypi.simple.v1+json")
 
 
+async def test_pep658_metadata_checked_against_the_page(
+        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+    metadata = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+    wheel = f"http://{fake.authority}/files/demo-1.0-py3-none-any.whl"
+    fake.files["/pypi-up/simple/demo/"] = (
+        f'<a href="{wheel}#sha256={hashlib.sha256(WHEEL).hexdigest()}" '
+        f'data-core-metadata="sha256={hashlib.sha256(metadata).hexdigest()}">w</a>').encode()
+    fake.files["/files/demo-1.0-py3-none-any.whl.metadata"] = metadata
+    fake.faults["/files/demo-1.0-py3-none-any.whl.metadata"] = Fault("wrong", times=1)
+    assert (await get(http, url(cache, "/pypi/simple/demo/")))[0] == 200
+    target = (f"http://127.0.0.1:{cache.port}/pypi/files/http/{fake.authority}"
+              "/files/demo-1.0-py3-none-any.whl.metadata")
+    status, got = await attempt(http, target)
+    assert status != 200 or got != metadata  # the altered bytes never completed
+    await wait_idle(cache)
+    assert cache.snapshot()["verify_failures"] == 1
+    assert (await attempt(http, target)) == (200, metadata)
+    assert cache.snapshot()["verified"] >= 1
+
+
 def npm_doc(up: FakeUpstream, name: str, tarball: bytes) -> bytes:
     integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
     short = name.rsplit("/", 1)[-1]

@@ -16,6 +16,11 @@ from shipmate.cache.policy import Refused, parse_origin
 Hint = tuple[str, str, str]  # (upstream URL, hash algorithm, hex digest)
 
 _HREF = re.compile(rb'href="([^"]*)"')
+_ANCHOR = re.compile(rb"<a\s[^>]*>", re.I)
+# PEP 714's name for the PEP 658 attribute first, then the old one
+_METADATA_ATTRS = (re.compile(rb'data-core-metadata="([^"]*)"'),
+                   re.compile(rb'data-dist-info-metadata="([^"]*)"'))
+_HASHES = ("sha256", "sha512")
 
 
 def file_link(base: str, fmt: str, url: str) -> str:
@@ -46,14 +51,26 @@ def rewrite_pypi_html(body: bytes, page_url: str, base: str) -> bytes:
 
 
 def pypi_html_hints(body: bytes, page_url: str) -> list[Hint]:
-    """The ``#sha256=`` (or other hashlib) fragments of a simple page's links."""
+    """The ``#sha256=`` (or sha512) fragments of a simple page's links, and the hashes its
+    ``data-core-metadata`` attributes promise for the files' PEP 658 ``.metadata``."""
     hints = []
-    for m in _HREF.finditer(body):
+    for anchor in _ANCHOR.finditer(body):
+        m = _HREF.search(anchor.group(0))
+        if m is None:
+            continue
         href = html.unescape(m.group(1).decode("utf-8", "replace"))
         bare, frag = _split_fragment(urljoin(page_url, href))
         algo, sep, digest = frag.partition("=")
-        if sep and algo in ("sha256", "sha512"):
+        if sep and algo in _HASHES:
             hints.append((bare, algo, digest.lower()))
+        for attr in _METADATA_ATTRS:
+            meta = attr.search(anchor.group(0))
+            if meta is not None:
+                value = html.unescape(meta.group(1).decode("utf-8", "replace"))
+                algo, sep, digest = value.partition("=")
+                if sep and algo in _HASHES:
+                    hints.append((bare + ".metadata", algo, digest.lower()))
+                break
     return hints
 
 
@@ -67,12 +84,19 @@ def rewrite_pypi_json(body: bytes, page_url: str, base: str) -> bytes:
 
 
 def pypi_json_hints(body: bytes, page_url: str) -> list[Hint]:
-    """``files[].hashes.sha256`` of a PEP 691 JSON page."""
+    """``files[].hashes.sha256`` of a PEP 691 JSON page, and the hash its ``core-metadata``
+    (or older ``dist-info-metadata``) promises for each file's PEP 658 ``.metadata``."""
     hints = []
     for f in json.loads(body).get("files", []):
-        hashes = f.get("hashes") or {} if isinstance(f, dict) else {}
-        if isinstance(f.get("url"), str) and isinstance(hashes.get("sha256"), str):
-            hints.append((urljoin(page_url, f["url"]), "sha256", hashes["sha256"].lower()))
+        if not isinstance(f, dict) or not isinstance(f.get("url"), str):
+            continue
+        url = urljoin(page_url, f["url"])
+        hashes = f.get("hashes") or {}
+        if isinstance(hashes, dict) and isinstance(hashes.get("sha256"), str):
+            hints.append((url, "sha256", hashes["sha256"].lower()))
+        meta = f.get("core-metadata", f.get("dist-info-metadata"))
+        if isinstance(meta, dict) and isinstance(meta.get("sha256"), str):
+            hints.append((url + ".metadata", "sha256", meta["sha256"].lower()))
     return hints
 
 

@@ -31,6 +31,37 @@ def test_pypi_html_hints() -> None:
     ]
 
 
+def test_pypi_metadata_hints_from_html() -> None:
+    page = (b'<a href="https://f.org/p/a-1.whl#sha256=AA" data-core-metadata="sha256=BB" '
+            b'data-dist-info-metadata="sha256=BB">a</a>\n'
+            b'<a data-dist-info-metadata="sha256=CC" href="/p/b-1.whl#sha256=DD">b</a>\n'
+            b'<a href="/p/c-1.whl#sha256=EE" data-core-metadata="true">c</a>\n')
+    assert mirrors.pypi_html_hints(page, "https://pypi.org/simple/a/") == [
+        ("https://f.org/p/a-1.whl", "sha256", "aa"),
+        ("https://f.org/p/a-1.whl.metadata", "sha256", "bb"),
+        ("https://pypi.org/p/b-1.whl", "sha256", "dd"),
+        ("https://pypi.org/p/b-1.whl.metadata", "sha256", "cc"),
+        ("https://pypi.org/p/c-1.whl", "sha256", "ee"),
+    ]
+
+
+def test_pypi_metadata_hints_from_json() -> None:
+    doc = {"files": [
+        {"url": "https://f.org/p/a-1.whl", "hashes": {"sha256": "AA"},
+         "core-metadata": {"sha256": "BB"}},
+        {"url": "https://f.org/p/b-1.whl", "hashes": {"sha256": "CC"},
+         "dist-info-metadata": {"sha256": "DD"}},
+        {"url": "https://f.org/p/c-1.whl", "hashes": {"sha256": "EE"}, "core-metadata": True},
+        "not a dict"]}
+    assert mirrors.pypi_json_hints(json.dumps(doc).encode(), "https://pypi.org/simple/a/") == [
+        ("https://f.org/p/a-1.whl", "sha256", "aa"),
+        ("https://f.org/p/a-1.whl.metadata", "sha256", "bb"),
+        ("https://f.org/p/b-1.whl", "sha256", "cc"),
+        ("https://f.org/p/b-1.whl.metadata", "sha256", "dd"),
+        ("https://f.org/p/c-1.whl", "sha256", "ee"),
+    ]
+
+
 def test_pypi_json() -> None:
     doc = {"files": [{"url": "https://files.pythonhosted.org/p/a.whl",
                       "hashes": {"sha256": "AA"}}, {"url": "x", "hashes": {}}]}
