@@ -1,5 +1,5 @@
-"""Sending a cached body with ``sendfile(2)``, from worker threads for the long part, so the
-kernel's work of sending spreads over every CPU instead of running on the event loop's one.
+"""Sending a cached body with ``sendfile(2)`` from worker threads, so the kernel's work of
+sending spreads over every CPU instead of running on the event loop's one.
 
 On an asyncio loop every ``sendfile`` call runs on the loop's thread: at 10 or 50 fast
 clients the cache's one core is the limit, while apt-cacher-ng (a thread per connection)
@@ -44,7 +44,12 @@ def send_until_slow(sock_fd: int, file_fd: int, offset: int, count: int,
     room for ``handoff`` seconds; the bytes sent. Makes the connection blocking for the
     while and non-blocking again after, and closes both descriptors (the caller's
     duplicates). OSError when the client has gone."""
-    conn = socket.socket(fileno=sock_fd)
+    try:
+        conn = socket.socket(fileno=sock_fd)
+    except BaseException:
+        os.close(sock_fd)
+        os.close(file_fd)
+        raise
     sent = 0
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(handoff))
@@ -89,8 +94,15 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int,
     was_reading = transport.is_reading()
     transport.pause_reading()
     stop = threading.Event()
-    job = asyncio.get_running_loop().run_in_executor(
-        _executor(), send_until_slow, sock_dup, file_dup, 0, count, stop, HANDOFF_SECONDS)
+    try:
+        job = asyncio.get_running_loop().run_in_executor(
+            _executor(), send_until_slow, sock_dup, file_dup, 0, count, stop, HANDOFF_SECONDS)
+    except BaseException:  # no worker will close them (the pool is shutting down)
+        os.close(sock_dup)
+        os.close(file_dup)
+        if was_reading:
+            _resume(transport)
+        raise
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
