@@ -245,13 +245,19 @@ class SqliteStore(Store):
         self._wake.clear()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if self._leases:
-            delay = min(dl for _, dl in self._leases.values()) - self._clock.now()
-            waiters.append(asyncio.ensure_future(self._clock.sleep(delay)))
+            deadline = min(dl for _, dl in self._leases.values())
+            waiters.append(asyncio.ensure_future(self._sleep_until(deadline)))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _sleep_until(self, deadline: float) -> None:
+        # the delay is taken when the task starts, not when it is created: time may have
+        # moved in between (a clock advanced by a test, a busy loop), and a delay computed
+        # earlier would sleep past the deadline
+        await self._clock.sleep(deadline - self._clock.now())
 
     # lifecycle -----------------------------------------------------------------------------
 
