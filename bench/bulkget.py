@@ -57,6 +57,8 @@ class Client:
             if n == 0:
                 raise ConnectionError("server closed mid-body")
             got += n
+        if _closes(head):
+            self.close()  # the server ends the connection after this response
         return length
 
     def _head(self) -> tuple[bytes, bytes]:
@@ -76,6 +78,12 @@ class Client:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def _closes(head: bytes) -> bool:
+    lines = head.lower().split(b"\r\n")
+    return lines[0].startswith(b"http/1.0") or any(
+        line.startswith(b"connection:") and b"close" in line for line in lines[1:])
 
 
 def _content_length(head: bytes) -> int:
