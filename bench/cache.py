@@ -354,17 +354,20 @@ async def with_throttle(tmp: Path, gw: str, repeat: int) -> list[list[str]]:
 
 
 def ensure_tools() -> None:
-    """Install wrk and apt-cacher-ng (and what scripts/bootstrap installs) when missing.
-    Debian's package does not start apt-cacher-ng here (no init); the bench runs its own."""
+    """Install wrk and apt-cacher-ng (and what scripts/bootstrap installs) when missing. The
+    bench runs apt-cacher-ng itself: a system service that the package started under systemd
+    is stopped and disabled, as it would hold port 3142, Shipmate's cache port."""
     if shutil.which("wrk") and shutil.which("apt-cacher-ng"):
         return
     print("installing wrk and apt-cacher-ng (scripts/bootstrap)")
     subprocess.run(["bash", str(ROOT / "scripts/bootstrap"), "wrk", "apt-cacher-ng"], check=True)
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "disable", "--now", "apt-cacher-ng"], check=False)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     ap.add_argument("--apt-repeat", type=int, default=2, help="cold+warm apt rounds (median)")
     ap.add_argument("--skip-apt", action="store_true", help="no container apt-get runs")
@@ -399,7 +402,7 @@ def run_throughput(tmp: Path, args: argparse.Namespace) -> list[list[str]]:
         servers.append(start_acng(tmp, MIRROR + "/"))
         big, small = pick_files()
         print(f"warm hits: {len(big)} large .debs, {len(small)} small .debs, "
-              f"{args.duration:.0f} s per run, median of {args.repeat} (wrk on loopback)\n")
+              f"{args.duration:.0f} s per run, median of {args.repeat} (loopback)\n")
         rows, medians = throughput(servers, big, small, args.duration, args.repeat)
         table(["server", "clients", "large MB/s wrk", "(range)", "large MB/s 1 MiB reads",
                "(range)", "small req/s", "(range)", "RSS MB", "peak RSS MB"], rows)
