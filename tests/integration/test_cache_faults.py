@@ -11,47 +11,22 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream, Fault
-from tests.integration.test_cache_server import (  # noqa: F401 - fixtures
-    fake,
+from tests.integration.cache_helpers import (
+    assert_nothing_cached,
+    attempt,
     get,
-    http,
     running_cache,
     url,
+    wait_idle,
 )
 
 pytestmark = pytest.mark.integration
 
 
-async def attempt(session: aiohttp.ClientSession, target: str
-                  ) -> tuple[int | None, bytes | None]:
-    """(status, body), or (None, None) when the response broke off."""
-    try:
-        async with session.get(target) as resp:
-            return resp.status, await resp.read()
-    except aiohttp.ClientError:
-        return None, None
-
-
-def assert_nothing_cached(cache: CacheServer, tmp_path: Path) -> None:
-    data = [p for p in (tmp_path / "cache" / "data").rglob("*") if p.is_file()]
-    assert data == [] and cache.storage.entries() == []
-    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
-
-
-async def wait_idle(cache: CacheServer) -> None:
-    import asyncio
-
-    for _ in range(100):
-        if not cache.fetcher.downloads:
-            return
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("mode", ["truncate", "error500", "stall", "reset", "wrong"])
-async def test_fault_then_clean_retry(tmp_path: Path, fake: FakeUpstream,  # noqa: F811
-                                      http: aiohttp.ClientSession, mode: str) -> None:  # noqa: F811
+async def test_fault_then_clean_retry(tmp_path: Path, fake: FakeUpstream,
+                                      http: aiohttp.ClientSession, mode: str) -> None:
     body = os.urandom(600_000)
     digest = hashlib.sha256(body).hexdigest()
     path = f"/d/dists/bookworm/main/binary-amd64/by-hash/SHA256/{digest}"
@@ -71,8 +46,8 @@ async def test_fault_then_clean_retry(tmp_path: Path, fake: FakeUpstream,  # noq
         assert (await get(http, target))[2]["X-Cache"] == "HIT"
 
 
-async def test_stall_times_out_every_waiting_client(tmp_path: Path, fake: FakeUpstream,  # noqa: F811
-                                                    http: aiohttp.ClientSession) -> None:  # noqa: F811
+async def test_stall_times_out_every_waiting_client(tmp_path: Path, fake: FakeUpstream,
+                                                    http: aiohttp.ClientSession) -> None:
     import asyncio
 
     fake.files["/d/pool/s.deb"] = os.urandom(300_000)
@@ -95,7 +70,7 @@ def release_for(entries: dict[str, bytes]) -> bytes:
 
 
 async def test_deb_verified_against_packages_from_by_hash_index(
-        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     deb = os.urandom(200_000)
     stanza = (f"Package: hello\nVersion: 1.0\nFilename: pool/main/h/hello/hello_1.0_amd64.deb\n"
               f"Size: {len(deb)}\nSHA256: {hashlib.sha256(deb).hexdigest()}\n\n")
@@ -124,7 +99,7 @@ async def test_deb_verified_against_packages_from_by_hash_index(
 
 
 async def test_upstream_error_pages_are_never_cached(
-        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     async with running_cache(tmp_path, fake) as cache:
         target = url(cache, f"/{fake.authority}/d/pool/missing.deb")
         assert (await get(http, target))[0] == 404

@@ -18,13 +18,7 @@ import pytest
 from shipmate.cache import sendbody
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
-from tests.integration.test_cache_server import (  # noqa: F401 - fixtures
-    fake,
-    get,
-    http,
-    running_cache,
-    url,
-)
+from tests.integration.cache_helpers import get, running_cache, url
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +39,7 @@ def one_worker() -> Iterator[None]:
 
 
 @pytest.fixture
-async def warm(tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession  # noqa: F811
+async def warm(tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession
                ) -> AsyncIterator[tuple[CacheServer, str, bytes]]:
     """A cache holding one large body, already fetched: (server, its URL, the body)."""
     body = os.urandom(BIG)
@@ -135,8 +129,8 @@ async def test_slow_client_is_handed_back_and_does_not_hold_the_worker(
 
 
 async def test_pipelined_large_hits_answered_in_order(
-        warm: tuple[CacheServer, str, bytes], fake: FakeUpstream,  # noqa: F811
-        http: aiohttp.ClientSession) -> None:  # noqa: F811
+        warm: tuple[CacheServer, str, bytes], fake: FakeUpstream,
+        http: aiohttp.ClientSession) -> None:
     cache, target, body = warm
     small_path = "/d/pool/small_1.0_all.deb"
     fake.files[small_path] = b"s" * 5000
@@ -153,7 +147,7 @@ async def test_pipelined_large_hits_answered_in_order(
 
 
 async def test_client_gone_mid_body_leaves_the_server_serving(
-        warm: tuple[CacheServer, str, bytes], http: aiohttp.ClientSession) -> None:  # noqa: F811
+        warm: tuple[CacheServer, str, bytes], http: aiohttp.ClientSession) -> None:
     cache, target, body = warm
 
     def walk_away() -> None:

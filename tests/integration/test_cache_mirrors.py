@@ -13,14 +13,7 @@ import pytest
 
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream, Fault
-from tests.integration.test_cache_faults import attempt, wait_idle
-from tests.integration.test_cache_server import (  # noqa: F401 - fixtures
-    cache,
-    fake,
-    get,
-    http,
-    url,
-)
+from tests.integration.cache_helpers import attempt, get, url, wait_idle
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +33,7 @@ def pypi_page(up: FakeUpstream) -> bytes:
 
 
 async def test_pypi_simple_page_rewritten_and_files_verified(
-        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     fake.files["/pypi-up/simple/demo/"] = pypi_page(fake)
     fake.files["/files/demo-1.0-py3-none-any.whl"] = WHEEL
     fake.files["/files/demo-1.0.tar.gz"] = SDIST
@@ -61,8 +54,8 @@ async def test_pypi_simple_page_rewritten_and_files_verified(
     assert (pypi["misses"] >= 3 and pypi["errors"] == 0) or pypi["requests"] >= 4
 
 
-async def test_pypi_json_variant(cache: CacheServer, fake: FakeUpstream,  # noqa: F811
-                                 http: aiohttp.ClientSession) -> None:  # noqa: F811
+async def test_pypi_json_variant(cache: CacheServer, fake: FakeUpstream,
+                                 http: aiohttp.ClientSession) -> None:
     doc = {"meta": {"api-version": "1.1"}, "name": "demo", "files": [{
         "filename": "demo-1.0-py3-none-any.whl",
         "url": f"http://{fake.authority}/files/demo-1.0-py3-none-any.whl",
@@ -81,7 +74,7 @@ async def test_pypi_json_variant(cache: CacheServer, fake: FakeUpstream,  # noqa
 
 
 async def test_pep658_metadata_checked_against_the_page(
-        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     metadata = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
     wheel = f"http://{fake.authority}/files/demo-1.0-py3-none-any.whl"
     fake.files["/pypi-up/simple/demo/"] = (
@@ -110,7 +103,7 @@ def npm_doc(up: FakeUpstream, name: str, tarball: bytes) -> bytes:
 
 
 async def test_npm_metadata_rewritten_and_integrity_checked(
-        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:  # noqa: F811
+        cache: CacheServer, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     tgz = os.urandom(30_000)
     fake.files["/npm-up/demo"] = npm_doc(fake, "demo", tgz)
     fake.files["/npm-up/demo/-/demo-1.0.0.tgz"] = tgz
@@ -127,17 +120,17 @@ async def test_npm_metadata_rewritten_and_integrity_checked(
     assert (await get(http, tarball))[2]["X-Cache"] == "HIT"
 
 
-async def test_npm_scoped_package(cache: CacheServer, fake: FakeUpstream,  # noqa: F811
-                                  http: aiohttp.ClientSession) -> None:  # noqa: F811
+async def test_npm_scoped_package(cache: CacheServer, fake: FakeUpstream,
+                                  http: aiohttp.ClientSession) -> None:
     tgz = os.urandom(1000)
     fake.files["/npm-up/@scope%2Fpkg"] = npm_doc(fake, "@scope/pkg", tgz)
     status, body, _ = await get(http, url(cache, "/npm/@scope%2fpkg"))
     assert status == 200 and json.loads(body)["name"] == "@scope/pkg"
 
 
-async def test_mirror_host_header_cannot_inject(cache: CacheServer,  # noqa: F811
-                                                fake: FakeUpstream,  # noqa: F811
-                                                http: aiohttp.ClientSession) -> None:  # noqa: F811
+async def test_mirror_host_header_cannot_inject(cache: CacheServer,
+                                                fake: FakeUpstream,
+                                                http: aiohttp.ClientSession) -> None:
     fake.files["/pypi-up/simple/demo/"] = pypi_page(fake)
     _, page, _ = await get(http, url(cache, "/pypi/simple/demo/"),
                            headers={"Host": 'evil"><script>'})

@@ -11,14 +11,7 @@ import pytest
 
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
-from tests.integration.test_cache_server import (  # noqa: F401 - fixtures
-    cache,
-    fake,
-    get,
-    http,
-    running_cache,
-    url,
-)
+from tests.integration.cache_helpers import get, running_cache, url
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +58,7 @@ OPEN_PROXY = [
 
 
 @pytest.mark.parametrize(("line", "status"), TRAVERSALS + OPEN_PROXY)
-async def test_refused(cache: CacheServer, fake: FakeUpstream,  # noqa: F811
+async def test_refused(cache: CacheServer, fake: FakeUpstream,
                        line: str, status: int) -> None:
     fake.files["/d/x.deb"] = b"x"
     fake.files["/etc/passwd"] = b"root:x:0:0"
@@ -74,8 +67,8 @@ async def test_refused(cache: CacheServer, fake: FakeUpstream,  # noqa: F811
     assert cache.snapshot()["refused"] >= 1 or status == 405
 
 
-async def test_client_outside_allowlist_refused(tmp_path: Path, fake: FakeUpstream,  # noqa: F811
-                                                http: aiohttp.ClientSession) -> None:  # noqa: F811
+async def test_client_outside_allowlist_refused(tmp_path: Path, fake: FakeUpstream,
+                                                http: aiohttp.ClientSession) -> None:
     fake.files["/d/x.deb"] = b"x"
     async with running_cache(tmp_path, fake, cache_clients="10.0.0.0/8") as server:
         status, _, _ = await get(http, url(server, f"/{fake.authority}/d/x.deb"))
@@ -84,8 +77,8 @@ async def test_client_outside_allowlist_refused(tmp_path: Path, fake: FakeUpstre
     assert sum(fake.gets.values()) == 0
 
 
-async def test_gc_over_http_from_loopback(cache: CacheServer, fake: FakeUpstream,  # noqa: F811
-                                          http: aiohttp.ClientSession) -> None:  # noqa: F811
+async def test_gc_over_http_from_loopback(cache: CacheServer, fake: FakeUpstream,
+                                          http: aiohttp.ClientSession) -> None:
     fake.files["/d/x.deb"] = b"x" * 10
     await get(http, url(cache, f"/{fake.authority}/d/x.deb"))
     entry = cache.storage.entries()[0]

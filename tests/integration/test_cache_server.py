@@ -3,73 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from shipmate import config
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream, Fault
+from tests.integration.cache_helpers import get, running_cache, url
 
 pytestmark = pytest.mark.integration
-
-DEFAULT_UPSTREAMS = config.load(environ={}).cache_upstreams
-
-
-@contextlib.asynccontextmanager
-async def running_cache(tmp_path: Path, fake: FakeUpstream, **over: Any
-                        ) -> AsyncIterator[CacheServer]:
-    """A CacheServer on loopback whose allowlist also admits the fake upstream's port."""
-    values: dict[str, Any] = {
-        "state_dir": tmp_path, "cache_port": 0, "cache_bind": "127.0.0.1",
-        "cache_upstreams": DEFAULT_UPSTREAMS + f",{fake.authority}",
-        "cache_pypi_upstream": f"http://{fake.authority}/pypi-up",
-        "cache_npm_upstream": f"http://{fake.authority}/npm-up",
-        "cache_upstream_timeout": 1.0,
-    }
-    values.update(over)
-    server = CacheServer(config.load(environ={}, **values))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    up = FakeUpstream()
-    await up.start()
-    yield up
-    await up.stop()
-
-
-@pytest.fixture
-async def cache(tmp_path: Path, fake: FakeUpstream) -> AsyncIterator[CacheServer]:
-    async with running_cache(tmp_path, fake) as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        yield session
-
-
-def url(cache: CacheServer, path: str) -> str:
-    return f"http://127.0.0.1:{cache.port}{path}"
-
-
-async def get(http: aiohttp.ClientSession, target: str, **kw: Any) -> tuple[int, bytes, Any]:
-    async with http.get(target, **kw) as resp:
-        return resp.status, await resp.read(), resp.headers
 
 
 async def test_prefix_and_proxy_forms_share_one_download(
