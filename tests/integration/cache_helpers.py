@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
 
 DEFAULT_UPSTREAMS = config.load(environ={}).cache_upstreams
+BIG = 24 * 2**20  # a large body: far more than a loopback socket's buffers take at once
 
 
 @contextlib.asynccontextmanager
@@ -68,3 +71,41 @@ async def wait_idle(cache: CacheServer) -> None:
         if not cache.fetcher.downloads:
             return
         await asyncio.sleep(0.05)
+
+
+class Responses:
+    """Reads HTTP/1.1 responses with a Content-Length off a blocking socket, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = b""
+
+    def next(self, pause: float = 0.0, head_only: bool = False) -> tuple[bytes, bytes]:
+        """Headers and body of the next response; waits ``pause`` s after the headers. The
+        answer to a HEAD has no body (``head_only``)."""
+        while b"\r\n\r\n" not in self.pending:
+            self.pending += self._recv(65536)
+        head, _, rest = self.pending.partition(b"\r\n\r\n")
+        length = 0 if head_only else int(next(
+            line.split(b":")[1] for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")))
+        time.sleep(pause)
+        parts = [rest]
+        got = len(rest)
+        while got < length:
+            parts.append(self._recv(min(1 << 20, length - got)))
+            got += len(parts[-1])
+        data = b"".join(parts)
+        self.pending = data[length:]
+        return head, data[:length]
+
+    def _recv(self, n: int) -> bytes:
+        chunk = self.sock.recv(n)
+        assert chunk, "the server closed the connection"
+        return chunk
+
+
+def request(target: str, *headers: str, method: str = "GET") -> bytes:
+    """A request for the URL ``target``'s path, with ``headers`` ("Name: value")."""
+    path = "/" + target.split("/", 3)[3]
+    return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: x", *headers, "", ""]).encode()

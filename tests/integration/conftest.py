@@ -3,16 +3,18 @@ instead)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from shipmate.cache import sendbody
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
 from shipmate.engine.docker import DockerEngine
-from tests.integration.cache_helpers import running_cache
+from tests.integration.cache_helpers import BIG, get, running_cache, url
 from tests.integration.engine_helpers import RUN_ID, TEST_LABEL
 
 
@@ -44,3 +46,30 @@ async def cache(tmp_path: Path, fake: FakeUpstream) -> AsyncIterator[CacheServer
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         yield session
+
+
+@pytest.fixture
+def one_worker() -> Iterator[None]:
+    """A sendfile pool of one thread: a client that held its worker would block the next."""
+    saved = sendbody.WORKERS, sendbody._pool
+    sendbody.WORKERS, sendbody._pool = 1, None
+    try:
+        yield
+    finally:
+        if sendbody._pool is not None:
+            sendbody._pool.shutdown(wait=True)
+        sendbody.WORKERS, sendbody._pool = saved
+
+
+@pytest.fixture
+async def warm(tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession
+               ) -> AsyncIterator[tuple[CacheServer, str, bytes]]:
+    """A cache holding one large body, already fetched: (server, its URL, the body)."""
+    body = os.urandom(BIG)
+    path = "/d/pool/large_1.0_amd64.deb"
+    fake.files[path] = body
+    async with running_cache(tmp_path, fake) as cache:
+        target = url(cache, f"/{fake.authority}{path}")
+        status, got, _ = await get(http, target)
+        assert (status, got == body) == (200, True)
+        yield cache, target, body

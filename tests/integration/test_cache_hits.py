@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -18,73 +17,9 @@ import pytest
 from shipmate.cache import sendbody
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
-from tests.integration.cache_helpers import get, running_cache, url
+from tests.integration.cache_helpers import BIG, Responses, get, request, url
 
 pytestmark = pytest.mark.integration
-
-BIG = 24 * 2**20  # far more than a loopback socket's buffers take at once
-
-
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    """A sendfile pool of one thread: a client that held its worker would block the next."""
-    saved = sendbody.WORKERS, sendbody._pool
-    sendbody.WORKERS, sendbody._pool = 1, None
-    try:
-        yield
-    finally:
-        if sendbody._pool is not None:
-            sendbody._pool.shutdown(wait=True)
-        sendbody.WORKERS, sendbody._pool = saved
-
-
-@pytest.fixture
-async def warm(tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession
-               ) -> AsyncIterator[tuple[CacheServer, str, bytes]]:
-    """A cache holding one large body, already fetched: (server, its URL, the body)."""
-    body = os.urandom(BIG)
-    path = "/d/pool/large_1.0_amd64.deb"
-    fake.files[path] = body
-    async with running_cache(tmp_path, fake) as cache:
-        target = url(cache, f"/{fake.authority}{path}")
-        status, got, _ = await get(http, target)
-        assert (status, got == body) == (200, True)
-        yield cache, target, body
-
-
-class Responses:
-    """Reads HTTP/1.1 responses with a Content-Length off a blocking socket, in order."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.pending = b""
-
-    def next(self, pause: float = 0.0) -> tuple[bytes, bytes]:
-        """Headers and body of the next response; waits ``pause`` s after the headers."""
-        while b"\r\n\r\n" not in self.pending:
-            self.pending += self._recv(65536)
-        head, _, rest = self.pending.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")))
-        time.sleep(pause)
-        parts = [rest]
-        got = len(rest)
-        while got < length:
-            parts.append(self._recv(min(1 << 20, length - got)))
-            got += len(parts[-1])
-        data = b"".join(parts)
-        self.pending = data[length:]
-        return head, data[:length]
-
-    def _recv(self, n: int) -> bytes:
-        chunk = self.sock.recv(n)
-        assert chunk, "the server closed the connection"
-        return chunk
-
-
-def request(target: str) -> bytes:
-    path = "/" + target.split("/", 3)[3]
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 
 
 async def test_hits_of_large_bodies_are_whole_and_counted(

@@ -6,7 +6,8 @@ path lookups, thread hops or Python-level chunk loops.
 * A plain request for a larger body is answered with ``sendfile(2)`` from a file opened on the
   event loop (an ``open`` of a cached file is a metadata operation; aiohttp's ``FileResponse``
   would hop to a thread twice per request for it), sent from worker threads while the client
-  keeps up (:mod:`sendbody`).
+  keeps up (:mod:`sendbody`); the same worker may answer the client's next plain ``GET`` of a
+  cached body too (follow-ons, :class:`FollowOns`).
 * Anything else (``Range``, ``If-Modified-Since``, ``If-None-Match``...) goes to aiohttp's
   ``FileResponse``, which implements those rules.
 """
@@ -16,13 +17,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from email.utils import formatdate
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from shipmate.cache import sendbody
+from shipmate.cache.nextrequest import validators
 from shipmate.cache.stats import Counters
 
 SMALL_MAX = 64 * 1024  # bodies up to this size are kept in memory once served
@@ -40,13 +41,6 @@ class Small:
     body: bytes
     etag: str
     last_modified: str
-
-
-def validators(st: os.stat_result) -> tuple[str, str]:
-    """``(ETag, Last-Modified)`` as aiohttp's FileResponse derives them from a file's stat, so
-    both paths give a client the same validators."""
-    return (f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
-            formatdate(st.st_mtime, usegmt=True))
 
 
 class SmallBodies:
@@ -103,21 +97,45 @@ def read_small(path: os.PathLike[str] | str, sha256: str) -> Small:
         return Small(sha256, f.read(), etag, last_modified)
 
 
+class FollowOns(Protocol):
+    """Answers, from a worker thread, the requests that follow a large hit on its connection
+    (see :mod:`sendbody`): finds their bodies, then counts them on the event loop."""
+
+    def lookup(self, target: str, accept: str) -> sendbody.Body | None:
+        """The cached body that answers a plain GET of ``target`` as it is (thread-safe)."""
+
+    def count(self, sent: sendbody.Sent) -> None:
+        """Count a follow-on answered (on the event loop)."""
+
+
+def nothing_read_ahead(request: web.BaseRequest) -> bool:
+    """Whether aiohttp has read nothing after ``request`` (a keep-alive request without a
+    body): then the next request is whole in the socket, and a worker may read it. aiohttp
+    reads what the socket holds, so it may hold the start of the next request; it has none
+    if nothing it read is still queued and the last bytes it read ended a request head
+    (``at_head_end``, kept by the server's protocol)."""
+    protocol = request.protocol
+    return (request.keep_alive and not request.body_exists
+            and getattr(protocol, "at_head_end", False)
+            and not getattr(protocol, "_messages", True))
+
+
 class SendfileResponse(web.StreamResponse):
     """A complete cached body sent with ``sendfile(2)`` from an already open file, counted in
     ``counters`` once sent. Closes the file whatever happens."""
 
     def __init__(self, file: BinaryIO, size: int, counters: Counters,
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], follow_ons: FollowOns | None = None) -> None:
         super().__init__(headers=headers)
         self._file = file
         self._size = size
         self._counters = counters
+        self._follow_ons = follow_ons
         self.content_length = size
 
     @classmethod
     def open(cls, path: os.PathLike[str] | str, counters: Counters, content_type: str,
-             how: str) -> SendfileResponse:
+             how: str, follow_ons: FollowOns | None = None) -> SendfileResponse:
         """Open ``path`` (FileNotFoundError when it has gone) and build the response."""
         file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by prepare()
         try:
@@ -125,7 +143,7 @@ class SendfileResponse(web.StreamResponse):
             etag, last_modified = validators(st)
             return cls(file, st.st_size, counters, {
                 "Content-Type": content_type, "X-Cache": how, "ETag": etag,
-                "Last-Modified": last_modified, "Accept-Ranges": "bytes"})
+                "Last-Modified": last_modified, "Accept-Ranges": "bytes"}, follow_ons)
         except BaseException:
             file.close()
             raise
@@ -141,10 +159,19 @@ class SendfileResponse(web.StreamResponse):
             transport = request.transport
             if transport is None:
                 raise ConnectionResetError("client went away")
-            await sendbody.send_file(transport, self._file, self._size)
+            follow = self._follow_ons
+            await sendbody.send_file(
+                transport, self._file, self._size, self._count,
+                follow.lookup if follow else None, lambda: nothing_read_ahead(request))
             await super().write_eof()
-            self._counters.bytes_from_cache += self._size
-            self._counters.bytes_served += self._size
             return writer
         finally:
             self._file.close()
+
+    def _count(self, sent: sendbody.Sent | None) -> None:
+        """Count this body (None) or a follow-on once sent."""
+        if sent is None:
+            self._counters.bytes_from_cache += self._size
+            self._counters.bytes_served += self._size
+        elif self._follow_ons is not None:
+            self._follow_ons.count(sent)

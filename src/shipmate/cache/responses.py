@@ -35,6 +35,7 @@ class Responder:
         self._memo: collections.OrderedDict[tuple[str, str, str], bytes] = (
             collections.OrderedDict())
         self.small = hits.SmallBodies()
+        self.follow_ons: hits.FollowOns | None = None  # set by the server
 
     async def from_cache(self, request: web.BaseRequest, target: Target, entry: Entry,
                          counters: Counters, base: str, how: str) -> web.StreamResponse | None:
@@ -72,7 +73,8 @@ class Responder:
                 counters.bytes_from_cache += len(item.body)
                 counters.bytes_served += len(item.body)
             return hits.small_response(item, entry.content_type, how)
-        return hits.SendfileResponse.open(path, counters, entry.content_type, how)
+        return hits.SendfileResponse.open(path, counters, entry.content_type, how,
+                                          self.follow_ons)
 
     async def _rewritten_response(self, request: web.BaseRequest, target: Target, entry: Entry,
                                   path: Path, counters: Counters, base: str,

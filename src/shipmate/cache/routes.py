@@ -19,6 +19,7 @@ from shipmate.cache.policy import (
     parse_origin,
 )
 
+ADMIN = "/_shipmate/cache"  # the HTML report, stats.json and gc; also / and /metrics
 PYPI_JSON = "application/vnd.pypi.simple.v1+json"
 NPM_CORGI = "application/vnd.npm.install-v1+json"
 
@@ -85,6 +86,11 @@ def fmt_for(origin: Origin, path: str, routes: Routes) -> str:
         if origin == up and (not prefix or path.startswith(prefix + "/")):
             return fmt
     return "apt"
+
+
+def is_admin(raw: str) -> bool:
+    """Whether ``raw`` is one of the cache's own pages, not a package path."""
+    return raw == "/" or raw == "/metrics" or raw.startswith(ADMIN)
 
 
 def route(raw: str, accept: str, routes: Routes) -> Target:

@@ -9,6 +9,13 @@ client keeps up: the connection is made blocking, with a send timeout of
 so the loop does not touch it. A client that takes longer than that to make room is handed
 back to the event loop (``loop.sendfile``), where a slow or stalled client costs no thread.
 
+Follow-on hits: when the caller allows it, the worker then waits briefly for the client's
+next request and, if it is a plain ``GET`` of another cached body (:mod:`nextrequest`),
+answers it too, without the trips through the event loop and aiohttp that would cost each
+request two thread wake-ups. Anything else is left unread in the socket for aiohttp. The
+worker gives the connection back when the client pauses, after :data:`FOLLOW_SECONDS`, or
+when told to stop.
+
 The thread works on duplicates of the socket and file descriptors and closes them itself, so
 a cancelled response or a closed connection never leaves it writing to a reused descriptor.
 """
@@ -17,17 +24,80 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import fcntl
+import logging
 import os
+import select
 import socket
 import struct
+import termios
 import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from aiohttp.http import SERVER_SOFTWARE
+
+from shipmate.cache import nextrequest
+
+log = logging.getLogger(__name__)
+
 HANDOFF_SECONDS = 0.05
+FOLLOW_SECONDS = 1.0  # then the connection goes back to the loop, and the worker to the pool
 WORKERS = 64  # threads only exist while a body is being sent; each waits in the kernel
 
 _pool: ThreadPoolExecutor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Body:
+    """A cached body that answers a follow-on request as it is."""
+
+    path: str
+    content_type: str
+    key: str
+    fmt: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    """A follow-on request answered: the body's key, format and size."""
+
+    key: str
+    fmt: str
+    size: int
+
+
+# (raw target, Accept) -> the body that answers it, or None for aiohttp to answer.
+# Called from worker threads: it must only read shared state.
+Lookup = Callable[[str, str], Body | None]
+# Told of each answer sent whole: None for the first body, then each follow-on's Sent.
+Report = Callable[[Sent | None], None]
+
+
+@dataclasses.dataclass
+class Tail:
+    """The rest of a follow-on answer, for the event loop to send: the part of the head the
+    socket did not take, then ``count`` bytes of ``file_fd`` from ``offset``."""
+
+    head: bytes
+    file_fd: int
+    offset: int
+    count: int
+    sent: Sent
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a worker did: bytes of the first body sent, the tail of a follow-on it could not
+    finish, and whether the connection is unusable (a request was read and its answer could
+    not be sent)."""
+
+    first: int
+    tail: Tail | None = None
+    broken: bool = False
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -44,47 +114,200 @@ def send_until_slow(sock_fd: int, file_fd: int, offset: int, count: int,
     room for ``handoff`` seconds; the bytes sent. Makes the connection blocking for the
     while and non-blocking again after, and closes both descriptors (the caller's
     duplicates). OSError when the client has gone."""
+    return send_and_follow(sock_fd, file_fd, offset, count, stop, handoff, None,
+                           lambda _: None).first
+
+
+def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
+                    stop: threading.Event, handoff: float, lookup: Lookup | None,
+                    report: Report) -> Outcome:
+    """:func:`send_until_slow`, then, with a ``lookup`` and the body sent whole, answer the
+    client's follow-on requests that it finds a body for (see the module's docstring).
+    ``report`` is told of each answer sent whole, the first body included."""
     try:
         conn = socket.socket(fileno=sock_fd)
     except BaseException:
         os.close(sock_fd)
         os.close(file_fd)
         raise
-    sent = 0
+    with _blocking(conn, handoff):
+        try:
+            first = _send(sock_fd, file_fd, offset, count, stop)
+        finally:
+            os.close(file_fd)
+        outcome = Outcome(first)
+        if first == count:
+            report(None)
+            if lookup is not None:
+                _follow(conn, lookup, report, stop, handoff,
+                        time.monotonic() + FOLLOW_SECONDS, outcome)
+        return outcome
+
+
+@contextlib.contextmanager
+def _blocking(conn: socket.socket, handoff: float) -> Iterator[None]:
+    """The connection blocking with a send timeout of ``handoff``, then as it was; closed."""
+    fd = conn.fileno()
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(handoff))
-        os.set_blocking(sock_fd, True)  # the flag is the connection's, shared with the loop
-        while sent < count and not stop.is_set():
-            try:
-                n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-            except BlockingIOError:  # the send timeout passed with nothing sent
-                break
-            if n == 0:
-                raise EOFError(f"file ended {count - sent} bytes early")
-            sent += n
-        return sent
+        os.set_blocking(fd, True)  # the flag is the connection's, shared with the loop
+        yield
     finally:
         with contextlib.suppress(OSError):
-            os.set_blocking(sock_fd, False)
+            os.set_blocking(fd, False)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
         conn.close()
-        os.close(file_fd)
 
 
-async def send_file(transport: asyncio.Transport, file: BinaryIO, count: int) -> None:
-    """Send the first ``count`` bytes of ``file`` on ``transport`` (headers already written)."""
+def _send(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event) -> int:
+    sent = 0
+    while sent < count and not stop.is_set():
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:  # the send timeout passed with nothing sent
+            break
+        if n == 0:
+            raise EOFError(f"file ended {count - sent} bytes early")
+        sent += n
+    return sent
+
+
+def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading.Event,
+            handoff: float, deadline: float, outcome: Outcome) -> None:
+    """Answer follow-on requests until one is not for us, the client pauses, the deadline
+    passes or ``stop`` is set; one not finished goes into ``outcome``."""
+    while time.monotonic() < deadline and _request_waiting(conn, stop, handoff, deadline):
+        try:
+            ask = nextrequest.plain_get(conn.recv(nextrequest.MAX_HEAD + 4, socket.MSG_PEEK))
+        except OSError:
+            return  # the client has gone: aiohttp will find out
+        if ask is None:
+            return
+        try:
+            body = lookup(ask.target, ask.accept)
+        except Exception:  # a bug must not cost the connection: aiohttp answers instead
+            log.exception("follow-on lookup of %r failed", ask.target)
+            return
+        sent = None if body is None else _answer(conn, ask, body, stop, outcome)
+        if sent is None:
+            return
+        report(sent)
+
+
+def _request_waiting(conn: socket.socket, stop: threading.Event, handoff: float,
+                     deadline: float) -> bool:
+    """Wait for bytes to read while the client is still reading the last answer; False when
+    it has read it all and sent nothing for ``handoff`` seconds, or stopped reading."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    unsent, since = _unsent(conn), time.monotonic()
+    while not stop.is_set() and time.monotonic() < deadline:
+        if poller.poll(10):
+            return True
+        now = time.monotonic()
+        left = _unsent(conn)
+        if left < unsent:  # the client is reading
+            unsent, since = left, now
+        elif now - since >= handoff:
+            return False
+    return False
+
+
+def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
+            stop: threading.Event, outcome: Outcome) -> Sent | None:
+    """Answer ``ask`` with ``body``; what was sent, or None when the request was left to
+    aiohttp (nothing read) or its answer could not be finished here (its tail is then in
+    ``outcome``, or the connection is marked broken)."""
+    try:
+        file_fd = os.open(body.path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # evicted meanwhile: aiohttp fetches it again
+        return None
+    keep_file = False
+    try:
+        st = os.fstat(file_fd)
+        head = nextrequest.hit_head(st, body.content_type, SERVER_SOFTWARE, time.time())
+        if head is None or st.st_size <= 0:
+            return None
+        if not _recv_exactly(conn, ask.length):
+            outcome.broken = True
+            return None
+        head_sent = _send_head(conn, head)
+        body_sent = (_send(conn.fileno(), file_fd, 0, st.st_size, stop)
+                     if head_sent == len(head) else 0)
+        sent = Sent(body.key, body.fmt, st.st_size)
+        if body_sent < st.st_size:
+            outcome.tail = Tail(head[head_sent:], file_fd, body_sent, st.st_size - body_sent,
+                                sent)
+            keep_file = True
+            return None
+        return sent
+    except OSError:  # the client has gone, before or after its request was read
+        outcome.broken = True
+        return None
+    finally:
+        if not keep_file:
+            os.close(file_fd)
+
+
+def _recv_exactly(conn: socket.socket, n: int) -> bool:
+    """Read the ``n`` bytes already peeked at; False if they did not all come."""
+    got = 0
+    while got < n:
+        chunk = conn.recv(n - got)
+        if not chunk:
+            return False
+        got += len(chunk)
+    return True
+
+
+def _send_head(conn: socket.socket, head: bytes) -> int:
+    """Send what the socket takes of ``head`` (held for the body's first packet); the count."""
+    try:
+        return conn.send(head, socket.MSG_MORE)
+    except BlockingIOError:  # the send timeout passed with nothing sent
+        return 0
+
+
+def _unsent(conn: socket.socket) -> int:
+    """Bytes in the connection's send queue that the client has not acknowledged."""
+    out = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", out)[0])
+
+
+async def send_file(transport: asyncio.Transport, file: BinaryIO, count: int,
+                    report: Report, lookup: Lookup | None = None,
+                    ready: Callable[[], bool] = lambda: False) -> None:
+    """Send the first ``count`` bytes of ``file`` on ``transport`` (headers already written),
+    calling ``report(None)`` once they are sent. With a ``lookup``, and ``ready()`` true once
+    the transport has stopped reading (aiohttp holds no unparsed bytes), follow-on requests
+    may be answered too, each reported (on the loop) once sent."""
     loop = asyncio.get_running_loop()
     sock = transport.get_extra_info("socket")
-    sent = 0
+    outcome = Outcome(0)
     if sock is not None and transport.get_write_buffer_size() == 0:
-        sent = await _in_thread(transport, sock.fileno(), file.fileno(), count)
-    if sent < count:
-        await loop.sendfile(transport, file, sent, count - sent)
+        outcome = await _in_thread(transport, sock.fileno(), file.fileno(), count, report,
+                                   lookup, ready)
+    if outcome.first < count:
+        await loop.sendfile(transport, file, outcome.first, count - outcome.first)
+        report(None)
+    if outcome.broken:
+        transport.abort()  # a request was read and not answered: the client must not wait
+    if outcome.tail is not None:
+        await _send_tail(transport, outcome.tail)
+        report(outcome.tail.sent)
 
 
-async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int,
-                     count: int) -> int:
-    """Run :func:`send_until_slow` in a worker, the transport not reading meanwhile."""
+async def _send_tail(transport: asyncio.Transport, tail: Tail) -> None:
+    with open(tail.file_fd, "rb", buffering=0) as file:  # noqa: ASYNC230 - a descriptor
+        if tail.head:
+            transport.write(tail.head)
+        await asyncio.get_running_loop().sendfile(transport, file, tail.offset, tail.count)
+
+
+async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int, count: int,
+                     report: Report, lookup: Lookup | None,
+                     ready: Callable[[], bool]) -> Outcome:
+    """Run :func:`send_and_follow` in a worker, the transport not reading meanwhile."""
     sock_dup = os.dup(sock_fd)
     try:
         file_dup = os.dup(file_fd)
@@ -93,10 +316,18 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int,
         raise
     was_reading = transport.is_reading()
     transport.pause_reading()
+    if not (was_reading and ready()):
+        lookup = None  # aiohttp holds bytes of the next request, or reads for another reason
     stop = threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def report_on_loop(sent: Sent | None) -> None:  # in the worker; runs before its result
+        loop.call_soon_threadsafe(report, sent)
+
     try:
-        job = asyncio.get_running_loop().run_in_executor(
-            _executor(), send_until_slow, sock_dup, file_dup, 0, count, stop, HANDOFF_SECONDS)
+        job = loop.run_in_executor(
+            _executor(), send_and_follow, sock_dup, file_dup, 0, count, stop,
+            HANDOFF_SECONDS, lookup, report_on_loop)
     except BaseException:  # no worker will close them (the pool is shutting down)
         os.close(sock_dup)
         os.close(file_dup)
@@ -107,6 +338,7 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int,
         return await asyncio.shield(job)
     except asyncio.CancelledError:
         stop.set()  # the worker stops at its next call, or at the send timeout
+        job.add_done_callback(_close_tail)
         raise
     finally:
         if was_reading:
@@ -114,6 +346,12 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int,
                 _resume(transport)
             else:  # cancelled: the worker still has the connection
                 job.add_done_callback(lambda _: _resume(transport))
+
+
+def _close_tail(job: asyncio.Future[Outcome]) -> None:
+    """A cancelled job's tail will not be sent: close its file."""
+    if not job.cancelled() and job.exception() is None and job.result().tail is not None:
+        os.close(job.result().tail.file_fd)  # type: ignore[union-attr]
 
 
 def _resume(transport: asyncio.Transport) -> None:

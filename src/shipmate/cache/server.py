@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from shipmate.cache import stats as stats_mod
 from shipmate.cache.fetch import Download, Fetcher, State
+from shipmate.cache.followons import CachedFollowOns
 from shipmate.cache.policy import (
     Action,
     Allowlist,
@@ -30,7 +32,7 @@ from shipmate.cache.policy import (
     parse_networks,
 )
 from shipmate.cache.responses import Responder, error_response
-from shipmate.cache.routes import Rewrite, Routes, Target, cached_route
+from shipmate.cache.routes import ADMIN, Rewrite, Routes, Target, cached_route, is_admin
 from shipmate.cache.stats import Counters, Stats
 from shipmate.cache.storage import Storage
 from shipmate.cache.tunnel import tunnel
@@ -38,7 +40,6 @@ from shipmate.config import Config
 
 log = logging.getLogger(__name__)
 
-ADMIN = "/_shipmate/cache"
 FLUSH_SECONDS = 5.0
 
 
@@ -57,6 +58,8 @@ class CacheServer:
         self.fetcher = Fetcher(self.storage, self.stats, self.allowlist,
                                float(config.cache_upstream_timeout))
         self.responder = Responder(self.storage)
+        self.responder.follow_ons = CachedFollowOns(self.storage, self.routes, self.stats,
+                                                    self.fresh_seconds)
         self._runner: web.ServerRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._port: int = int(config.cache_port)
@@ -73,7 +76,7 @@ class CacheServer:
         await self.fetcher.start()
         # no access log by default: one log line per hit costs more than serving the hit
         access = logging.getLogger("aiohttp.access") if self.config.debug else None
-        server = web.Server(self._handle, handler_cancellation=False, access_log=access)
+        server = _Server(self._handle, handler_cancellation=False, access_log=access)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.cache_bind, self._port, backlog=1024,
@@ -129,7 +132,7 @@ class CacheServer:
         if request.method == "CONNECT":
             return await tunnel(request, self.allowlist, self.stats)
         raw = request.raw_path
-        if raw == "/" or raw == "/metrics" or raw.startswith(ADMIN):
+        if is_admin(raw):
             return self._admin(request, raw)
         if request.method not in ("GET", "HEAD"):
             return error_response(405, "the cache answers GET and HEAD")
@@ -214,6 +217,24 @@ class CacheServer:
         if path in ("/", ADMIN, ADMIN + "/"):
             return web.Response(text=stats_mod.html_report(snap), content_type="text/html")
         return error_response(404, "unknown admin path")
+
+
+class _Protocol(RequestHandler):
+    """aiohttp's protocol, noting whether the last bytes it read ended a request head (see
+    :func:`hits.nothing_read_ahead`)."""
+
+    at_head_end = False
+
+    def data_received(self, data: bytes) -> None:
+        self.at_head_end = data.endswith(b"\r\n\r\n")
+        super().data_received(data)
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, with :class:`_Protocol` connections."""
+
+    def __call__(self) -> RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
 
 
 def _status_of(error: str) -> int:

@@ -45,6 +45,8 @@ class Stats:
         self.refused = 0
         self.verified = 0  # downloads checked against a hash an index or path promised
         self.verify_failures = 0
+        # hits answered by the worker that sent the connection's previous hit (see sendbody)
+        self.follow_ons = 0
 
     def of(self, fmt: str) -> Counters:
         """The counters of ``fmt`` (unknown formats count as apt)."""
@@ -56,6 +58,7 @@ class Stats:
         total = {k: sum(p[k] for p in per.values()) for k in _HELP}
         return {"formats": per, "total": total, "refused": self.refused,
                 "verified": self.verified, "verify_failures": self.verify_failures,
+                "follow_ons": self.follow_ons,
                 "storage": storage}
 
 
@@ -67,7 +70,7 @@ def prometheus(snap: dict[str, Any]) -> str:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
         for fmt, counters in snap["formats"].items():
             lines.append(f'{metric}{{format="{fmt}"}} {counters[name]}')
-    for name in ("refused", "verified", "verify_failures"):
+    for name in ("refused", "verified", "verify_failures", "follow_ons"):
         metric = f"shipmate_cache_{name}_total"
         lines += [f"# TYPE {metric} counter", f"{metric} {snap[name]}"]
     for name, value in snap["storage"].items():
@@ -89,6 +92,7 @@ def html_report(snap: dict[str, Any]) -> str:
         "<h1>Shipmate package cache</h1>"
         f"<table border=1><tr><th>format</th>{head}</tr>{rows}</table>"
         f"<p>refused: {snap['refused']}, verified downloads: {snap['verified']}, "
-        f"verification failures: {snap['verify_failures']}</p>"
+        f"verification failures: {snap['verify_failures']}, follow-on hits: "
+        f"{snap['follow_ons']}</p>"
         f"<ul>{storage}</ul></body></html>"
     )

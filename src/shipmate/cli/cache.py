@@ -82,7 +82,8 @@ async def stats(ctx: Context, args: argparse.Namespace) -> int:
                               ("Downloads in progress", store["downloads_in_progress"]),
                               ("Refused requests", snap["refused"]),
                               ("Verified downloads", snap["verified"]),
-                              ("Verification failures", snap["verify_failures"])])
+                              ("Verification failures", snap["verify_failures"]),
+                              ("Follow-on hits", snap.get("follow_ons", 0))])
     return 0
 
 

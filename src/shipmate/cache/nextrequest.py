@@ -1,0 +1,79 @@
+"""Recognising the next request on a keep-alive connection without aiohttp, for the one case
+worth answering straight from the worker thread that has just sent a large hit on it
+(:mod:`sendbody`): a plain ``GET`` that a cached body answers as it is.
+
+This reader only recognises; it never refuses or answers. Whatever it does not know for sure
+(another method, HTTP/1.0, a header that changes the answer, a byte it does not expect, a head
+not yet complete) is ``None``, and the request stays in the socket for aiohttp to read, parse
+and answer by the usual rules. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from email.utils import formatdate
+
+MAX_HEAD = 8190  # aiohttp's limit for a request line or header; longer heads go to aiohttp
+
+_REQUEST_LINE = re.compile(rb"GET ([!-~]+) HTTP/1\.1")
+_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([!-~]+(?:[ \t]+[!-~]+)*)?[ \t]*")
+# headers after which a body is not simply "the cached body, 200": aiohttp decides those
+_ANSWER_CHANGING = frozenset({
+    b"range", b"if-range", b"if-modified-since", b"if-unmodified-since", b"if-none-match",
+    b"if-match", b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te"})
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainGet:
+    """A complete ``GET`` head: its raw target (as aiohttp's ``raw_path``), its ``Accept``
+    header and its length in bytes (what to consume once it is answered)."""
+
+    target: str
+    accept: str
+    length: int
+
+
+def plain_get(data: bytes) -> PlainGet | None:
+    """The request at the start of ``data`` if it is a complete, plain keep-alive ``GET``."""
+    end = data.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    line = _REQUEST_LINE.fullmatch(lines[0])
+    if line is None:
+        return None
+    accept: bytes | None = None
+    for raw in lines[1:]:
+        field = _FIELD.fullmatch(raw)
+        if field is None:  # obs-fold, a control byte, a non-ASCII byte, no colon...
+            return None
+        name, value = field.group(1).lower(), field.group(2) or b""
+        if name in _ANSWER_CHANGING:
+            return None
+        if name == b"connection" and value.lower() != b"keep-alive":
+            return None
+        if name == b"accept" and accept is None:
+            accept = value
+    return PlainGet(line.group(1).decode("ascii"), (accept or b"").decode("ascii"), end + 4)
+
+
+def validators(st: os.stat_result) -> tuple[str, str]:
+    """``(ETag, Last-Modified)`` as aiohttp's FileResponse derives them from a file's stat, so
+    every path gives a client the same validators."""
+    return (f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+            formatdate(st.st_mtime, usegmt=True))
+
+
+def hit_head(st: os.stat_result, content_type: str, server: str, now: float) -> bytes | None:
+    """The head of a ``200`` answering with the whole body whose stat is ``st``: the headers
+    :class:`hits.SendfileResponse` sends. None if ``content_type`` could not go in a header."""
+    if not content_type or not content_type.isascii() or _FIELD.fullmatch(
+            b"Content-Type: " + content_type.encode("ascii")) is None:
+        return None
+    etag, last_modified = validators(st)
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nX-Cache: HIT\r\n"
+            f"ETag: {etag}\r\nLast-Modified: {last_modified}\r\n"
+            f"Accept-Ranges: bytes\r\nContent-Length: {st.st_size}\r\n"
+            f"Date: {formatdate(now, usegmt=True)}\r\nServer: {server}\r\n\r\n").encode("ascii")
