@@ -1,20 +1,26 @@
 """Follow-on hits (:mod:`sendbody`) over the cache's storage and routes: which cached body
-answers a plain GET as it is, looked up from a worker thread, and counting those answered."""
+answers a plain GET as it is, looked up from a worker thread, and counting what workers send."""
 
 from __future__ import annotations
 
+import collections
 import time
 
 from shipmate.cache import hits, sendbody
 from shipmate.cache.policy import Action, Cached, Kind, Refused, decide
 from shipmate.cache.routes import Rewrite, Routes, cached_route, is_admin
-from shipmate.cache.stats import Stats
+from shipmate.cache.stats import Counters, Stats
 from shipmate.cache.storage import Storage
 
 
 class CachedFollowOns:
     """:class:`hits.FollowOns` for the cache: the same routes, allowlist and freshness rules
-    as a request through aiohttp, for bodies large enough to be sent with sendfile."""
+    as a request through aiohttp, for bodies large enough to be sent with sendfile.
+
+    Workers report what they send into a queue (a deque's append is thread-safe) instead of
+    waking the event loop for each body; :meth:`apply` counts it on the loop, when a worker
+    gives its connection back and before stats are read, so counts are current whenever
+    they are looked at."""
 
     def __init__(self, storage: Storage, routes: Routes, stats: Stats,
                  fresh_seconds: float) -> None:
@@ -22,6 +28,8 @@ class CachedFollowOns:
         self.routes = routes
         self.stats = stats
         self.fresh_seconds = fresh_seconds
+        self._sent: collections.deque[tuple[Counters, int, sendbody.Sent | None]] = (
+            collections.deque())
 
     def lookup(self, target: str, accept: str) -> sendbody.Body | None:
         """The body answering ``target`` if it is a hit served as it is, else None (for
@@ -44,14 +52,26 @@ class CachedFollowOns:
         return sendbody.Body(str(self.storage.path(entry)), entry.content_type, entry.key,
                              routed.fmt)
 
-    def count(self, sent: sendbody.Sent) -> None:
-        """Count a follow-on answered, as the server counts a hit; mark its body used."""
-        self.stats.follow_ons += 1
-        counters = self.stats.of(sent.fmt)
-        counters.requests += 1
-        counters.hits += 1
-        counters.bytes_from_cache += sent.size
-        counters.bytes_served += sent.size
-        entry = self.storage.get(sent.key)
-        if entry is not None:
-            self.storage.touch(entry)
+    def reporter(self, counters: Counters, size: int) -> sendbody.Report:
+        """A report for one response (any thread): its own body, then its follow-ons."""
+        def report(sent: sendbody.Sent | None) -> None:
+            if sent is None:
+                self._sent.append((counters, size, None))
+            else:
+                self._sent.append((self.stats.of(sent.fmt), sent.size, sent))
+        return report
+
+    def apply(self) -> None:
+        """Count what was reported (on the event loop): bytes for every body; a request and
+        a hit for each follow-on, whose body is also marked used."""
+        while self._sent:
+            counters, size, sent = self._sent.popleft()
+            counters.bytes_from_cache += size
+            counters.bytes_served += size
+            if sent is not None:
+                self.stats.follow_ons += 1
+                counters.requests += 1
+                counters.hits += 1
+                entry = self.storage.get(sent.key)
+                if entry is not None:
+                    self.storage.touch(entry)

@@ -99,13 +99,17 @@ def read_small(path: os.PathLike[str] | str, sha256: str) -> Small:
 
 class FollowOns(Protocol):
     """Answers, from a worker thread, the requests that follow a large hit on its connection
-    (see :mod:`sendbody`): finds their bodies, then counts them on the event loop."""
+    (see :mod:`sendbody`), and counts what workers send."""
 
     def lookup(self, target: str, accept: str) -> sendbody.Body | None:
         """The cached body that answers a plain GET of ``target`` as it is (thread-safe)."""
 
-    def count(self, sent: sendbody.Sent) -> None:
-        """Count a follow-on answered (on the event loop)."""
+    def reporter(self, counters: Counters, size: int) -> sendbody.Report:
+        """A thread-safe report for one response: its body of ``size`` bytes (counted in
+        ``counters``) and the follow-ons after it."""
+
+    def apply(self) -> None:
+        """Count what was reported (on the event loop)."""
 
 
 def nothing_read_ahead(request: web.BaseRequest) -> bool:
@@ -125,7 +129,7 @@ class SendfileResponse(web.StreamResponse):
     ``counters`` once sent. Closes the file whatever happens."""
 
     def __init__(self, file: BinaryIO, size: int, counters: Counters,
-                 headers: dict[str, str], follow_ons: FollowOns | None = None) -> None:
+                 headers: dict[str, str], follow_ons: FollowOns) -> None:
         super().__init__(headers=headers)
         self._file = file
         self._size = size
@@ -135,7 +139,7 @@ class SendfileResponse(web.StreamResponse):
 
     @classmethod
     def open(cls, path: os.PathLike[str] | str, counters: Counters, content_type: str,
-             how: str, follow_ons: FollowOns | None = None) -> SendfileResponse:
+             how: str, follow_ons: FollowOns) -> SendfileResponse:
         """Open ``path`` (FileNotFoundError when it has gone) and build the response."""
         file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by prepare()
         try:
@@ -160,18 +164,14 @@ class SendfileResponse(web.StreamResponse):
             if transport is None:
                 raise ConnectionResetError("client went away")
             follow = self._follow_ons
-            await sendbody.send_file(
-                transport, self._file, self._size, self._count,
-                follow.lookup if follow else None, lambda: nothing_read_ahead(request))
+            try:
+                await sendbody.send_file(
+                    transport, self._file, self._size,
+                    follow.reporter(self._counters, self._size), follow.lookup,
+                    lambda: nothing_read_ahead(request))
+            finally:
+                follow.apply()
             await super().write_eof()
             return writer
         finally:
             self._file.close()
-
-    def _count(self, sent: sendbody.Sent | None) -> None:
-        """Count this body (None) or a follow-on once sent."""
-        if sent is None:
-            self._counters.bytes_from_cache += self._size
-            self._counters.bytes_served += self._size
-        elif self._follow_ons is not None:
-            self._follow_ons.count(sent)

@@ -28,14 +28,14 @@ _REWRITE_TYPES = {
 class Responder:
     """Builds responses; counts bytes."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, follow_ons: hits.FollowOns) -> None:
         self.storage = storage
+        self.follow_ons = follow_ons
         # rewritten bodies, keyed by (cache key, body hash, base URL): big npm documents are
         # parsed once, not per request
         self._memo: collections.OrderedDict[tuple[str, str, str], bytes] = (
             collections.OrderedDict())
         self.small = hits.SmallBodies()
-        self.follow_ons: hits.FollowOns | None = None  # set by the server
 
     async def from_cache(self, request: web.BaseRequest, target: Target, entry: Entry,
                          counters: Counters, base: str, how: str) -> web.StreamResponse | None:

@@ -13,8 +13,8 @@ Follow-on hits: when the caller allows it, the worker then waits briefly for the
 next request and, if it is a plain ``GET`` of another cached body (:mod:`nextrequest`),
 answers it too, without the trips through the event loop and aiohttp that would cost each
 request two thread wake-ups. Anything else is left unread in the socket for aiohttp. The
-worker gives the connection back when the client pauses, after :data:`FOLLOW_SECONDS`, or
-when told to stop.
+worker gives the connection back when the client pauses, when another body is waiting for a
+worker (so a busy pool stays fair), after :data:`FOLLOW_SECONDS`, or when told to stop.
 
 The thread works on duplicates of the socket and file descriptors and closes them itself, so
 a cancelled response or a closed connection never leaves it writing to a reused descriptor.
@@ -31,6 +31,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import termios
 import threading
 import time
@@ -45,10 +46,25 @@ from shipmate.cache import nextrequest
 log = logging.getLogger(__name__)
 
 HANDOFF_SECONDS = 0.05
-FOLLOW_SECONDS = 1.0  # then the connection goes back to the loop, and the worker to the pool
+FOLLOW_SECONDS = 10.0  # then the connection goes back to the loop, and the worker to the pool
 WORKERS = 64  # threads only exist while a body is being sent; each waits in the kernel
 
 _pool: ThreadPoolExecutor | None = None
+
+
+class _Waiting:
+    """Bodies handed to the pool and not yet taken up by a worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+
+_waiting = _Waiting()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +90,7 @@ class Sent:
 # Called from worker threads: it must only read shared state.
 Lookup = Callable[[str, str], Body | None]
 # Told of each answer sent whole: None for the first body, then each follow-on's Sent.
+# Called from worker threads and from the loop: it must be thread-safe.
 Report = Callable[[Sent | None], None]
 
 
@@ -176,7 +193,8 @@ def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading
             handoff: float, deadline: float, outcome: Outcome) -> None:
     """Answer follow-on requests until one is not for us, the client pauses, the deadline
     passes or ``stop`` is set; one not finished goes into ``outcome``."""
-    while time.monotonic() < deadline and _request_waiting(conn, stop, handoff, deadline):
+    while (not _waiting.count and time.monotonic() < deadline
+           and _request_waiting(conn, stop, handoff, deadline)):
         try:
             ask = nextrequest.plain_get(conn.recv(nextrequest.MAX_HEAD + 4, socket.MSG_PEEK))
         except OSError:
@@ -197,19 +215,20 @@ def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading
 def _request_waiting(conn: socket.socket, stop: threading.Event, handoff: float,
                      deadline: float) -> bool:
     """Wait for bytes to read while the client is still reading the last answer; False when
-    it has read it all and sent nothing for ``handoff`` seconds, or stopped reading."""
+    it has read it all and sent nothing, or read nothing, for ``handoff`` seconds."""
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
-    unsent, since = _unsent(conn), time.monotonic()
-    while not stop.is_set() and time.monotonic() < deadline:
-        if poller.poll(10):
-            return True
-        now = time.monotonic()
-        left = _unsent(conn)
-        if left < unsent:  # the client is reading
-            unsent, since = left, now
-        elif now - since >= handoff:
+    unsent = sys.maxsize
+    while not stop.is_set():
+        wait = min(handoff, deadline - time.monotonic())
+        if wait <= 0:
             return False
+        if poller.poll(wait * 1000):
+            return True
+        left = _unsent(conn)
+        if left == 0 or left >= unsent:
+            return False
+        unsent = left
     return False
 
 
@@ -280,7 +299,7 @@ async def send_file(transport: asyncio.Transport, file: BinaryIO, count: int,
     """Send the first ``count`` bytes of ``file`` on ``transport`` (headers already written),
     calling ``report(None)`` once they are sent. With a ``lookup``, and ``ready()`` true once
     the transport has stopped reading (aiohttp holds no unparsed bytes), follow-on requests
-    may be answered too, each reported (on the loop) once sent."""
+    may be answered too, each reported once sent (from the worker thread)."""
     loop = asyncio.get_running_loop()
     sock = transport.get_extra_info("socket")
     outcome = Outcome(0)
@@ -319,16 +338,12 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int, c
     if not (was_reading and ready()):
         lookup = None  # aiohttp holds bytes of the next request, or reads for another reason
     stop = threading.Event()
-    loop = asyncio.get_running_loop()
-
-    def report_on_loop(sent: Sent | None) -> None:  # in the worker; runs before its result
-        loop.call_soon_threadsafe(report, sent)
-
+    _waiting.add(1)
     try:
-        job = loop.run_in_executor(
-            _executor(), send_and_follow, sock_dup, file_dup, 0, count, stop,
-            HANDOFF_SECONDS, lookup, report_on_loop)
+        job = asyncio.get_running_loop().run_in_executor(
+            _executor(), _taken_up, sock_dup, file_dup, count, stop, lookup, report)
     except BaseException:  # no worker will close them (the pool is shutting down)
+        _waiting.add(-1)
         os.close(sock_dup)
         os.close(file_dup)
         if was_reading:
@@ -346,6 +361,12 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int, c
                 _resume(transport)
             else:  # cancelled: the worker still has the connection
                 job.add_done_callback(lambda _: _resume(transport))
+
+
+def _taken_up(sock_fd: int, file_fd: int, count: int, stop: threading.Event,
+              lookup: Lookup | None, report: Report) -> Outcome:
+    _waiting.add(-1)
+    return send_and_follow(sock_fd, file_fd, 0, count, stop, HANDOFF_SECONDS, lookup, report)
 
 
 def _close_tail(job: asyncio.Future[Outcome]) -> None:

@@ -57,9 +57,9 @@ class CacheServer:
         self.stats = Stats()
         self.fetcher = Fetcher(self.storage, self.stats, self.allowlist,
                                float(config.cache_upstream_timeout))
-        self.responder = Responder(self.storage)
-        self.responder.follow_ons = CachedFollowOns(self.storage, self.routes, self.stats,
-                                                    self.fresh_seconds)
+        self.follow_ons = CachedFollowOns(self.storage, self.routes, self.stats,
+                                          self.fresh_seconds)
+        self.responder = Responder(self.storage, self.follow_ons)
         self._runner: web.ServerRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._port: int = int(config.cache_port)
@@ -103,10 +103,12 @@ class CacheServer:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
+            self.follow_ons.apply()  # a long run of follow-ons marks its bodies used meanwhile
             self.storage.flush()
 
     def snapshot(self) -> dict[str, Any]:
         """Stats plus storage figures."""
+        self.follow_ons.apply()  # what worker threads sent, not yet counted
         return self.stats.snapshot({
             "entries": len(self.storage.entries()), "bytes": self.storage.total_bytes,
             "max_bytes": self.storage.max_bytes, "downloads_in_progress":
