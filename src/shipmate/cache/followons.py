@@ -10,7 +10,9 @@ from shipmate.cache import hits, sendbody
 from shipmate.cache.policy import Action, Cached, Kind, Refused, decide
 from shipmate.cache.routes import Rewrite, Routes, cached_route, is_admin
 from shipmate.cache.stats import Counters, Stats
-from shipmate.cache.storage import Storage
+from shipmate.cache.storage import Entry, Storage
+
+MEMO_SIZE = 4096
 
 
 class CachedFollowOns:
@@ -30,11 +32,18 @@ class CachedFollowOns:
         self.fresh_seconds = fresh_seconds
         self._sent: collections.deque[tuple[Counters, int, sendbody.Sent | None]] = (
             collections.deque())
+        # (target, Accept) -> the entry and body found for it, while that entry is current
+        self._found: dict[tuple[str, str], tuple[Entry, sendbody.Body]] = {}
 
     def lookup(self, target: str, accept: str) -> sendbody.Body | None:
         """The body answering ``target`` if it is a hit served as it is, else None (for
         aiohttp: refusals, admin pages, rewritten indexes, small bodies, misses, stale
-        indexes). Reads only: it runs in a worker thread."""
+        indexes). Reads shared state only: it runs in worker threads."""
+        found = self._found.get((target, accept))
+        if found is not None:
+            known, body = found
+            if self.storage.get(known.key) is known and self._fresh(known):
+                return body
         if is_admin(target):
             return None
         try:
@@ -44,13 +53,20 @@ class CachedFollowOns:
         if routed.rewrite is not Rewrite.NONE:
             return None
         entry = self.storage.get(routed.key)
-        if entry is None or entry.size <= hits.SMALL_MAX:
+        if entry is None or entry.size <= hits.SMALL_MAX or not self._fresh(entry):
             return None
-        cached = Cached(Kind(entry.kind), entry.fetched_at)
-        if decide(cached, time.time(), self.fresh_seconds) is not Action.HIT:
-            return None
-        return sendbody.Body(str(self.storage.path(entry)), entry.content_type, entry.key,
+        body = sendbody.Body(str(self.storage.path(entry)), entry.content_type, entry.key,
                              routed.fmt)
+        if len(self._found) >= MEMO_SIZE:
+            self._found.clear()
+        self._found[(target, accept)] = (entry, body)
+        return body
+
+    def _fresh(self, entry: Entry) -> bool:
+        if entry.kind == Kind.IMMUTABLE.value:
+            return True
+        cached = Cached(Kind(entry.kind), entry.fetched_at)
+        return decide(cached, time.time(), self.fresh_seconds) is Action.HIT
 
     def reporter(self, counters: Counters, size: int) -> sendbody.Report:
         """A report for one response (any thread): its own body, then its follow-ons."""

@@ -11,6 +11,7 @@ and answer by the usual rules. Pure functions, no I/O.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from email.utils import formatdate
@@ -62,18 +63,28 @@ def plain_get(data: bytes) -> PlainGet | None:
 def validators(st: os.stat_result) -> tuple[str, str]:
     """``(ETag, Last-Modified)`` as aiohttp's FileResponse derives them from a file's stat, so
     every path gives a client the same validators."""
-    return (f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
-            formatdate(st.st_mtime, usegmt=True))
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"', _http_date(int(st.st_mtime))
 
 
 def hit_head(st: os.stat_result, content_type: str, server: str, now: float) -> bytes | None:
     """The head of a ``200`` answering with the whole body whose stat is ``st``: the headers
     :class:`hits.SendfileResponse` sends. None if ``content_type`` could not go in a header."""
-    if not content_type or not content_type.isascii() or _FIELD.fullmatch(
-            b"Content-Type: " + content_type.encode("ascii")) is None:
+    if not _header_value(content_type):
         return None
     etag, last_modified = validators(st)
     return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nX-Cache: HIT\r\n"
             f"ETag: {etag}\r\nLast-Modified: {last_modified}\r\n"
             f"Accept-Ranges: bytes\r\nContent-Length: {st.st_size}\r\n"
-            f"Date: {formatdate(now, usegmt=True)}\r\nServer: {server}\r\n\r\n").encode("ascii")
+            f"Date: {_http_date(int(now))}\r\nServer: {server}\r\n\r\n").encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _header_value(value: str) -> bool:
+    """Whether ``value`` can be sent as a header's value as it is (not empty)."""
+    return bool(value) and value.isascii() and _FIELD.fullmatch(
+        b"X: " + value.encode("ascii")) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
