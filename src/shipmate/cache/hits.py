@@ -120,6 +120,7 @@ def nothing_read_ahead(request: web.BaseRequest) -> bool:
     (``at_head_end``, kept by the server's protocol)."""
     protocol = request.protocol
     return (request.keep_alive and not request.body_exists
+            and "Upgrade" not in request.headers  # aiohttp keeps what follows aside
             and getattr(protocol, "at_head_end", False)
             and not getattr(protocol, "_messages", True))
 

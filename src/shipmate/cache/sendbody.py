@@ -7,14 +7,17 @@ uses them all. Here a worker thread sends the body with blocking ``sendfile`` ca
 client keeps up: the connection is made blocking, with a send timeout of
 :data:`HANDOFF_SECONDS`, only while the thread has it, and the transport's reading is paused
 so the loop does not touch it. A client that takes longer than that to make room is handed
-back to the event loop (``loop.sendfile``), where a slow or stalled client costs no thread.
+back to the event loop (``loop.sendfile``), where a slow or stalled client costs no thread,
+when another body is waiting for a thread and every thread is busy, or after
+:data:`PATIENCE_SECONDS`; until then the thread, which nobody else needs, keeps it.
 
-Follow-on hits: when the caller allows it, the worker then waits briefly for the client's
-next request and, if it is a plain ``GET`` of another cached body (:mod:`nextrequest`),
-answers it too, without the trips through the event loop and aiohttp that would cost each
-request two thread wake-ups. Anything else is left unread in the socket for aiohttp. The
-worker gives the connection back when the client pauses, when another body is waiting for a
-worker (so a busy pool stays fair), after :data:`FOLLOW_SECONDS`, or when told to stop.
+Follow-on hits: when the caller allows it, the worker then waits for the client's next
+request (up to :data:`IDLE_SECONDS`) and, if it is a plain ``GET`` of another cached body
+(:mod:`nextrequest`), answers it too, without the trips through the event loop and aiohttp
+that would cost each request two thread wake-ups. Anything else is left unread in the socket
+for aiohttp. The worker gives the connection back when the client asks nothing more, when
+another body is waiting for a thread and every thread is busy (so the pool stays fair), after
+:data:`FOLLOW_SECONDS`, or when told to stop.
 
 The thread works on duplicates of the socket and file descriptors and closes them itself, so
 a cancelled response or a closed connection never leaves it writing to a reused descriptor.
@@ -25,14 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import select
 import socket
 import struct
-import sys
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,25 +46,33 @@ from shipmate.cache import nextrequest
 log = logging.getLogger(__name__)
 
 HANDOFF_SECONDS = 0.05
+PATIENCE_SECONDS = 30.0  # a client reading nothing keeps its thread no longer than this
+IDLE_SECONDS = 1.0  # how long a thread waits for a client's next request
 FOLLOW_SECONDS = 10.0  # then the connection goes back to the loop, and the worker to the pool
 WORKERS = 64  # threads only exist while a body is being sent; each waits in the kernel
 
 _pool: ThreadPoolExecutor | None = None
 
 
-class _Waiting:
-    """Bodies handed to the pool and not yet taken up by a worker."""
+class _Demand:
+    """Bodies handed to the pool and not yet taken up by a worker, and busy workers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.count = 0
+        self.waiting = 0
+        self.busy = 0
 
-    def add(self, n: int) -> None:
+    def add(self, waiting: int = 0, busy: int = 0) -> None:
         with self._lock:
-            self.count += n
+            self.waiting += waiting
+            self.busy += busy
+
+    def thread_wanted(self) -> bool:
+        """Whether a body waits for a thread the pool cannot start (all are busy)."""
+        return self.waiting > 0 and self.busy >= WORKERS
 
 
-_waiting = _Waiting()
+_demand = _Demand()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,15 +140,17 @@ def send_until_slow(sock_fd: int, file_fd: int, offset: int, count: int,
     while and non-blocking again after, and closes both descriptors (the caller's
     duplicates). OSError when the client has gone."""
     return send_and_follow(sock_fd, file_fd, offset, count, stop, handoff, None,
-                           lambda _: None).first
+                           lambda _: None, patient=False).first
 
 
 def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
                     stop: threading.Event, handoff: float, lookup: Lookup | None,
-                    report: Report) -> Outcome:
+                    report: Report, patient: bool = True) -> Outcome:
     """:func:`send_until_slow`, then, with a ``lookup`` and the body sent whole, answer the
     client's follow-on requests that it finds a body for (see the module's docstring).
-    ``report`` is told of each answer sent whole, the first body included."""
+    ``report`` is told of each answer sent whole, the first body included. ``patient``: a
+    client that makes no room for ``handoff`` seconds keeps the thread while no other body
+    waits for one, up to :data:`PATIENCE_SECONDS`."""
     try:
         conn = socket.socket(fileno=sock_fd)
     except BaseException:
@@ -149,7 +159,7 @@ def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
         raise
     with _blocking(conn, handoff):
         try:
-            first = _send(sock_fd, file_fd, offset, count, stop)
+            first = _send(sock_fd, file_fd, offset, count, stop, patient)
         finally:
             os.close(file_fd)
         outcome = Outcome(first)
@@ -157,7 +167,7 @@ def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
             report(None)
             if lookup is not None:
                 _follow(conn, lookup, report, stop, handoff,
-                        time.monotonic() + FOLLOW_SECONDS, outcome)
+                        time.monotonic() + FOLLOW_SECONDS, outcome, patient)
         return outcome
 
 
@@ -176,13 +186,20 @@ def _blocking(conn: socket.socket, handoff: float) -> Iterator[None]:
         conn.close()
 
 
-def _send(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event) -> int:
+def _send(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event,
+          patient: bool) -> int:
     sent = 0
+    stalled_since = 0.0
     while sent < count and not stop.is_set():
         try:
             n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
         except BlockingIOError:  # the send timeout passed with nothing sent
-            break
+            now = time.monotonic()
+            stalled_since = stalled_since or now
+            if not patient or _thread_wanted(stalled_since, now):
+                break
+            continue
+        stalled_since = 0.0
         if n == 0:
             raise EOFError(f"file ended {count - sent} bytes early")
         sent += n
@@ -190,10 +207,10 @@ def _send(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.E
 
 
 def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading.Event,
-            handoff: float, deadline: float, outcome: Outcome) -> None:
+            handoff: float, deadline: float, outcome: Outcome, patient: bool) -> None:
     """Answer follow-on requests until one is not for us, the client pauses, the deadline
     passes or ``stop`` is set; one not finished goes into ``outcome``."""
-    while (not _waiting.count and time.monotonic() < deadline
+    while (not _demand.thread_wanted() and time.monotonic() < deadline
            and _request_waiting(conn, stop, handoff, deadline)):
         try:
             ask = nextrequest.plain_get(conn.recv(nextrequest.MAX_HEAD + 4, socket.MSG_PEEK))
@@ -206,7 +223,7 @@ def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading
         except Exception:  # a bug must not cost the connection: aiohttp answers instead
             log.exception("follow-on lookup of %r failed", ask.target)
             return
-        sent = None if body is None else _answer(conn, ask, body, stop, outcome)
+        sent = None if body is None else _answer(conn, ask, body, stop, outcome, patient)
         if sent is None:
             return
         report(sent)
@@ -214,26 +231,30 @@ def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading
 
 def _request_waiting(conn: socket.socket, stop: threading.Event, handoff: float,
                      deadline: float) -> bool:
-    """Wait for bytes to read while the client is still reading the last answer; False when
-    it has read it all and sent nothing, or read nothing, for ``handoff`` seconds."""
+    """Wait for the client's next request (bytes to read); False after :data:`IDLE_SECONDS`
+    without one, past ``deadline``, or as soon as the thread is wanted."""
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
-    unsent = sys.maxsize
+    deadline = min(deadline, time.monotonic() + IDLE_SECONDS)
     while not stop.is_set():
         wait = min(handoff, deadline - time.monotonic())
         if wait <= 0:
             return False
         if poller.poll(wait * 1000):
             return True
-        left = _unsent(conn)
-        if left == 0 or left >= unsent:
+        if _demand.thread_wanted():
             return False
-        unsent = left
     return False
 
 
+def _thread_wanted(stalled_since: float, now: float) -> bool:
+    """Whether a thread whose client has read nothing since ``stalled_since`` should give
+    the connection back: another body waits for a thread, or it has waited long enough."""
+    return _demand.thread_wanted() or now - stalled_since >= PATIENCE_SECONDS
+
+
 def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
-            stop: threading.Event, outcome: Outcome) -> Sent | None:
+            stop: threading.Event, outcome: Outcome, patient: bool) -> Sent | None:
     """Answer ``ask`` with ``body``; what was sent, or None when the request was left to
     aiohttp (nothing read) or its answer could not be finished here (its tail is then in
     ``outcome``, or the connection is marked broken)."""
@@ -251,7 +272,7 @@ def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
             outcome.broken = True
             return None
         head_sent = _send_head(conn, head)
-        body_sent = (_send(conn.fileno(), file_fd, 0, st.st_size, stop)
+        body_sent = (_send(conn.fileno(), file_fd, 0, st.st_size, stop, patient)
                      if head_sent == len(head) else 0)
         sent = Sent(body.key, body.fmt, st.st_size)
         if body_sent < st.st_size:
@@ -260,7 +281,7 @@ def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
             keep_file = True
             return None
         return sent
-    except OSError:  # the client has gone, before or after its request was read
+    except (OSError, EOFError):  # the client has gone, or the file ended early
         outcome.broken = True
         return None
     finally:
@@ -285,12 +306,6 @@ def _send_head(conn: socket.socket, head: bytes) -> int:
         return conn.send(head, socket.MSG_MORE)
     except BlockingIOError:  # the send timeout passed with nothing sent
         return 0
-
-
-def _unsent(conn: socket.socket) -> int:
-    """Bytes in the connection's send queue that the client has not acknowledged."""
-    out = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    return int(struct.unpack("i", out)[0])
 
 
 async def send_file(transport: asyncio.Transport, file: BinaryIO, count: int,
@@ -338,12 +353,12 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int, c
     if not (was_reading and ready()):
         lookup = None  # aiohttp holds bytes of the next request, or reads for another reason
     stop = threading.Event()
-    _waiting.add(1)
+    _demand.add(waiting=1)
     try:
         job = asyncio.get_running_loop().run_in_executor(
             _executor(), _taken_up, sock_dup, file_dup, count, stop, lookup, report)
     except BaseException:  # no worker will close them (the pool is shutting down)
-        _waiting.add(-1)
+        _demand.add(waiting=-1)
         os.close(sock_dup)
         os.close(file_dup)
         if was_reading:
@@ -365,8 +380,12 @@ async def _in_thread(transport: asyncio.Transport, sock_fd: int, file_fd: int, c
 
 def _taken_up(sock_fd: int, file_fd: int, count: int, stop: threading.Event,
               lookup: Lookup | None, report: Report) -> Outcome:
-    _waiting.add(-1)
-    return send_and_follow(sock_fd, file_fd, 0, count, stop, HANDOFF_SECONDS, lookup, report)
+    _demand.add(waiting=-1, busy=1)
+    try:
+        return send_and_follow(sock_fd, file_fd, 0, count, stop, HANDOFF_SECONDS, lookup,
+                               report)
+    finally:
+        _demand.add(busy=-1)
 
 
 def _close_tail(job: asyncio.Future[Outcome]) -> None:
