@@ -262,6 +262,30 @@ async def test_a_stalled_follow_on_is_handed_back_without_holding_the_worker(
         1, 2 * LARGE + BIG)
 
 
+async def test_a_slow_client_keeps_its_worker_while_no_other_body_waits(
+        shelf: tuple[Shelf, str, str, str], http: aiohttp.ClientSession) -> None:
+    store, one, _, _ = shelf
+    big = await store.add(http, "big_1.0_amd64.deb", os.urandom(BIG))
+    before = store.stats()["follow_ons"]
+
+    def slow() -> list[bytes]:
+        with connect(store.cache) as sock:
+            responses = Responses(sock)
+            sock.sendall(request(one))
+            got = [responses.next()[1]]
+            sock.sendall(request(big))
+            got.append(responses.next(pause=0.5)[1])  # far past the 50 ms send timeout
+            time.sleep(0.5)  # a pause between requests, shorter than a worker waits
+            sock.sendall(request(one))
+            got.append(responses.next()[1])
+            return got
+
+    assert await asyncio.to_thread(slow) == [store.bodies[one], store.bodies[big],
+                                             store.bodies[one]]
+    # both answered by the worker: a handoff would have sent the third through aiohttp
+    assert store.stats()["follow_ons"] - before == 2
+
+
 async def test_a_client_gone_mid_follow_on_leaves_the_server_serving(
         shelf: tuple[Shelf, str, str, str], http: aiohttp.ClientSession) -> None:
     store, one, two, _ = shelf
