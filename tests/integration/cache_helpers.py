@@ -109,3 +109,9 @@ def request(target: str, *headers: str, method: str = "GET") -> bytes:
     """A request for the URL ``target``'s path, with ``headers`` ("Name: value")."""
     path = "/" + target.split("/", 3)[3]
     return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: x", *headers, "", ""]).encode()
+
+
+def reset(sock: socket.socket) -> None:
+    """Make closing ``sock`` with unread data a reset (linger 0), as a client that walks
+    away mid-body does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")

@@ -5,10 +5,11 @@ answered exactly as on a fresh connection."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +18,15 @@ import pytest
 from shipmate.cache.routes import cached_route
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
-from tests.integration.cache_helpers import BIG, Responses, get, request, running_cache, url
+from tests.integration.cache_helpers import (
+    BIG,
+    Responses,
+    get,
+    request,
+    reset,
+    running_cache,
+    url,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +71,17 @@ async def shelf(tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession
 
 def connect(cache: CacheServer) -> socket.socket:
     return socket.create_connection(("127.0.0.1", cache.port), timeout=20)
+
+
+@contextlib.contextmanager
+def after_a_hit(store: Shelf, target: str) -> Iterator[tuple[socket.socket, Responses]]:
+    """A connection on which the large body ``target`` was just answered: its worker now
+    waits for the connection's next request."""
+    with connect(store.cache) as sock:
+        responses = Responses(sock)
+        sock.sendall(request(target))
+        assert responses.next()[1] == store.bodies[target]
+        yield sock, responses
 
 
 def fields(head: bytes) -> dict[str, str]:
@@ -130,17 +150,14 @@ async def test_other_requests_after_a_hit_are_answered_as_on_a_fresh_connection(
             sock.sendall(ask)
             return Responses(sock).next(head_only=head_only)
 
-    def after_a_hit() -> tuple[bytes, bytes]:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            assert responses.next()[1] == store.bodies[one]
-            time.sleep(0.01)  # the worker is waiting for this connection's next request
+    def following() -> tuple[bytes, bytes]:
+        with after_a_hit(store, one) as (sock, responses):
+            time.sleep(0.01)
             sock.sendall(ask)
             return responses.next(head_only=head_only)
 
     before = store.stats()["follow_ons"]
-    head, body = await asyncio.to_thread(after_a_hit)
+    head, body = await asyncio.to_thread(following)
     assert store.stats()["follow_ons"] == before  # none of these is a follow-on hit
     expected_head, expected_body = await asyncio.to_thread(fresh)
     if case == "admin page":  # the counts in it moved on
@@ -160,10 +177,7 @@ async def test_a_request_head_in_two_parts_is_left_to_aiohttp(
     store, one, two, _ = shelf
 
     def split() -> bytes:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            responses.next()
+        with after_a_hit(store, one) as (sock, responses):
             ask = request(two)
             sock.sendall(ask[:20])
             time.sleep(0.3)  # longer than the worker waits for a head
@@ -179,16 +193,13 @@ async def test_requests_sent_together_after_a_hit_are_answered_in_order(
     before = store.stats()["follow_ons"]
 
     def together() -> list[bytes]:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            first = responses.next()[1]
+        with after_a_hit(store, one) as (sock, responses):
             time.sleep(0.01)
             sock.sendall(request(two) + request(one) + request(small) + request(two))
-            return [first] + [responses.next()[1] for _ in range(4)]
+            return [responses.next()[1] for _ in range(4)]
 
     got = await asyncio.to_thread(together)
-    assert got == [store.bodies[t] for t in (one, two, one, small, two)]
+    assert got == [store.bodies[t] for t in (two, one, small, two)]
     assert store.stats()["follow_ons"] - before >= 2  # two and one; small goes to aiohttp
 
 
@@ -197,10 +208,7 @@ async def test_connection_close_is_answered_then_the_connection_closes(
     store, one, two, _ = shelf
 
     def closing() -> tuple[bytes, bytes]:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            responses.next()
+        with after_a_hit(store, one) as (sock, responses):
             sock.sendall(request(two, "Connection: close"))
             body = responses.next()[1]
             return body, sock.recv(10)
@@ -216,10 +224,7 @@ async def test_a_follow_on_body_removed_meanwhile_is_fetched_again(
     gets = store.fake.gets["/d/pool/two_1.0_amd64.deb"]
 
     def hit_then_two() -> tuple[bytes, bytes]:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            responses.next()
+        with after_a_hit(store, one) as (sock, responses):
             store.cache.storage.remove(key)
             sock.sendall(request(two))
             return responses.next()
@@ -236,10 +241,7 @@ async def test_a_stalled_follow_on_is_handed_back_without_holding_the_worker(
     big = await store.add(http, "big_1.0_amd64.deb", os.urandom(BIG))
 
     def stall_on_the_second() -> bytes:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            responses.next()
+        with after_a_hit(store, one) as (sock, responses):
             sock.sendall(request(big))
             return responses.next(pause=3.0)[1]  # reads nothing for 3 s
 
@@ -269,19 +271,15 @@ async def test_a_slow_client_keeps_its_worker_while_no_other_body_waits(
     before = store.stats()["follow_ons"]
 
     def slow() -> list[bytes]:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            got = [responses.next()[1]]
+        with after_a_hit(store, one) as (sock, responses):
             sock.sendall(request(big))
-            got.append(responses.next(pause=0.5)[1])  # far past the 50 ms send timeout
+            got = [responses.next(pause=0.5)[1]]  # far past the 50 ms send timeout
             time.sleep(0.5)  # a pause between requests, shorter than a worker waits
             sock.sendall(request(one))
             got.append(responses.next()[1])
             return got
 
-    assert await asyncio.to_thread(slow) == [store.bodies[one], store.bodies[big],
-                                             store.bodies[one]]
+    assert await asyncio.to_thread(slow) == [store.bodies[big], store.bodies[one]]
     # both answered by the worker: a handoff would have sent the third through aiohttp
     assert store.stats()["follow_ons"] - before == 2
 
@@ -292,13 +290,10 @@ async def test_a_client_gone_mid_follow_on_leaves_the_server_serving(
     big = await store.add(http, "big_1.0_amd64.deb", os.urandom(BIG))
 
     def walk_away() -> None:
-        with connect(store.cache) as sock:
-            responses = Responses(sock)
-            sock.sendall(request(one))
-            responses.next()
+        with after_a_hit(store, one) as (sock, _):
             sock.sendall(request(big))
             sock.recv(100_000)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            reset(sock)
 
     for _ in range(3):
         await asyncio.to_thread(walk_away)

@@ -17,7 +17,7 @@ import pytest
 from shipmate.cache import sendbody
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
-from tests.integration.cache_helpers import BIG, Responses, get, request, url
+from tests.integration.cache_helpers import BIG, Responses, get, request, reset, url
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +89,7 @@ async def test_client_gone_mid_body_leaves_the_server_serving(
         with socket.create_connection(("127.0.0.1", cache.port), timeout=20) as sock:
             sock.sendall(request(target))
             sock.recv(100_000)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-        # closed with unread data and linger 0: a reset mid-body
+            reset(sock)
 
     for _ in range(5):
         await asyncio.to_thread(walk_away)
