@@ -16,9 +16,12 @@ import os
 import re
 from email.utils import formatdate
 
-MAX_HEAD = 8190  # aiohttp's limit for a request line or header; longer heads go to aiohttp
+MAX_HEAD = 8190  # aiohttp's limit for one line; a longer head is left to aiohttp
 
-_REQUEST_LINE = re.compile(rb"GET ([!-~]+) HTTP/1\.1")
+# a target of RFC 3986 characters only (path, query, percent-escapes, absolute form); any
+# character the URL grammar does not allow (quote, #, <, >, backslash, ^, backtick, braces,
+# |) is left to aiohttp to judge
+_REQUEST_LINE = re.compile(rb"GET ([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]+) HTTP/1\.1")
 _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([!-~]+(?:[ \t]+[!-~]+)*)?[ \t]*")
 # headers after which a body is not simply "the cached body, 200": aiohttp decides those
 _ANSWER_CHANGING = frozenset({

@@ -46,6 +46,8 @@ def test_empty_header_value_and_spaces_around_it() -> None:
     pytest.param(head(request="GET /a b HTTP/1.1"), id="space in the target"),
     pytest.param(head(request="GET /a\x00b HTTP/1.1"), id="NUL in the target"),
     pytest.param(head(request="GET /caf\u00e9 HTTP/1.1"), id="non-ASCII target"),
+    *(pytest.param(head(request=f"GET /a{c}b HTTP/1.1"), id=f"{c!r} in the target")
+      for c in '"#<>\\^`{|}'),
     pytest.param(head("Range: bytes=0-9"), id="Range"),
     pytest.param(head("If-Range: x"), id="If-Range"),
     pytest.param(head("If-None-Match: x"), id="If-None-Match"),
