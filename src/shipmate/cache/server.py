@@ -236,7 +236,10 @@ class _Server(web.Server):
     """aiohttp's low-level server, with :class:`_Protocol` connections."""
 
     def __call__(self) -> RequestHandler:
-        return _Protocol(self, loop=self._loop, **self._kwargs)
+        try:
+            return _Protocol(self, loop=self._loop, **self._kwargs)
+        except (AttributeError, TypeError):  # another aiohttp: plain protocols, no follow-ons
+            return super().__call__()
 
 
 def _status_of(error: str) -> int:
