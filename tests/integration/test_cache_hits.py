@@ -99,7 +99,7 @@ async def test_client_gone_mid_body_leaves_the_server_serving(
     assert len(workers) <= sendbody.WORKERS
 
 
-def test_send_until_slow_stops_when_the_peer_does_not_read(tmp_path: Path) -> None:
+def test_an_impatient_send_stops_when_the_peer_does_not_read(tmp_path: Path) -> None:
     data = os.urandom(BIG)
     (tmp_path / "f").write_bytes(data)
     server, client = socket.socketpair()
@@ -108,8 +108,9 @@ def test_send_until_slow_stops_when_the_peer_does_not_read(tmp_path: Path) -> No
         fd = os.dup(server.fileno())
         file_fd = os.dup(f.fileno())
         start = time.monotonic()
-        sent = sendbody.send_until_slow(fd, file_fd, 0, len(data), threading.Event(),
-                                        handoff=0.2)
+        sent = sendbody.send_and_follow(fd, file_fd, 0, len(data), threading.Event(),
+                                        handoff=0.2, lookup=None, report=lambda _: None,
+                                        patient=False).first
         assert 0 < sent < len(data)  # the buffers filled, then it gave up
         assert time.monotonic() - start < 5
         # the connection is non-blocking again, and the duplicates are closed

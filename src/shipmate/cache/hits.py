@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from shipmate.cache import sendbody
-from shipmate.cache.nextrequest import validators
+from shipmate.cache.nextrequest import body_headers, validators
 from shipmate.cache.stats import Counters
 
 SMALL_MAX = 64 * 1024  # bodies up to this size are kept in memory once served
@@ -145,10 +145,8 @@ class SendfileResponse(web.StreamResponse):
         file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by prepare()
         try:
             st = os.fstat(file.fileno())
-            etag, last_modified = validators(st)
-            return cls(file, st.st_size, counters, {
-                "Content-Type": content_type, "X-Cache": how, "ETag": etag,
-                "Last-Modified": last_modified, "Accept-Ranges": "bytes"}, follow_ons)
+            return cls(file, st.st_size, counters, body_headers(st, content_type, how),
+                       follow_ons)
         except BaseException:
             file.close()
             raise

@@ -69,16 +69,24 @@ def validators(st: os.stat_result) -> tuple[str, str]:
     return f'"{st.st_mtime_ns:x}-{st.st_size:x}"', _http_date(int(st.st_mtime))
 
 
+def body_headers(st: os.stat_result, content_type: str, how: str) -> dict[str, str]:
+    """The headers of a whole cached body whose stat is ``st``, served as ``how`` (HIT...):
+    what :class:`hits.SendfileResponse` and a follow-on answer both send."""
+    etag, last_modified = validators(st)
+    return {"Content-Type": content_type, "X-Cache": how, "ETag": etag,
+            "Last-Modified": last_modified, "Accept-Ranges": "bytes"}
+
+
 def hit_head(st: os.stat_result, content_type: str, server: str, now: float) -> bytes | None:
-    """The head of a ``200`` answering with the whole body whose stat is ``st``: the headers
-    :class:`hits.SendfileResponse` sends. None if ``content_type`` could not go in a header."""
+    """The head of a ``200`` answering a hit with the whole body whose stat is ``st``
+    (:func:`body_headers`, then what aiohttp adds). None if ``content_type`` could not go in
+    a header."""
     if not _header_value(content_type):
         return None
-    etag, last_modified = validators(st)
-    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nX-Cache: HIT\r\n"
-            f"ETag: {etag}\r\nLast-Modified: {last_modified}\r\n"
-            f"Accept-Ranges: bytes\r\nContent-Length: {st.st_size}\r\n"
-            f"Date: {_http_date(int(now))}\r\nServer: {server}\r\n\r\n").encode("ascii")
+    fields = {**body_headers(st, content_type, "HIT"), "Content-Length": str(st.st_size),
+              "Date": _http_date(int(now)), "Server": server}
+    lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+    return f"HTTP/1.1 200 OK\r\n{lines}\r\n".encode("ascii")
 
 
 @functools.lru_cache(maxsize=256)

@@ -132,22 +132,16 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def send_until_slow(sock_fd: int, file_fd: int, offset: int, count: int,
-                    stop: threading.Event, handoff: float) -> int:
-    """Send ``count`` bytes of ``file_fd`` from ``offset`` with blocking ``sendfile`` calls on
-    the connection ``sock_fd`` until all are sent, ``stop`` is set, or the client has made no
-    room for ``handoff`` seconds; the bytes sent. Makes the connection blocking for the
-    while and non-blocking again after, and closes both descriptors (the caller's
-    duplicates). OSError when the client has gone."""
-    return send_and_follow(sock_fd, file_fd, offset, count, stop, handoff, None,
-                           lambda _: None, patient=False).first
-
-
 def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
                     stop: threading.Event, handoff: float, lookup: Lookup | None,
                     report: Report, patient: bool = True) -> Outcome:
-    """:func:`send_until_slow`, then, with a ``lookup`` and the body sent whole, answer the
-    client's follow-on requests that it finds a body for (see the module's docstring).
+    """Send ``count`` bytes of ``file_fd`` from ``offset`` with blocking ``sendfile`` calls on
+    the connection ``sock_fd`` until all are sent, ``stop`` is set, or the client has made no
+    room for ``handoff`` seconds (see ``patient``). Makes the connection blocking for the
+    while and non-blocking again after, and closes both descriptors (the caller's
+    duplicates). OSError when the client has gone. Then, with a ``lookup`` and the body sent
+    whole, answer the client's follow-on requests that it finds a body for (see the module's
+    docstring).
     ``report`` is told of each answer sent whole, the first body included. ``patient``: a
     client that makes no room for ``handoff`` seconds keeps the thread while no other body
     waits for one, up to :data:`PATIENCE_SECONDS`."""
