@@ -10,7 +10,9 @@ moment hurts both), and each goal of the issue is printed as PASS or FAIL:
    concurrent clients on loopback, and each server's memory (VmRSS after each run, VmHWM).
    Large files are read by two clients: wrk, which reads 8 kB at a time and so is itself the
    limit at about the same MB/s for both servers, and bench/bulkget.py, which reads 1 MiB at a
-   time and leaves the servers as the limit; small files by wrk.
+   time and leaves the servers as the limit; small files by wrk. For the 1 MiB reads the
+   table also shows the bytes per TCP data segment (from the kernel's TCPDelivered count), as
+   larger segments mean fewer packets for the machine to handle per byte.
    Goals: large MB/s >= apt-cacher-ng's with each client, small req/s >= 2x apt-cacher-ng's,
    at each concurrency; Shipmate's RSS within 20% between 1 and 50 clients;
 2. Shipmate's peak memory serving a 1 MB and a 100 MB file (cold and warm, 10 clients, from a
@@ -144,6 +146,16 @@ def start_acng(tmp: Path, backend: str) -> Server:
     return Server("apt-cacher-ng", port, "/debian", proc)
 
 
+def tcp_data_segments() -> int:
+    """Data segments this machine's TCP has had acknowledged (TcpExt TCPDelivered): on an
+    otherwise idle machine, those of the benchmark's loopback connections."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["TCPDelivered"])
+    raise RuntimeError("no TcpExt counters in /proc/net/netstat")
+
+
 def pick_files() -> tuple[list[str], list[str]]:
     """Four large .debs (5-30 MB) and twenty small ones (< 20 kB) from the mirror's index."""
     release = urllib.request.urlopen(f"{MIRROR}/dists/bookworm/InRelease").read().decode()
@@ -193,15 +205,19 @@ def throughput(servers: list[Server], big: list[str], small: list[str], duration
         for clients in CONCURRENCY:
             for s in servers:
                 _, mbs = wrk([s.url(p) for p in big], clients, duration)
+                segments = tcp_data_segments()
                 bulk = bulkget.load([s.url(p) for p in big], clients, duration)
+                segments = tcp_data_segments() - segments
                 if bulk["errors"]:
                     raise RuntimeError(f"{s.name}: {bulk['errors']} failed large requests")
                 rps, _ = wrk([s.url(p) for p in small], clients, duration)
                 mem = mem_kb(s.proc.pid)
                 got = runs.setdefault((s.name, clients),
-                                      {"mbs": [], "bulk": [], "rps": [], "rss": []})
+                                      {"mbs": [], "bulk": [], "seg": [], "rps": [],
+                                       "rss": []})
                 got["mbs"].append(mbs)
                 got["bulk"].append(bulk["mb_per_s"])
+                got["seg"].append(bulk["bytes"] / max(segments, 1) / 1000)
                 got["rps"].append(rps)
                 got["rss"].append(mem["VmRSS"] / 1024)
     medians = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in runs.items()}
@@ -210,7 +226,8 @@ def throughput(servers: list[Server], big: list[str], small: list[str], duration
         for s in servers:
             r, med = runs[(s.name, clients)], medians[(s.name, clients)]
             rows.append([s.name, str(clients), f"{med['mbs']:.0f}", _spread(r["mbs"]),
-                         f"{med['bulk']:.0f}", _spread(r["bulk"]), f"{med['rps']:.0f}",
+                         f"{med['bulk']:.0f}", _spread(r["bulk"]), f"{med['seg']:.0f}",
+                         f"{med['rps']:.0f}",
                          _spread(r["rps"]), f"{med['rss']:.0f}",
                          f"{mem_kb(s.proc.pid)['VmHWM'] / 1024:.0f}"])
     return rows, medians
@@ -406,7 +423,7 @@ def run_throughput(tmp: Path, args: argparse.Namespace) -> list[list[str]]:
               f"{args.duration:.0f} s per run, median of {args.repeat} (loopback)\n")
         rows, medians = throughput(servers, big, small, args.duration, args.repeat)
         table(["server", "clients", "large MB/s wrk", "(range)", "large MB/s 1 MiB reads",
-               "(range)", "small req/s", "(range)", "RSS MB", "peak RSS MB"], rows)
+               "(range)", "kB/segment", "small req/s", "(range)", "RSS MB", "peak RSS MB"], rows)
         return throughput_goals(medians)
     finally:
         for s in servers:

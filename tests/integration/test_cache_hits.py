@@ -119,3 +119,30 @@ def test_an_impatient_send_stops_when_the_peer_does_not_read(tmp_path: Path) -> 
         for dup in (fd, file_fd):
             with pytest.raises(OSError):
                 os.fstat(dup)
+
+
+def test_a_body_goes_in_full_segments_and_its_end_at_once(tmp_path: Path) -> None:
+    """Nagle's algorithm is on while the worker sends (TCP_NODELAY would send a partial
+    segment on every ACK); TCP_NODELAY is back on after, which pushes the last bytes out."""
+    data = os.urandom(BIG + 1234)
+    (tmp_path / "f").write_bytes(data)
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname()) as client, \
+            open(tmp_path / "f", "rb") as f:
+        server, _ = listener.accept()
+        with server:
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            server.setblocking(False)
+            worker = threading.Thread(target=sendbody.send_and_follow, args=(
+                os.dup(server.fileno()), os.dup(f.fileno()), 0, len(data), threading.Event(),
+                5.0, None, lambda _: None))
+            worker.start()
+            time.sleep(0.5)  # the client reads nothing: the worker waits in sendfile
+            assert worker.is_alive()
+            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            got = bytearray()
+            while len(got) < len(data):
+                got += client.recv(1 << 20)
+            worker.join(10)
+            assert bytes(got) == data
+            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

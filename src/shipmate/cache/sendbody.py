@@ -153,7 +153,7 @@ def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
         raise
     with _blocking(conn, handoff):
         try:
-            first = _send(sock_fd, file_fd, offset, count, stop, patient)
+            first = _send(conn, file_fd, offset, count, stop, patient)
         finally:
             os.close(file_fd)
         outcome = Outcome(first)
@@ -180,8 +180,37 @@ def _blocking(conn: socket.socket, handoff: float) -> Iterator[None]:
         conn.close()
 
 
-def _send(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event,
+def _send(conn: socket.socket, file_fd: int, offset: int, count: int, stop: threading.Event,
           patient: bool) -> int:
+    with _full_segments(conn):
+        return _sendfile(conn.fileno(), file_fd, offset, count, stop, patient)
+
+
+@contextlib.contextmanager
+def _full_segments(conn: socket.socket) -> Iterator[None]:
+    """Nagle's algorithm on while a body is sent, then off again as aiohttp has it.
+
+    With ``TCP_NODELAY`` (aiohttp's setting) every ACK that comes back makes the kernel send
+    the partial segment at the end of the send queue: a fast client gets bodies in segments
+    of 40 kB on average instead of 64 kB, and the machine handles half as many packets
+    again per byte. Turning ``TCP_NODELAY`` back on sends the body's last partial segment at
+    once, so the client does not wait for an ACK to get its final bytes."""
+    try:
+        nodelay = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        if nodelay:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    except OSError:  # not a TCP connection
+        nodelay = 0
+    try:
+        yield
+    finally:
+        if nodelay:
+            with contextlib.suppress(OSError):  # the client has gone
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, nodelay)
+
+
+def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event,
+              patient: bool) -> int:
     sent = 0
     stalled_since = 0.0
     while sent < count and not stop.is_set():
@@ -266,7 +295,7 @@ def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
             outcome.broken = True
             return None
         head_sent = _send_head(conn, head)
-        body_sent = (_send(conn.fileno(), file_fd, 0, st.st_size, stop, patient)
+        body_sent = (_send(conn, file_fd, 0, st.st_size, stop, patient)
                      if head_sent == len(head) else 0)
         sent = Sent(body.key, body.fmt, st.st_size)
         if body_sent < st.st_size:
