@@ -1,4 +1,4 @@
-"""Follow-on hits (:mod:`sendbody`) over the cache's storage and routes: which cached body
+"""Follow-on hits (:mod:`followloop`) over the cache's storage and routes: which cached body
 answers a plain GET as it is, looked up from a worker thread, and counting what workers send."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import time
 
-from shipmate.cache import hits, sendbody
+from shipmate.cache import followloop, hits
 from shipmate.cache.policy import Action, Cached, Kind, Refused, decide
 from shipmate.cache.routes import Rewrite, Routes, cached_route, is_admin
 from shipmate.cache.stats import Counters, Stats
@@ -30,12 +30,12 @@ class CachedFollowOns:
         self.routes = routes
         self.stats = stats
         self.fresh_seconds = fresh_seconds
-        self._sent: collections.deque[tuple[Counters, int, sendbody.Sent | None]] = (
+        self._sent: collections.deque[tuple[Counters, int, followloop.Sent | None]] = (
             collections.deque())
         # (target, Accept) -> the entry and body found for it, while that entry is current
-        self._found: dict[tuple[str, str], tuple[Entry, sendbody.Body]] = {}
+        self._found: dict[tuple[str, str], tuple[Entry, followloop.Body]] = {}
 
-    def lookup(self, target: str, accept: str) -> sendbody.Body | None:
+    def lookup(self, target: str, accept: str) -> followloop.Body | None:
         """The body answering ``target`` if it is a hit served as it is, else None (for
         aiohttp: refusals, admin pages, rewritten indexes, small bodies, misses, stale
         indexes). Reads shared state only: it runs in worker threads."""
@@ -55,7 +55,7 @@ class CachedFollowOns:
         entry = self.storage.get(routed.key)
         if entry is None or entry.size <= hits.SMALL_MAX or not self._fresh(entry):
             return None
-        body = sendbody.Body(str(self.storage.path(entry)), entry.content_type, entry.key,
+        body = followloop.Body(str(self.storage.path(entry)), entry.content_type, entry.key,
                              routed.fmt)
         if len(self._found) >= MEMO_SIZE:
             self._found.clear()
@@ -68,9 +68,9 @@ class CachedFollowOns:
         cached = Cached(Kind(entry.kind), entry.fetched_at)
         return decide(cached, time.time(), self.fresh_seconds) is Action.HIT
 
-    def reporter(self, counters: Counters, size: int) -> sendbody.Report:
+    def reporter(self, counters: Counters, size: int) -> followloop.Report:
         """A report for one response (any thread): its own body, then its follow-ons."""
-        def report(sent: sendbody.Sent | None) -> None:
+        def report(sent: followloop.Sent | None) -> None:
             if sent is None:
                 self._sent.append((counters, size, None))
             else:

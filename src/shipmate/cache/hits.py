@@ -22,7 +22,7 @@ from typing import BinaryIO, Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from shipmate.cache import sendbody
+from shipmate.cache import followloop, sendbody
 from shipmate.cache.nextrequest import body_headers, validators
 from shipmate.cache.stats import Counters
 
@@ -101,10 +101,10 @@ class FollowOns(Protocol):
     """Answers, from a worker thread, the requests that follow a large hit on its connection
     (see :mod:`sendbody`), and counts what workers send."""
 
-    def lookup(self, target: str, accept: str) -> sendbody.Body | None:
+    def lookup(self, target: str, accept: str) -> followloop.Body | None:
         """The cached body that answers a plain GET of ``target`` as it is (thread-safe)."""
 
-    def reporter(self, counters: Counters, size: int) -> sendbody.Report:
+    def reporter(self, counters: Counters, size: int) -> followloop.Report:
         """A thread-safe report for one response: its body of ``size`` bytes (counted in
         ``counters``) and the follow-ons after it."""
 

@@ -9,14 +9,12 @@ client keeps up: the connection is made blocking, with a send timeout of
 so the loop does not touch it. A client that takes longer than that to make room is handed
 back to the event loop (``loop.sendfile``), where a slow or stalled client costs no thread,
 when another body is waiting for a thread and every thread is busy, or after
-:data:`PATIENCE_SECONDS`; until then the thread, which nobody else needs, keeps it.
+:data:`blocksend.PATIENCE_SECONDS`; until then the thread, which nobody else needs, keeps it.
 
-Follow-on hits: when the caller allows it, the worker then waits for the client's next
-request (up to :data:`IDLE_SECONDS`) and, if it is a plain ``GET`` of another cached body
-(:mod:`nextrequest`), answers it too, without the trips through the event loop and aiohttp
-that would cost each request two thread wake-ups. Anything else is left unread in the socket
-for aiohttp. The worker gives the connection back when the client asks nothing more, when
-another body is waiting for a thread and every thread is busy (so the pool stays fair), after
+Follow-on hits (:mod:`followloop`): when the caller allows it, the worker then answers the
+client's next requests that are plain GET requests for other cached bodies. It gives the
+connection back when the client asks for anything else or nothing more, when another body is
+waiting for a thread and every thread is busy (so the pool stays fair), after
 :data:`FOLLOW_SECONDS`, or when told to stop.
 
 The thread works on duplicates of the socket and file descriptors and closes them itself, so
@@ -26,28 +24,18 @@ a cancelled response or a closed connection never leaves it writing to a reused 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import logging
 import os
-import select
 import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from aiohttp.http import SERVER_SOFTWARE
-
-from shipmate.cache import nextrequest
-
-log = logging.getLogger(__name__)
+from shipmate.cache import blocksend
+from shipmate.cache.followloop import Lookup, Outcome, Report, Tail, follow
 
 HANDOFF_SECONDS = 0.05
-PATIENCE_SECONDS = 30.0  # a client reading nothing keeps its thread no longer than this
-IDLE_SECONDS = 1.0  # how long a thread waits for a client's next request
 FOLLOW_SECONDS = 10.0  # then the connection goes back to the loop, and the worker to the pool
 WORKERS = 64  # threads only exist while a body is being sent; each waits in the kernel
 
@@ -75,56 +63,6 @@ class _Demand:
 _demand = _Demand()
 
 
-@dataclasses.dataclass(frozen=True)
-class Body:
-    """A cached body that answers a follow-on request as it is."""
-
-    path: str
-    content_type: str
-    key: str
-    fmt: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Sent:
-    """A follow-on request answered: the body's key, format and size."""
-
-    key: str
-    fmt: str
-    size: int
-
-
-# (raw target, Accept) -> the body that answers it, or None for aiohttp to answer.
-# Called from worker threads: it must only read shared state.
-Lookup = Callable[[str, str], Body | None]
-# Told of each answer sent whole: None for the first body, then each follow-on's Sent.
-# Called from worker threads and from the loop: it must be thread-safe.
-Report = Callable[[Sent | None], None]
-
-
-@dataclasses.dataclass
-class Tail:
-    """The rest of a follow-on answer, for the event loop to send: the part of the head the
-    socket did not take, then ``count`` bytes of ``file_fd`` from ``offset``."""
-
-    head: bytes
-    file_fd: int
-    offset: int
-    count: int
-    sent: Sent
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What a worker did: bytes of the first body sent, the tail of a follow-on it could not
-    finish, and whether the connection is unusable (a request was read and its answer could
-    not be sent)."""
-
-    first: int
-    tail: Tail | None = None
-    broken: bool = False
-
-
 def _executor() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
@@ -144,191 +82,26 @@ def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
     docstring).
     ``report`` is told of each answer sent whole, the first body included. ``patient``: a
     client that makes no room for ``handoff`` seconds keeps the thread while no other body
-    waits for one, up to :data:`PATIENCE_SECONDS`."""
+    waits for one, up to :data:`blocksend.PATIENCE_SECONDS`."""
     try:
         conn = socket.socket(fileno=sock_fd)
     except BaseException:
         os.close(sock_fd)
         os.close(file_fd)
         raise
-    with _blocking(conn, handoff):
+    with blocksend.blocking(conn, handoff):
         try:
-            first = _send(conn, file_fd, offset, count, stop, patient)
+            first = blocksend.send(conn, file_fd, offset, count, stop, _demand.thread_wanted,
+                                   patient)
         finally:
             os.close(file_fd)
         outcome = Outcome(first)
         if first == count:
             report(None)
             if lookup is not None:
-                _follow(conn, lookup, report, stop, handoff,
-                        time.monotonic() + FOLLOW_SECONDS, outcome, patient)
+                follow(conn, lookup, report, stop, handoff, time.monotonic() + FOLLOW_SECONDS,
+                       outcome, _demand.thread_wanted, patient)
         return outcome
-
-
-@contextlib.contextmanager
-def _blocking(conn: socket.socket, handoff: float) -> Iterator[None]:
-    """The connection blocking with a send timeout of ``handoff``, then as it was; closed."""
-    fd = conn.fileno()
-    try:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(handoff))
-        os.set_blocking(fd, True)  # the flag is the connection's, shared with the loop
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.set_blocking(fd, False)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
-        conn.close()
-
-
-def _send(conn: socket.socket, file_fd: int, offset: int, count: int, stop: threading.Event,
-          patient: bool) -> int:
-    with _full_segments(conn):
-        return _sendfile(conn.fileno(), file_fd, offset, count, stop, patient)
-
-
-@contextlib.contextmanager
-def _full_segments(conn: socket.socket) -> Iterator[None]:
-    """Nagle's algorithm on while a body is sent, then off again as aiohttp has it.
-
-    With ``TCP_NODELAY`` (aiohttp's setting) every ACK that comes back makes the kernel send
-    the partial segment at the end of the send queue: a fast client gets bodies in segments
-    of 40 kB on average instead of 64 kB, and the machine handles half as many packets
-    again per byte. Turning ``TCP_NODELAY`` back on sends the body's last partial segment at
-    once, so the client does not wait for an ACK to get its final bytes."""
-    try:
-        nodelay = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        if nodelay:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-    except OSError:  # not a TCP connection
-        nodelay = 0
-    try:
-        yield
-    finally:
-        if nodelay:
-            with contextlib.suppress(OSError):  # the client has gone
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, nodelay)
-
-
-def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event,
-              patient: bool) -> int:
-    sent = 0
-    stalled_since = 0.0
-    while sent < count and not stop.is_set():
-        try:
-            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-        except BlockingIOError:  # the send timeout passed with nothing sent
-            now = time.monotonic()
-            stalled_since = stalled_since or now
-            if not patient or _thread_wanted(stalled_since, now):
-                break
-            continue
-        stalled_since = 0.0
-        if n == 0:
-            raise EOFError(f"file ended {count - sent} bytes early")
-        sent += n
-    return sent
-
-
-def _follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading.Event,
-            handoff: float, deadline: float, outcome: Outcome, patient: bool) -> None:
-    """Answer follow-on requests until one is not for us, the client pauses, the deadline
-    passes or ``stop`` is set; one not finished goes into ``outcome``."""
-    while (not _demand.thread_wanted() and time.monotonic() < deadline
-           and _request_waiting(conn, stop, handoff, deadline)):
-        try:
-            ask = nextrequest.plain_get(conn.recv(nextrequest.MAX_HEAD + 4, socket.MSG_PEEK))
-        except OSError:
-            return  # the client has gone: aiohttp will find out
-        if ask is None:
-            return
-        try:
-            body = lookup(ask.target, ask.accept)
-        except Exception:  # a bug must not cost the connection: aiohttp answers instead
-            log.exception("follow-on lookup of %r failed", ask.target)
-            return
-        sent = None if body is None else _answer(conn, ask, body, stop, outcome, patient)
-        if sent is None:
-            return
-        report(sent)
-
-
-def _request_waiting(conn: socket.socket, stop: threading.Event, handoff: float,
-                     deadline: float) -> bool:
-    """Wait for the client's next request (bytes to read); False after :data:`IDLE_SECONDS`
-    without one, past ``deadline``, or as soon as the thread is wanted."""
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    deadline = min(deadline, time.monotonic() + IDLE_SECONDS)
-    while not stop.is_set():
-        wait = min(handoff, deadline - time.monotonic())
-        if wait <= 0:
-            return False
-        if poller.poll(wait * 1000):
-            return True
-        if _demand.thread_wanted():
-            return False
-    return False
-
-
-def _thread_wanted(stalled_since: float, now: float) -> bool:
-    """Whether a thread whose client has read nothing since ``stalled_since`` should give
-    the connection back: another body waits for a thread, or it has waited long enough."""
-    return _demand.thread_wanted() or now - stalled_since >= PATIENCE_SECONDS
-
-
-def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
-            stop: threading.Event, outcome: Outcome, patient: bool) -> Sent | None:
-    """Answer ``ask`` with ``body``; what was sent, or None when the request was left to
-    aiohttp (nothing read) or its answer could not be finished here (its tail is then in
-    ``outcome``, or the connection is marked broken)."""
-    try:
-        file_fd = os.open(body.path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # evicted meanwhile: aiohttp fetches it again
-        return None
-    keep_file = False
-    try:
-        st = os.fstat(file_fd)
-        head = nextrequest.hit_head(st, body.content_type, SERVER_SOFTWARE, time.time())
-        if head is None or st.st_size <= 0:
-            return None
-        if not _recv_exactly(conn, ask.length):
-            outcome.broken = True
-            return None
-        head_sent = _send_head(conn, head)
-        body_sent = (_send(conn, file_fd, 0, st.st_size, stop, patient)
-                     if head_sent == len(head) else 0)
-        sent = Sent(body.key, body.fmt, st.st_size)
-        if body_sent < st.st_size:
-            outcome.tail = Tail(head[head_sent:], file_fd, body_sent, st.st_size - body_sent,
-                                sent)
-            keep_file = True
-            return None
-        return sent
-    except (OSError, EOFError):  # the client has gone, or the file ended early
-        outcome.broken = True
-        return None
-    finally:
-        if not keep_file:
-            os.close(file_fd)
-
-
-def _recv_exactly(conn: socket.socket, n: int) -> bool:
-    """Read the ``n`` bytes already peeked at; False if they did not all come."""
-    got = 0
-    while got < n:
-        chunk = conn.recv(n - got)
-        if not chunk:
-            return False
-        got += len(chunk)
-    return True
-
-
-def _send_head(conn: socket.socket, head: bytes) -> int:
-    """Send what the socket takes of ``head`` (held for the body's first packet); the count."""
-    try:
-        return conn.send(head, socket.MSG_MORE)
-    except BlockingIOError:  # the send timeout passed with nothing sent
-        return 0
 
 
 async def send_file(transport: asyncio.Transport, file: BinaryIO, count: int,
@@ -420,7 +193,3 @@ def _close_tail(job: asyncio.Future[Outcome]) -> None:
 def _resume(transport: asyncio.Transport) -> None:
     if not transport.is_closing():
         transport.resume_reading()
-
-
-def _timeval(seconds: float) -> bytes:
-    return struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
