@@ -1,5 +1,5 @@
 """Follow-on hits: the worker that sent a large hit answers the connection's next plain GET of
-a cached body itself (shipmate.cache.sendbody); anything else still reaches aiohttp and is
+a cached body itself (shipmate.cache.followloop); anything else still reaches aiohttp and is
 answered exactly as on a fresh connection."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recognising the next request on a keep-alive connection without aiohttp, for the one case
 worth answering straight from the worker thread that has just sent a large hit on it
-(:mod:`sendbody`): a plain ``GET`` that a cached body answers as it is.
+(:mod:`followloop`): a plain ``GET`` that a cached body answers as it is.
 
 This reader only recognises; it never refuses or answers. Whatever it does not know for sure
 (another method, HTTP/1.0, a header that changes the answer, a byte it does not expect, a head

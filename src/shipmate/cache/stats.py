@@ -45,7 +45,7 @@ class Stats:
         self.refused = 0
         self.verified = 0  # downloads checked against a hash an index or path promised
         self.verify_failures = 0
-        # hits answered by the worker that sent the connection's previous hit (see sendbody)
+        # hits answered by the worker that sent the connection's previous hit (see followloop)
         self.follow_ons = 0
 
     def of(self, fmt: str) -> Counters:
