@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from shipmate.cache import followloop
 from shipmate.cache.routes import cached_route
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
@@ -262,6 +263,30 @@ async def test_a_stalled_follow_on_is_handed_back_without_holding_the_worker(
     assert (after["follow_ons"] - before["follow_ons"],
             after["bytes_from_cache"] - before["bytes_from_cache"]) == (
         1, 2 * LARGE + BIG)
+
+
+async def test_a_worker_waiting_for_a_request_gives_way_at_once_to_another_body(
+        one_worker: None, shelf: tuple[Shelf, str, str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, one, two, _ = shelf
+    monkeypatch.setattr(followloop, "IDLE_SECONDS", 30.0)  # no idle timeout to wait out
+
+    def idle_after_a_hit() -> None:
+        with after_a_hit(store, one):
+            time.sleep(5)  # the only worker waits for this connection's next request
+
+    def quick() -> tuple[float, bytes]:
+        with connect(store.cache) as sock:
+            start = time.monotonic()
+            sock.sendall(request(two))
+            return time.monotonic() - start, Responses(sock).next()[1]
+
+    idle = asyncio.create_task(asyncio.to_thread(idle_after_a_hit))
+    await asyncio.sleep(0.5)
+    took, got = await asyncio.to_thread(quick)
+    assert got == store.bodies[two]
+    assert took < 2.0, f"the second client waited {took:.1f} s behind an idle connection"
+    await idle
 
 
 async def test_a_slow_client_keeps_its_worker_while_no_other_body_waits(

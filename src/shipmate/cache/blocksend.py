@@ -11,12 +11,20 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 PATIENCE_SECONDS = 30.0  # a client reading nothing keeps its thread no longer than this
 
-# Whether another body waits for a thread that the pool cannot start (all are busy).
-Wanted = Callable[[], bool]
+
+class Demand(Protocol):
+    """The pool's demand for threads, as a worker that holds a connection sees it."""
+
+    def thread_wanted(self) -> bool:
+        """Whether another body waits for a thread the pool cannot start (all are busy)."""
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable while :meth:`thread_wanted`."""
 
 
 @contextlib.contextmanager
@@ -35,14 +43,14 @@ def blocking(conn: socket.socket, handoff: float) -> Iterator[None]:
 
 
 def send(conn: socket.socket, file_fd: int, offset: int, count: int, stop: threading.Event,
-         wanted: Wanted, patient: bool) -> int:
+         demand: Demand, patient: bool) -> int:
     """Send ``count`` bytes of ``file_fd`` from ``offset`` on ``conn`` (made :func:`blocking`)
     until all are sent or ``stop`` is set; the number sent. A client that makes no room for
-    the send timeout stops the sending unless ``patient``; a patient one only when another
-    body is ``wanted`` or after :data:`PATIENCE_SECONDS`. OSError when the client has gone,
-    EOFError when the file ends early."""
+    the send timeout stops the sending unless ``patient``; a patient one only when the thread
+    is wanted for another body (``demand``) or after :data:`PATIENCE_SECONDS`. OSError when
+    the client has gone, EOFError when the file ends early."""
     with _full_segments(conn):
-        return _sendfile(conn.fileno(), file_fd, offset, count, stop, wanted, patient)
+        return _sendfile(conn.fileno(), file_fd, offset, count, stop, demand, patient)
 
 
 @contextlib.contextmanager
@@ -69,7 +77,7 @@ def _full_segments(conn: socket.socket) -> Iterator[None]:
 
 
 def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event,
-              wanted: Wanted, patient: bool) -> int:
+              demand: Demand, patient: bool) -> int:
     sent = 0
     stalled_since = 0.0
     while sent < count and not stop.is_set():
@@ -78,7 +86,8 @@ def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int, stop: threadi
         except BlockingIOError:  # the send timeout passed with nothing sent
             now = time.monotonic()
             stalled_since = stalled_since or now
-            if not patient or wanted() or now - stalled_since >= PATIENCE_SECONDS:
+            if (not patient or demand.thread_wanted()
+                    or now - stalled_since >= PATIENCE_SECONDS):
                 break
             continue
         stalled_since = 0.0

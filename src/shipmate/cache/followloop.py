@@ -28,6 +28,7 @@ from shipmate.cache import blocksend, nextrequest
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 1.0  # how long a thread waits for a client's next request
+STOP_SECONDS = 0.25  # how soon a thread waiting for a request notices it is told to stop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,14 +82,14 @@ class Outcome:
 
 
 def follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading.Event,
-           handoff: float, deadline: float, outcome: Outcome, wanted: blocksend.Wanted,
+           deadline: float, outcome: Outcome, demand: blocksend.Demand,
            patient: bool) -> None:
-    """Answer follow-on requests on ``conn`` (made :func:`blocksend.blocking`, with a send
-    timeout of ``handoff``) until one is not for us, the client pauses, the deadline passes,
-    ``stop`` is set or the thread is ``wanted`` elsewhere; one whose answer could not be
-    finished here goes into ``outcome``. ``patient``: see :func:`blocksend.send`."""
-    while (not wanted() and time.monotonic() < deadline
-           and _request_waiting(conn, stop, handoff, deadline, wanted)):
+    """Answer follow-on requests on ``conn`` (made :func:`blocksend.blocking`) until one is
+    not for us, the client pauses, the deadline passes, ``stop`` is set or the thread is
+    wanted for another body (``demand``); one whose answer could not be finished here goes
+    into ``outcome``. ``patient``: see :func:`blocksend.send`."""
+    while (not demand.thread_wanted() and time.monotonic() < deadline
+           and _request_waiting(conn, stop, deadline, demand)):
         try:
             ask = nextrequest.plain_get(conn.recv(nextrequest.MAX_HEAD + 4, socket.MSG_PEEK))
         except OSError:
@@ -101,32 +102,36 @@ def follow(conn: socket.socket, lookup: Lookup, report: Report, stop: threading.
             log.exception("follow-on lookup of %r failed", ask.target)
             return
         sent = (None if body is None
-                else _answer(conn, ask, body, stop, outcome, wanted, patient))
+                else _answer(conn, ask, body, stop, outcome, demand, patient))
         if sent is None:
             return
         report(sent)
 
 
-def _request_waiting(conn: socket.socket, stop: threading.Event, handoff: float,
-                     deadline: float, wanted: blocksend.Wanted) -> bool:
+def _request_waiting(conn: socket.socket, stop: threading.Event, deadline: float,
+                     demand: blocksend.Demand) -> bool:
     """Wait for the client's next request (bytes to read); False after :data:`IDLE_SECONDS`
-    without one, past ``deadline``, or as soon as the thread is wanted."""
+    without one, past ``deadline``, as soon as the thread is wanted for another body, or
+    within :data:`STOP_SECONDS` of ``stop`` being set. The thread sleeps until one of those:
+    a client that takes its time between requests costs no wake-ups."""
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
+    poller.register(demand.fileno(), select.POLLIN)
     deadline = min(deadline, time.monotonic() + IDLE_SECONDS)
     while not stop.is_set():
-        wait = min(handoff, deadline - time.monotonic())
+        wait = min(STOP_SECONDS, deadline - time.monotonic())
         if wait <= 0:
             return False
-        if poller.poll(wait * 1000):
-            return True
-        if wanted():
+        ready = {fd for fd, _ in poller.poll(wait * 1000)}
+        if demand.fileno() in ready:
             return False
+        if ready:
+            return True
     return False
 
 
 def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
-            stop: threading.Event, outcome: Outcome, wanted: blocksend.Wanted,
+            stop: threading.Event, outcome: Outcome, demand: blocksend.Demand,
             patient: bool) -> Sent | None:
     """Answer ``ask`` with ``body``; what was sent, or None when the request was left to
     aiohttp (nothing read) or its answer could not be finished here (its tail is then in
@@ -145,7 +150,7 @@ def _answer(conn: socket.socket, ask: nextrequest.PlainGet, body: Body,
             outcome.broken = True
             return None
         head_sent = _send_head(conn, head)
-        body_sent = (blocksend.send(conn, file_fd, 0, st.st_size, stop, wanted, patient)
+        body_sent = (blocksend.send(conn, file_fd, 0, st.st_size, stop, demand, patient)
                      if head_sent == len(head) else 0)
         sent = Sent(body.key, body.fmt, st.st_size)
         if body_sent < st.st_size:

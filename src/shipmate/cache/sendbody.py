@@ -43,21 +43,34 @@ _pool: ThreadPoolExecutor | None = None
 
 
 class _Demand:
-    """Bodies handed to the pool and not yet taken up by a worker, and busy workers."""
+    """Bodies handed to the pool and not yet taken up by a worker, and busy workers. Its
+    descriptor (an eventfd) is readable while a body waits for a thread the pool cannot
+    start, which wakes the workers waiting for their clients' next requests at once."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.waiting = 0
         self.busy = 0
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._raised = False
 
     def add(self, waiting: int = 0, busy: int = 0) -> None:
         with self._lock:
             self.waiting += waiting
             self.busy += busy
+            wanted = self.thread_wanted()
+            if wanted and not self._raised:
+                os.eventfd_write(self._fd, 1)
+            elif self._raised and not wanted:
+                os.eventfd_read(self._fd)
+            self._raised = wanted
 
     def thread_wanted(self) -> bool:
         """Whether a body waits for a thread the pool cannot start (all are busy)."""
         return self.waiting > 0 and self.busy >= WORKERS
+
+    def fileno(self) -> int:
+        return self._fd
 
 
 _demand = _Demand()
@@ -91,16 +104,15 @@ def send_and_follow(sock_fd: int, file_fd: int, offset: int, count: int,
         raise
     with blocksend.blocking(conn, handoff):
         try:
-            first = blocksend.send(conn, file_fd, offset, count, stop, _demand.thread_wanted,
-                                   patient)
+            first = blocksend.send(conn, file_fd, offset, count, stop, _demand, patient)
         finally:
             os.close(file_fd)
         outcome = Outcome(first)
         if first == count:
             report(None)
             if lookup is not None:
-                follow(conn, lookup, report, stop, handoff, time.monotonic() + FOLLOW_SECONDS,
-                       outcome, _demand.thread_wanted, patient)
+                follow(conn, lookup, report, stop, time.monotonic() + FOLLOW_SECONDS,
+                       outcome, _demand, patient)
         return outcome
 
 
