@@ -332,21 +332,23 @@ def apt_run(server: Server, gw: str) -> float:
 
 def apt_cold_warm(tmp: Path, label: str, make: list[tuple[str, str]], gw: str,
                   repeat: int) -> Iterator[list[str]]:
-    """Median cold, warm and peak RSS per server: a fresh cache (cold) for each round."""
-    for kind, backend in make:
-        runs: list[tuple[float, float, float]] = []
-        name = ""
-        for _ in range(repeat):
+    """Median cold, warm and peak RSS per server: a fresh cache (cold) for each round, the
+    servers taking turns round by round, so a slow spell of the link or the machine does not
+    fall on one server's runs only."""
+    runs: dict[str, list[tuple[float, float, float]]] = {}
+    for _ in range(repeat):
+        for kind, backend in make:
             server = (start_shipmate(tmp, backend, backend.split("://")[1].split("/")[0])
                       if kind == "shipmate" else start_acng(tmp, backend + "/"))
-            name = server.name
             try:
                 cold, hot = apt_run(server, gw), apt_run(server, gw)
-                runs.append((cold, hot, mem_kb(server.proc.pid)["VmHWM"] / 1024))
+                runs.setdefault(server.name, []).append(
+                    (cold, hot, mem_kb(server.proc.pid)["VmHWM"] / 1024))
             finally:
                 server.stop()
-        cold_m, hot_m, mem_m = (statistics.median(x) for x in zip(*runs, strict=True))
-        yield [name, label, f"{cold_m:.1f}", _spread([r[0] for r in runs]), f"{hot_m:.1f}",
+    for name, got in runs.items():
+        cold_m, hot_m, mem_m = (statistics.median(x) for x in zip(*got, strict=True))
+        yield [name, label, f"{cold_m:.1f}", _spread([r[0] for r in got]), f"{hot_m:.1f}",
                f"{mem_m:.0f}"]
 
 
@@ -378,11 +380,9 @@ async def with_throttle(tmp: Path, gw: str, repeat: int) -> list[list[str]]:
     await throttle.start()
     upstream = f"http://127.0.0.1:{throttle.port}/debian"
     try:
-        rows = []
-        for make in ([("shipmate", upstream)], [("acng", upstream)]):
-            rows += await asyncio.to_thread(
-                lambda m=make: list(apt_cold_warm(tmp, "20Mbit+50ms", m, gw, repeat)))
-        return rows
+        make = [("shipmate", upstream), ("acng", upstream)]
+        return await asyncio.to_thread(
+            lambda: list(apt_cold_warm(tmp, "20Mbit+50ms", make, gw, repeat)))
     finally:
         await throttle.stop()
 
@@ -403,7 +403,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
-    ap.add_argument("--apt-repeat", type=int, default=2, help="cold+warm apt rounds (median)")
+    ap.add_argument("--apt-repeat", type=int, default=3, help="cold+warm apt rounds (median)")
     ap.add_argument("--skip-apt", action="store_true", help="no container apt-get runs")
     ap.add_argument("--skip-wan", action="store_true", help="no throttled-upstream runs")
     ap.add_argument("--skip-throughput", action="store_true", help="no wrk runs")

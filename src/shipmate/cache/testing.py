@@ -166,10 +166,13 @@ class ThrottledUpstream:
                 k: v for k, v in up.headers.items()
                 if k.lower() in ("content-type", "content-length", "last-modified", "etag",
                                  "content-range", "accept-ranges", "location")})
-            await resp.prepare(request)
-            async for chunk in up.content.iter_chunked(16 * 1024):
-                await self._pace(len(chunk))
-                self.bytes += len(chunk)
-                await resp.write(chunk)
-            await resp.write_eof()
+            try:
+                await resp.prepare(request)
+                async for chunk in up.content.iter_chunked(16 * 1024):
+                    await self._pace(len(chunk))
+                    self.bytes += len(chunk)
+                    await resp.write(chunk)
+                await resp.write_eof()
+            except ConnectionResetError:  # the cache went away (stopped, or gave up)
+                pass
             return resp
