@@ -112,8 +112,9 @@ def _request_waiting(conn: socket.socket, stop: threading.Event, deadline: float
                      demand: blocksend.Demand) -> bool:
     """Wait for the client's next request (bytes to read); False after :data:`IDLE_SECONDS`
     without one, past ``deadline``, as soon as the thread is wanted for another body, or
-    within :data:`STOP_SECONDS` of ``stop`` being set. The thread sleeps until one of those:
-    a client that takes its time between requests costs no wake-ups."""
+    within :data:`STOP_SECONDS` of ``stop`` being set. The thread sleeps until one of those
+    (the pool's eventfd says when it is wanted), waking at most every :data:`STOP_SECONDS`
+    to look at ``stop``."""
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
     poller.register(demand.fileno(), select.POLLIN)
