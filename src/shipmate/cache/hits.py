@@ -99,7 +99,7 @@ def read_small(path: os.PathLike[str] | str, sha256: str) -> Small:
 
 class FollowOns(Protocol):
     """Answers, from a worker thread, the requests that follow a large hit on its connection
-    (see :mod:`sendbody`), and counts what workers send."""
+    (see :mod:`followloop`), and counts what workers send."""
 
     def lookup(self, target: str, accept: str) -> followloop.Body | None:
         """The cached body that answers a plain GET of ``target`` as it is (thread-safe)."""
