@@ -1,0 +1,61 @@
+"""Verdicts of bench/cache.py: pure functions over the figures of interleaved rounds.
+
+A goal that compares two servers is judged on the median of the rounds' ratios: a round
+measures the servers back to back, so a slow moment of the machine weighs on both figures of
+one ratio. On a small shared machine two identical servers still differ by a few percent
+from run to run, so a goal of "at least the other's" is also measured against a control: a
+second Shipmate in the same rounds. A ratio below 1.0 that is no further below than Shipmate's
+ratio to its own twin is LEVEL (the bench cannot tell the servers apart), not PASS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+
+Row = list[str]
+
+
+def round_orders(servers: int, rounds: int) -> list[tuple[int, ...]]:
+    """The order the servers run in, round by round: every permutation in turn, so over a
+    multiple of ``servers!`` rounds each server runs in each place equally often (a server
+    that ran first or after a given other one is not favoured)."""
+    orders = list(itertools.permutations(range(servers)))
+    return [orders[r % len(orders)] for r in range(rounds)]
+
+
+def ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """Round-by-round ratios of two servers' figures."""
+    return [a / b for a, b in zip(ours, theirs, strict=True)]
+
+
+def verdict(goal: str, ratio: float, limit: float, higher_is_better: bool = True,
+            spread: str = "") -> Row:
+    """A PASS or FAIL row: ``ratio`` against ``limit``."""
+    ok = ratio >= limit if higher_is_better else ratio <= limit
+    return ["PASS" if ok else "FAIL", goal, f"{ratio:.2f}x", spread]
+
+
+def paired(goal: str, ours: list[float], theirs: list[float], limit: float) -> Row:
+    """A verdict on the median of round-by-round ratios, showing their range."""
+    r = ratios(ours, theirs)
+    return verdict(goal, statistics.median(r), limit, spread=_range(r))
+
+
+def at_least(goal: str, ours: list[float], theirs: list[float],
+             control: list[float]) -> Row:
+    """"``ours`` at least ``theirs``", with ``control`` the same server as ``ours`` measured
+    in the same rounds: PASS at a median ratio of 1.0 or more; below it, LEVEL when ours is
+    no further behind theirs than the two identical servers are apart (the control's median
+    ratio or its inverse, whichever is below 1.0); FAIL beyond that."""
+    ratio = statistics.median(ratios(ours, theirs))
+    twin = statistics.median(ratios(ours, control))
+    noise = min(twin, 1 / twin)
+    shown = f"{_range(ratios(ours, theirs))}; control {twin:.2f}x"
+    if ratio >= 1.0:
+        return ["PASS", goal, f"{ratio:.2f}x", shown]
+    return ["LEVEL" if ratio >= noise else "FAIL", goal, f"{ratio:.2f}x", shown]
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
