@@ -307,7 +307,7 @@ def file_sizes(tmp: Path, repeat: int) -> list[list[str]]:
     print(f"Shipmate peak RSS, one file, 10 clients for 3 s (cold then warm): "
           f"1 MB: {small:.0f} MB, 100 MB: {big:.0f} MB\n")
     return [judge.verdict("peak RSS flat from 1 MB to 100 MB files (ratio <= 1.2)",
-                    big / small, 1.2, higher_is_better=False)]
+                          big / small, 1.2, higher_is_better=False)]
 
 
 def gateway() -> str:
@@ -387,16 +387,25 @@ async def with_throttle(tmp: Path, gw: str, repeat: int) -> list[list[str]]:
         await throttle.stop()
 
 
-def ensure_tools() -> None:
-    """Install wrk and apt-cacher-ng (and what scripts/bootstrap installs) when missing. The
-    bench runs apt-cacher-ng itself: a system service that the package started under systemd
-    is stopped and disabled, as it would hold port 3142, Shipmate's cache port."""
-    if shutil.which("wrk") and shutil.which("apt-cacher-ng"):
-        return
-    print("installing wrk and apt-cacher-ng (scripts/bootstrap)")
-    subprocess.run(["bash", str(ROOT / "scripts/bootstrap"), "wrk", "apt-cacher-ng"], check=True)
-    if Path("/run/systemd/system").is_dir():
-        subprocess.run(["systemctl", "disable", "--now", "apt-cacher-ng"], check=False)
+def ensure_tools(apt: bool) -> None:
+    """Install wrk and apt-cacher-ng when missing and, for the apt-get runs, start dockerd
+    (scripts/bootstrap) and build the base image (``shipmate images:bootstrap``, which does
+    nothing when it is up to date). The bench runs apt-cacher-ng itself: a system service that
+    the package started under systemd is stopped and disabled, as it would hold port 3142,
+    Shipmate's cache port."""
+    if not (shutil.which("wrk") and shutil.which("apt-cacher-ng")
+            and (not apt or _docker_answers())):
+        print("installing wrk and apt-cacher-ng, starting dockerd (scripts/bootstrap)")
+        subprocess.run(["bash", str(ROOT / "scripts/bootstrap"), "wrk", "apt-cacher-ng"],
+                       check=True)
+        if Path("/run/systemd/system").is_dir():
+            subprocess.run(["systemctl", "disable", "--now", "apt-cacher-ng"], check=False)
+    if apt:
+        subprocess.run([str(ROOT / ".venv/bin/shipmate"), "images:bootstrap"], check=True)
+
+
+def _docker_answers() -> bool:
+    return subprocess.run(["docker", "version"], capture_output=True).returncode == 0
 
 
 def main() -> int:
@@ -411,7 +420,7 @@ def main() -> int:
     ap.add_argument("--skip-sizes", action="store_true", help="no 1 MB / 100 MB memory runs")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    ensure_tools()
+    ensure_tools(apt=not args.skip_apt)
     tmp = Path(tempfile.mkdtemp(prefix="shipmate-bench-"))
     goals: list[list[str]] = []
     try:
@@ -420,10 +429,10 @@ def main() -> int:
             goals += file_sizes(tmp, args.repeat)
         if not args.skip_apt:
             goals += run_apt(tmp, args)
+    finally:  # what was measured is shown even when a later part fails
         if goals:
             print("goals\n")
             table(["", "goal", "measured", "(rounds)"], goals)
-    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(g[0] == "PASS" for g in goals) else 1
 
