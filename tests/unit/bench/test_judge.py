@@ -58,6 +58,13 @@ def test_a_gap_wider_than_between_twins_fails() -> None:
     assert row[3] == "0.95-0.95; control 0.99x"
 
 
+def test_a_gap_beyond_the_floor_fails_even_between_noisy_twins() -> None:
+    ours = [94.0, 94.0]
+    row = judge.at_least("goal", ours, [100.0, 100.0], [x / 0.90 for x in ours])
+    assert row[0] == "FAIL"
+    assert row[3] == "0.94-0.94; control 0.90x"
+
+
 def test_lower_is_better_verdicts() -> None:
     assert judge.verdict("rss", 1.1, 1.2, higher_is_better=False)[0] == "PASS"
     assert judge.verdict("rss", 1.3, 1.2, higher_is_better=False)[0] == "FAIL"
