@@ -405,7 +405,8 @@ def ensure_tools(apt: bool) -> None:
 
 
 def _docker_answers() -> bool:
-    return subprocess.run(["docker", "version"], capture_output=True).returncode == 0
+    return (shutil.which("docker") is not None
+            and subprocess.run(["docker", "version"], capture_output=True).returncode == 0)
 
 
 def main() -> int:
