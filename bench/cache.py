@@ -244,15 +244,11 @@ def throughput(servers: list[Server], big: list[str], small: list[str], duration
         for s in servers:
             r = runs[(s.name, clients)]
             med = {m: statistics.median(v) if v else 0.0 for m, v in r.items()}
-            rows.append([s.name, str(clients), f"{med['mbs']:.0f}", _spread(r["mbs"]),
-                         f"{med['bulk']:.0f}", _spread(r["bulk"]), f"{med['seg']:.0f}",
-                         f"{med['rps']:.0f}" if r["rps"] else "-", _spread(r["rps"]),
+            rows.append([s.name, str(clients), f"{med['mbs']:.0f}", judge.spread(r["mbs"], 0),
+                         f"{med['bulk']:.0f}", judge.spread(r["bulk"], 0), f"{med['seg']:.0f}",
+                         f"{med['rps']:.0f}" if r["rps"] else "-", judge.spread(r["rps"], 0),
                          f"{med['rss']:.0f}", f"{mem_kb(s.proc.pid)['VmHWM'] / 1024:.0f}"])
     return rows, runs
-
-
-def _spread(values: list[float]) -> str:
-    return f"{min(values):.0f}-{max(values):.0f}" if values else ""
 
 
 def throughput_goals(runs: Runs) -> list[list[str]]:
@@ -348,7 +344,7 @@ def apt_cold_warm(tmp: Path, label: str, make: list[tuple[str, str]], gw: str,
                 server.stop()
     for name, got in runs.items():
         cold_m, hot_m, mem_m = (statistics.median(x) for x in zip(*got, strict=True))
-        yield [name, label, f"{cold_m:.1f}", _spread([r[0] for r in got]), f"{hot_m:.1f}",
+        yield [name, label, f"{cold_m:.1f}", judge.spread([r[0] for r in got], 0), f"{hot_m:.1f}",
                f"{mem_m:.0f}"]
 
 

@@ -42,7 +42,7 @@ def verdict(goal: str, ratio: float, limit: float, higher_is_better: bool = True
 def paired(goal: str, ours: list[float], theirs: list[float], limit: float) -> Row:
     """A verdict on the median of round-by-round ratios, showing their range."""
     r = ratios(ours, theirs)
-    return verdict(goal, statistics.median(r), limit, spread=_range(r))
+    return verdict(goal, statistics.median(r), limit, spread=spread(r))
 
 
 def at_least(goal: str, ours: list[float], theirs: list[float],
@@ -52,9 +52,10 @@ def at_least(goal: str, ours: list[float], theirs: list[float],
     no further behind theirs than the two identical servers are apart (the control's median
     ratio or its inverse, whichever is below 1.0) and no further than :data:`LEVEL_FLOOR`;
     FAIL beyond that."""
-    ratio = statistics.median(ratios(ours, theirs))
+    r = ratios(ours, theirs)
+    ratio = statistics.median(r)
     twin = statistics.median(ratios(ours, control))
-    shown = f"{_range(ratios(ours, theirs))}; control {twin:.2f}x"
+    shown = f"{spread(r)}; control {twin:.2f}x"
     if ratio >= 1.0:
         state = "PASS"
     elif ratio >= max(min(twin, 1 / twin), LEVEL_FLOOR):
@@ -64,5 +65,6 @@ def at_least(goal: str, ours: list[float], theirs: list[float],
     return [state, goal, f"{ratio:.2f}x", shown]
 
 
-def _range(values: list[float]) -> str:
-    return f"{min(values):.2f}-{max(values):.2f}"
+def spread(values: list[float], digits: int = 2) -> str:
+    """The range of ``values`` as "min-max" ("" for none)."""
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}" if values else ""
