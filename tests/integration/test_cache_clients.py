@@ -91,6 +91,28 @@ async def test_apt_get_in_containers_second_served_from_cache(cache: CacheServer
     assert second["upstream_fetches"] == first["upstream_fetches"]
 
 
+@pytest.mark.slow
+async def test_apt_get_source_files_are_checked_against_sources(cache: CacheServer) -> None:
+    await require_image(BASE_IMAGE)
+    gateway = await bridge_gateway()
+    setup = (f'echo "Acquire::http::Proxy \\"http://{gateway}:{cache.port}\\";" '
+             "> /etc/apt/apt.conf.d/01proxy && "
+             "echo 'deb-src http://deb.debian.org/debian bookworm main' "
+             "> /etc/apt/sources.list.d/src.list && apt-get update -q")
+    await run("docker", "run", "--rm", BASE_IMAGE, "sh", "-c", setup, timeout=600)
+    before = cache.snapshot()["verified"]
+    out = await run("docker", "run", "--rm", BASE_IMAGE, "sh", "-c",
+                    setup + " && cd /tmp && apt-get source -q --download-only hello && ls",
+                    timeout=600)
+    assert ".dsc" in out and ".orig.tar" in out
+    files = [e for e in cache.storage.entries() if "/pool/main/h/hello/" in e.url]
+    assert len(files) >= 3  # the .dsc, the upstream tarball, the Debian tarball
+    # the indexes were hits the second time: every new check is of a source file, against
+    # the SHA256 the Sources index gave for it
+    assert cache.snapshot()["verified"] - before == len(files)
+    assert cache.snapshot()["verify_failures"] == 0
+
+
 def pip_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull  # no site mirrors or find-links: only the cache

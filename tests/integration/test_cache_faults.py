@@ -98,6 +98,91 @@ async def test_deb_verified_against_packages_from_by_hash_index(
         assert (status, got == deb) == (200, True)
 
 
+@pytest.mark.parametrize("named", ["by-hash", "plain"])
+async def test_source_files_verified_against_the_sources_index(
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession, named: str) -> None:
+    dsc, orig = b"Format: 3.0 (quilt)\nSource: hello\n", os.urandom(300_000)
+    stanza = (f"Package: hello\nDirectory: pool/main/h/hello\nChecksums-Sha256:\n"
+              f" {hashlib.sha256(dsc).hexdigest()} {len(dsc)} hello_1.0.dsc\n"
+              f" {hashlib.sha256(orig).hexdigest()} {len(orig)} hello_1.0.orig.tar.gz\n\n")
+    sources = lzma.compress(("Package: other\nDirectory: pool/o\nChecksums-Sha256:\n"
+                             " 00 1 o.dsc\n\n" + stanza).encode())
+    digest = hashlib.sha256(sources).hexdigest()
+    fake.files["/d/dists/bookworm/InRelease"] = release_for({"main/source/Sources.xz": sources})
+    index = (f"/d/dists/bookworm/main/source/by-hash/SHA256/{digest}" if named == "by-hash"
+             else "/d/dists/bookworm/main/source/Sources.xz")
+    fake.files[index] = sources
+    pool = "/d/pool/main/h/hello/"
+    fake.files[pool + "hello_1.0.dsc"] = dsc
+    fake.files[pool + "hello_1.0.orig.tar.gz"] = orig
+    fake.faults[pool + "hello_1.0.orig.tar.gz"] = Fault("wrong", times=1)
+    async with running_cache(tmp_path, fake) as cache:
+        base = url(cache, f"/{fake.authority}")
+        assert (await get(http, base + "/d/dists/bookworm/InRelease"))[0] == 200
+        assert (await get(http, base + index))[1] == sources
+        status, got = await attempt(http, base + pool + "hello_1.0.orig.tar.gz")
+        assert status != 200 or got != orig  # the wrong bytes were never completed
+        await wait_idle(cache)
+        assert all(not e.url.endswith(".tar.gz") for e in cache.storage.entries())
+        assert cache.snapshot()["verify_failures"] == 1
+        assert (await get(http, base + pool + "hello_1.0.dsc"))[1] == dsc
+        status, got = await attempt(http, base + pool + "hello_1.0.orig.tar.gz")
+        assert (status, got == orig) == (200, True)
+        await wait_idle(cache)
+        assert cache.snapshot()["verified"] == 3  # the Sources index, the .dsc, the tarball
+
+
+async def test_an_index_the_release_lists_is_verified_by_its_plain_name(
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    translation = os.urandom(100_000)
+    fake.files["/d/dists/bookworm/InRelease"] = release_for(
+        {"main/i18n/Translation-en.bz2": translation})
+    path = "/d/dists/bookworm/main/i18n/Translation-en.bz2"
+    fake.files[path] = translation
+    fake.faults[path] = Fault("wrong", times=1)
+    async with running_cache(tmp_path, fake) as cache:
+        base = url(cache, f"/{fake.authority}")
+        assert (await get(http, base + "/d/dists/bookworm/InRelease"))[0] == 200
+        status, got = await attempt(http, base + path)
+        assert status != 200 or got != translation
+        await wait_idle(cache)
+        assert [e.url for e in cache.storage.entries()] == [
+            f"http://{fake.authority}/d/dists/bookworm/InRelease"]
+        assert cache.snapshot()["verify_failures"] == 1
+        status, got = await attempt(http, base + path)
+        assert (status, got == translation) == (200, True)
+
+
+async def test_an_index_its_release_does_not_vouch_for_teaches_no_hashes(
+        tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    deb = os.urandom(200_000)
+    deb_path = "/d/pool/main/h/hello/hello_1.0_amd64.deb"
+
+    def packages_for(body: bytes) -> bytes:
+        return lzma.compress(f"Package: hello\nFilename: pool/main/h/hello/hello_1.0_amd64.deb\n"
+                             f"SHA256: {hashlib.sha256(body).hexdigest()}\n\n".encode())
+
+    genuine, poisoned = packages_for(deb), packages_for(b"something else")
+    index = "/d/dists/bookworm/main/binary-amd64/Packages.xz"
+    fake.files["/d/dists/bookworm/InRelease"] = release_for(
+        {"main/binary-amd64/Packages.xz": genuine})
+    fake.files[index] = poisoned
+    fake.files[deb_path] = deb
+    async with running_cache(tmp_path, fake) as cache:
+        base = url(cache, f"/{fake.authority}")
+        assert (await get(http, base + "/d/dists/bookworm/InRelease"))[0] == 200
+        status, got = await attempt(http, base + index)
+        assert status != 200 or got != poisoned
+        await wait_idle(cache)
+        assert cache.snapshot()["verify_failures"] == 1
+        assert all(not e.url.endswith("Packages.xz") for e in cache.storage.entries())
+        # the poisoned index's hash for the .deb was never learned: the genuine .deb passes
+        assert (await get(http, base + deb_path))[:2] == (200, deb)
+        fake.files[index] = genuine
+        assert (await get(http, base + index))[:2] == (200, genuine)
+        assert cache.snapshot()["verify_failures"] == 1
+
+
 async def test_upstream_error_pages_are_never_cached(
         tmp_path: Path, fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     async with running_cache(tmp_path, fake) as cache:

@@ -1,17 +1,33 @@
-"""Debian archive indexes, pure: the hashes a Release file promises for Packages indexes and
-the SHA256 a Packages index promises for each .deb (hints the cache checks downloads against)."""
+"""Debian archive indexes, pure: the hashes a Release file promises for every index it lists,
+the SHA256 a ``Packages`` index promises for each .deb, and the SHA256 a ``Sources`` index
+promises for each source package file (hints the cache checks downloads against)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
 from urllib.parse import quote
 
 from shipmate.cache.mirrors import Hint
 from shipmate.cache.policy import PATH_SAFE
 
-_PACKAGES = re.compile(r"(^|/)Packages(\.(gz|xz|bz2))?$")
 _RELEASE = re.compile(r"/dists/.+/(InRelease|Release)$")
+_PACKAGES = re.compile(r"(^|/)Packages(\.(gz|xz|bz2))?$")
+_SOURCES = re.compile(r"(^|/)Sources(\.(gz|xz|bz2))?$")
+# by-hash copies are named by their hash, not their kind: Packages indexes (and the small
+# Release of their directory) live in binary-ARCH/, Sources indexes in source/
+_PACKAGES_BY_HASH = re.compile(r"/binary-[^/]+/by-hash/[^/]+/[^/]+$")
+_SOURCES_BY_HASH = re.compile(r"/source/by-hash/[^/]+/[^/]+$")
+
+Scan = Callable[[bytes, str], Iterator[Hint]]
+
+
+class Index(Enum):
+    """An index that promises the hashes of files in the archive's pool."""
+
+    PACKAGES = "Packages"
+    SOURCES = "Sources"
 
 
 def is_release(url: str) -> bool:
@@ -26,7 +42,8 @@ def archive_root(url: str) -> str | None:
 
 
 def release_hints(text: str, release_url: str) -> list[Hint]:
-    """Hints for the Packages indexes a Release lists: their plain and by-hash URLs."""
+    """Hints for every file a Release lists under ``SHA256:`` (Packages, Sources,
+    Translation, Contents... indexes), by their names (a by-hash URL carries its own)."""
     base = release_url.rsplit("/", 1)[0] + "/"
     hints: list[Hint] = []
     in_sha256 = False
@@ -35,26 +52,48 @@ def release_hints(text: str, release_url: str) -> list[Hint]:
             in_sha256 = line.strip() == "SHA256:"
             continue
         parts = line.split()
-        if not in_sha256 or len(parts) != 3 or not _PACKAGES.search(parts[2]):
+        if not in_sha256 or len(parts) != 3 or (url := _under(base, parts[2])) is None:
             continue
-        digest, _, name = parts
-        directory = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
-        hints.append((base + name, "sha256", digest.lower()))
-        hints.append((f"{base}{directory}by-hash/SHA256/{digest.lower()}", "sha256",
-                      digest.lower()))
+        hints.append((url, "sha256", parts[0].lower()))
     return hints
 
 
-def is_packages_index(url: str, release_names: set[str]) -> bool:
-    """Whether ``url`` is a Packages index: by its name, or because a Release listed it
-    (``release_names``: URLs hinted by :func:`release_hints`)."""
-    return bool(_PACKAGES.search(url.partition("?")[0])) or url in release_names
+def index_kind(url: str) -> Index | None:
+    """Which pool index ``url`` (under ``dists/``) is, by its name or its by-hash directory;
+    None for any other file. A by-hash file of ``binary-ARCH/`` may also be that directory's
+    small Release, in which a parse finds no hashes."""
+    path = url.partition("?")[0]
+    if archive_root(path) is None:
+        return None
+    if _PACKAGES.search(path) or _PACKAGES_BY_HASH.search(path):
+        return Index.PACKAGES
+    if _SOURCES.search(path) or _SOURCES_BY_HASH.search(path):
+        return Index.SOURCES
+    return None
 
 
 def packages_hints(blocks: Iterable[bytes], root: str) -> Iterator[Hint]:
     """``(root + Filename, "sha256", SHA256)`` for each stanza of a Packages index, given as
     decompressed blocks of any size. Scans with ``bytes.find``: a 50 MB index takes about a
     second, where line-by-line parsing took several."""
+    return _stanzas(blocks, root, _scan_packages)
+
+
+def sources_hints(blocks: Iterable[bytes], root: str) -> Iterator[Hint]:
+    """``(root + Directory/name, "sha256", SHA256)`` for every file a stanza of a Sources
+    index lists under ``Checksums-Sha256`` (the .dsc, its tarballs, its diff), given as
+    decompressed blocks of any size."""
+    return _stanzas(blocks, root, _scan_sources)
+
+
+def hints_of(kind: Index) -> Callable[[Iterable[bytes], str], Iterator[Hint]]:
+    """The scanner of an index of ``kind``: :func:`packages_hints` or :func:`sources_hints`."""
+    return packages_hints if kind is Index.PACKAGES else sources_hints
+
+
+def _stanzas(blocks: Iterable[bytes], root: str, scan: Scan) -> Iterator[Hint]:
+    """``scan`` over buffers of whole stanzas, each starting with a newline, wherever the
+    blocks' edges fall."""
     tail = b"\n"
     for block in blocks:
         buf = tail + block
@@ -62,9 +101,16 @@ def packages_hints(blocks: Iterable[bytes], root: str) -> Iterator[Hint]:
         if cut < 0:
             tail = buf
             continue
-        yield from _scan(buf[: cut + 1], root)
+        yield from scan(buf[: cut + 1], root)
         tail = buf[cut + 1:]
-    yield from _scan(tail + b"\n", root)
+    yield from scan(tail + b"\n", root)
+
+
+def _under(root: str, name: str) -> str | None:
+    """The URL of ``name``, relative to ``root``; None for a name that would leave it."""
+    if not name or name.startswith("/") or ".." in name.split("/"):
+        return None
+    return root + quote(name, safe=PATH_SAFE)
 
 
 def _field(buf: bytes, start: int) -> str:
@@ -72,16 +118,39 @@ def _field(buf: bytes, start: int) -> str:
     return buf[start: end if end >= 0 else len(buf)].decode("utf-8", "replace").strip()
 
 
-def _scan(buf: bytes, root: str) -> Iterator[Hint]:
+def _scan_packages(buf: bytes, root: str) -> Iterator[Hint]:
     i = 0
     while (i := buf.find(b"\nFilename: ", i)) >= 0:
         stanza_end = buf.find(b"\n\n", i)
         stanza_end = len(buf) if stanza_end < 0 else stanza_end
         j = buf.find(b"\nSHA256: ", i, stanza_end)
-        if j >= 0:
-            name = _field(buf, i + 11)
-            yield root + quote(name, safe=PATH_SAFE), "sha256", _field(buf, j + 9).lower()
+        if j >= 0 and (url := _under(root, _field(buf, i + 11))) is not None:
+            yield url, "sha256", _field(buf, j + 9).lower()
         i += 11
+
+
+def _scan_sources(buf: bytes, root: str) -> Iterator[Hint]:
+    i = 0
+    while (i := buf.find(b"\nChecksums-Sha256:", i)) >= 0:
+        start = buf.rfind(b"\n\n", 0, i) + 1
+        end = buf.find(b"\n\n", i)
+        end = len(buf) if end < 0 else end
+        d = buf.find(b"\nDirectory: ", start, end)
+        if d >= 0:
+            directory = _field(buf, d + 12).strip("/")
+            yield from _checksums(buf[buf.find(b"\n", i + 1): end], root, directory)
+        i = end
+
+
+def _checksums(lines: bytes, root: str, directory: str) -> Iterator[Hint]:
+    """The `` SHA256 size name`` lines that continue a field (``lines`` starts with the
+    newline that ends the field's first line)."""
+    for line in lines.split(b"\n")[1:]:
+        if not line.startswith((b" ", b"\t")):
+            return
+        parts = line.decode("utf-8", "replace").split()
+        if len(parts) == 3 and (url := _under(root, f"{directory}/{parts[2]}")) is not None:
+            yield url, "sha256", parts[0].lower()
 
 
 def compression(head: bytes) -> str:

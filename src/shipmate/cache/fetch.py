@@ -25,7 +25,7 @@ import aiohttp
 import yarl
 
 from shipmate.cache import debian, mirrors
-from shipmate.cache.packages import PackagesParser
+from shipmate.cache.packages import IndexParser
 from shipmate.cache.policy import (
     Allowlist,
     Kind,
@@ -248,9 +248,10 @@ class Fetcher:
         dl.total = resp.content_length
         fd, dl.tmp = self.storage.new_temp()
         dl.read_fd = os.open(dl.tmp, os.O_RDONLY)
-        parser = self._start_parser(dl) if self._is_packages_index(dl.target) else None
+        kind = debian.index_kind(dl.target.url) if dl.target.fmt == "apt" else None
+        parser = self._start_parser(dl, kind) if kind is not None else None
         try:
-            hashers = await self._body(dl, resp, fd, parser)
+            hashers, verified = await self._body(dl, resp, fd, parser)
             entry = self._entry(dl, resp, hashers)
             await self._learn_hints(dl.target, dl.tmp)
         except BaseException:
@@ -259,23 +260,26 @@ class Fetcher:
                 parser.done(False)
             raise
         if parser is not None:
-            parser.done(True)  # the index is verified: its hashes become hints
+            # the hashes of an index checked against its Release become hints; an index no
+            # Release vouched for teaches nothing (it could poison the cache)
+            parser.done(verified)
         # finish_file closes fd whatever happens
         await asyncio.to_thread(self.storage.finish_file, fd, dl.tmp, entry)
         self.storage.record(entry)
         self.downloads.pop(dl.target.key, None)
         dl.notify(State.DONE)
 
-    def _start_parser(self, dl: Download) -> PackagesParser:
-        parser = PackagesParser(self.storage, dl.target.url, dl.read_fd)
+    def _start_parser(self, dl: Download, kind: debian.Index) -> IndexParser:
+        parser = IndexParser(self.storage, dl.target.url, dl.read_fd, kind)
         self._index_tasks.add(parser.task)
         parser.task.add_done_callback(self._index_tasks.discard)
         return parser
 
     async def _body(self, dl: Download, resp: aiohttp.ClientResponse, fd: int,
-                    parser: PackagesParser | None) -> dict[str, hashlib._Hash]:
-        """Stream the body into ``fd``; returns hashers (sha256, plus the expected algo)."""
-        # no waiting here for Packages indexes being parsed: only at the end
+                    parser: IndexParser | None) -> tuple[dict[str, hashlib._Hash], bool]:
+        """Stream the body into ``fd``; returns hashers (sha256, plus the expected algo) and
+        whether the body was checked against a hash known beforehand."""
+        # no waiting here for Packages or Sources indexes being parsed: only at the end
         expected = hash_from_path(dl.target.path) or self.storage.hint(dl.target.url)
         hashers = {"sha256": hashlib.sha256()}
         if expected and expected[0] not in hashers:
@@ -295,7 +299,7 @@ class Fetcher:
             dl.notify()
         if dl.total is not None and dl.written != dl.total:
             raise UpstreamError(f"truncated: {dl.written} of {dl.total} bytes: {dl.target.url}")
-        expected = await self._expected_hash(dl.target)  # a Packages index may have arrived
+        expected = await self._expected_hash(dl.target)  # an index may have arrived
         if expected and expected[0] not in hashers:
             hashers[expected[0]] = await asyncio.to_thread(_file_hash, fd, expected[0])
         if expected and hashers[expected[0]].hexdigest() != expected[1]:
@@ -303,16 +307,16 @@ class Fetcher:
             raise UpstreamError(f"{expected[0]} mismatch (expected {expected[1]}): "
                                 f"{dl.target.url}")
         self.stats.verified += expected is not None
-        return hashers
+        return hashers, expected is not None
 
     async def _expected_hash(self, target: Target) -> tuple[str, str] | None:
         from_path = hash_from_path(target.path)
-        if from_path or target.kind is not Kind.IMMUTABLE:
+        if from_path:
             return from_path
-        if target.path.endswith(".deb") and self._index_tasks:
-            # a Packages index being parsed may promise this .deb's hash
+        if target.kind is Kind.IMMUTABLE and target.fmt == "apt" and self._index_tasks:
+            # a Packages or Sources index being parsed may promise this file's hash
             await asyncio.wait(list(self._index_tasks), timeout=60)
-        return self.storage.hint(target.url)
+        return self.storage.hint(target.url)  # for an index: what its Release promised
 
     def _entry(self, dl: Download, resp: aiohttp.ClientResponse,
                hashers: dict[str, hashlib._Hash]) -> Entry:
@@ -322,26 +326,24 @@ class Fetcher:
                      dl.content_type, resp.headers.get("ETag"), resp.headers.get("Last-Modified"),
                      now, now)
 
-    def _is_packages_index(self, t: Target) -> bool:
-        if t.fmt != "apt" or debian.archive_root(t.url) is None:
-            return False
-        by_hash = "/by-hash/" in t.url and self.storage.hint(t.url) is not None
-        return by_hash or debian.is_packages_index(t.url, set())
-
     async def _learn_hints(self, t: Target, tmp: Path) -> None:
         """Hashes an index promises, remembered before the index reaches any client."""
         if t.rewrite is Rewrite.NONE and not debian.is_release(t.url):
             return
         body = await asyncio.to_thread(tmp.read_bytes)
+        if t.rewrite is Rewrite.NONE:  # a Release replaces what the suite's last one promised
+            hints = debian.release_hints(body.decode("utf-8", "replace"), t.url)
+            if hints:  # (a per-architecture Release lists nothing)
+                await asyncio.to_thread(self.storage.replace_hints,
+                                        t.url.rsplit("/", 1)[0] + "/", hints)
+            return
         try:
             if t.rewrite is Rewrite.PYPI_HTML:
                 hints = mirrors.pypi_html_hints(body, t.url)
             elif t.rewrite is Rewrite.PYPI_JSON:
                 hints = mirrors.pypi_json_hints(body, t.url)
-            elif t.rewrite is Rewrite.NPM:
-                hints = await asyncio.to_thread(mirrors.npm_hints, body)
             else:
-                hints = debian.release_hints(body.decode("utf-8", "replace"), t.url)
+                hints = await asyncio.to_thread(mirrors.npm_hints, body)
         except ValueError as exc:
             raise UpstreamError(f"unreadable index {t.url}: {exc}") from exc
         await asyncio.to_thread(self.storage.add_hints, hints)

@@ -1,8 +1,9 @@
-"""Parsing a Debian ``Packages`` index while it downloads, in bounded memory.
+"""Parsing a Debian ``Packages`` or ``Sources`` index while it downloads, in bounded memory.
 
 A thread follows the temp file as the download writes it, decompresses it in pieces of at most
-:data:`OUT` bytes, scans each stanza for ``Filename`` and ``SHA256`` and stages the hashes on
-disk (``hints.sqlite``). Once the index itself is verified the staged hashes become hints in one
+:data:`OUT` bytes, scans each stanza for the hashes it promises (``Filename`` and ``SHA256`` of a
+.deb; ``Directory`` and ``Checksums-Sha256`` of source package files) and stages them on disk
+(``hints.sqlite``). Once the index itself is verified the staged hashes become hints in one
 transaction; if it fails they are dropped. So a ``.deb`` asked for right after ``apt-get update``
 waits at most for the promotion, not for a whole decompress-and-parse, and neither the index nor
 its decompressed text is ever held in memory.
@@ -126,19 +127,21 @@ class GrowingFile:
             os.close(self._fd)
 
 
-class PackagesParser:
-    """Stages the hashes of one ``Packages`` index download (see the module docstring).
+class IndexParser:
+    """Stages the hashes of one ``Packages`` or ``Sources`` index download (see the module
+    docstring).
 
     ``grow(n)`` after each chunk written, ``done(verified)`` exactly once at the end; ``task``
     completes when the hashes are promoted (or dropped)."""
 
     _ids = itertools.count(1)
 
-    def __init__(self, storage: Storage, url: str, fd: int) -> None:
+    def __init__(self, storage: Storage, url: str, fd: int, kind: debian.Index) -> None:
         root = debian.archive_root(url)
         if root is None:
             raise ValueError(f"not under dists/: {url}")
         self.url = url
+        self.kind = kind
         self._root = root
         self._storage = storage
         self._batch = f"{os.getpid()}-{next(self._ids)}"
@@ -159,15 +162,16 @@ class PackagesParser:
 
     def _run(self) -> int:
         try:
+            scan = debian.hints_of(self.kind)
             count = self._storage.stage_hints(
-                self._batch, debian.packages_hints(decompressed(self._file.chunks()), self._root))
+                self._batch, scan(decompressed(self._file.chunks()), self._root))
         except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
-            log.warning("could not parse Packages index %s: %s", self.url, exc)
+            log.warning("could not parse %s index %s: %s", self.kind.value, self.url, exc)
             count = -1
         self._verdict.wait()
         if count < 0 or not self._verified:
             self._storage.drop_hints(self._batch)
             return 0
         self._storage.promote_hints(self._batch)
-        log.info("learned %d package hashes from %s", count, self.url)
+        log.info("learned %d file hashes from %s", count, self.url)
         return count

@@ -242,6 +242,21 @@ class Storage:
         sql = "INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)"
         return self._write_batches(sql, hints, lambda h: h)
 
+    def replace_hints(self, prefix: str, hints: list[Hint]) -> None:
+        """Forget every hint for a URL under ``prefix``, then remember ``hints``, in one
+        transaction: what a new Release file promises for its suite's indexes replaces what
+        the last one did, so a file it no longer lists keeps no stale hash. Blocking."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        db = self._connect("hints.sqlite")
+        try:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM hints WHERE url >= ? AND url < ?", (prefix, end))
+            db.executemany("INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)",
+                           hints)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
     def stage_hints(self, batch: str, hints: Iterable[Hint]) -> int:
         """Write hashes of an index still being verified, invisible to :meth:`hint` until
         :meth:`promote_hints`. Blocking; short transactions, so other writers are not held up

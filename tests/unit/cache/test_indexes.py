@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 
+import pytest
+
 from shipmate.cache import debian, mirrors
 
 PAGE = b"""<html><body>
@@ -101,21 +103,46 @@ SHA256:
  bbbb 200 main/binary-amd64/Packages
  cccc 300 main/i18n/Translation-en.bz2
  dddd 10 main/binary-amd64/Release
+ EEEE 20 main/source/Sources.xz
 -----BEGIN PGP SIGNATURE-----
 """
 
 
-def test_release_hints() -> None:
+def test_release_hints_cover_every_index_it_lists() -> None:
     url = "http://deb.debian.org/debian/dists/bookworm/InRelease"
     assert debian.is_release(url) and not debian.is_release("http://h/debian/pool/Release.deb")
     hints = debian.release_hints(RELEASE, url)
-    base = "http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/"
+    base = "http://deb.debian.org/debian/dists/bookworm/main/"
     assert hints == [
-        (base + "Packages.xz", "sha256", "aaaa"),
-        (base + "by-hash/SHA256/aaaa", "sha256", "aaaa"),
-        (base + "Packages", "sha256", "bbbb"),
-        (base + "by-hash/SHA256/bbbb", "sha256", "bbbb"),
+        (base + "binary-amd64/Packages.xz", "sha256", "aaaa"),
+        (base + "binary-amd64/Packages", "sha256", "bbbb"),
+        (base + "i18n/Translation-en.bz2", "sha256", "cccc"),
+        (base + "binary-amd64/Release", "sha256", "dddd"),
+        (base + "source/Sources.xz", "sha256", "eeee"),
     ]
+
+
+def test_release_hints_stay_under_the_release() -> None:
+    text = "SHA256:\n 11 1 ../../../etc/passwd\n 22 2 /abs/Packages\n 33 3 main/i18n/Index\n"
+    hints = debian.release_hints(text, "http://d/debian/dists/bookworm/Release")
+    assert hints == [("http://d/debian/dists/bookworm/main/i18n/Index", "sha256", "33")]
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("dists/bookworm/main/binary-amd64/Packages.xz", debian.Index.PACKAGES),
+    ("dists/bookworm/main/binary-amd64/Packages", debian.Index.PACKAGES),
+    ("dists/bookworm/main/binary-arm64/by-hash/SHA256/ab12", debian.Index.PACKAGES),
+    ("dists/bookworm/main/debian-installer/binary-amd64/Packages.gz", debian.Index.PACKAGES),
+    ("dists/bookworm/main/source/Sources.xz", debian.Index.SOURCES),
+    ("dists/bookworm/main/source/by-hash/SHA256/ab12", debian.Index.SOURCES),
+    ("dists/bookworm/main/i18n/by-hash/SHA256/ab12", None),
+    ("dists/bookworm/main/i18n/Translation-en.bz2", None),
+    ("dists/bookworm/main/Contents-amd64.gz", None),
+    ("dists/bookworm/InRelease", None),
+    ("pool/main/p/Packages.xz", None),  # not under dists/: a file in the pool
+])
+def test_index_kind(path: str, kind: debian.Index | None) -> None:
+    assert debian.index_kind(f"http://d/debian/{path}") is kind
 
 
 def test_packages_hints() -> None:
@@ -133,6 +160,52 @@ def test_packages_hints() -> None:
         ("http://d/debian/pool/main/g/gcc/libstdc++6_1_amd64.deb", "sha256", "cd"),
         ("http://d/debian/pool/l.deb", "sha256", "ef"),
     ]
+
+
+SOURCES = """Package: hello
+Binary: hello
+Directory: pool/main/h/hello
+Checksums-Sha1:
+ 9999 1 hello_2.10-3.dsc
+Checksums-Sha256:
+ AA01 1950 hello_2.10-3.dsc
+ aa02 725946 hello_2.10.orig.tar.gz
+ aa03 12688 hello_2.10-3.debian.tar.xz
+Files:
+ 8888 1 hello_2.10-3.dsc
+
+Package: nodir
+Checksums-Sha256:
+ bb01 1 nodir_1.dsc
+
+Package: evil
+Checksums-Sha256:
+ cc01 1 ../../../../etc/passwd
+ cc02 2 evil_1.dsc
+Directory: pool/main/e/evil
+Section: misc
+
+Package: last
+Directory: pool/main/l/last
+Checksums-Sha256:
+ dd01 3 last_1.dsc"""
+
+
+def test_sources_hints() -> None:
+    root = "http://d/debian/"
+    raw = SOURCES.encode()
+    blocks = [raw[i:i + 5] for i in range(0, len(raw), 5)]  # block edges anywhere
+    assert list(debian.sources_hints(blocks, root)) == list(debian.sources_hints([raw], root))
+    pool = root + "pool/main/"
+    assert list(debian.sources_hints(blocks, root)) == [
+        (pool + "h/hello/hello_2.10-3.dsc", "sha256", "aa01"),
+        (pool + "h/hello/hello_2.10.orig.tar.gz", "sha256", "aa02"),
+        (pool + "h/hello/hello_2.10-3.debian.tar.xz", "sha256", "aa03"),
+        (pool + "e/evil/evil_1.dsc", "sha256", "cc02"),
+        (pool + "l/last/last_1.dsc", "sha256", "dd01"),
+    ]
+    assert debian.hints_of(debian.Index.SOURCES) is debian.sources_hints
+    assert debian.hints_of(debian.Index.PACKAGES) is debian.packages_hints
 
 
 def test_compression_sniffing() -> None:

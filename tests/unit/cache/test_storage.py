@@ -85,3 +85,19 @@ def test_hints(tmp_path: Path) -> None:
     s.add_hints([("u1", "sha256", "cc")])
     assert s.hint("u1") == ("sha256", "cc") and s.hint("u3") is None
     s.close()
+
+
+def test_a_release_replaces_the_hints_of_its_suite(tmp_path: Path) -> None:
+    s = Storage(tmp_path, 1000)
+    s.open()
+    suite = "http://d/debian/dists/bookworm/"
+    s.add_hints([(suite + "main/binary-amd64/Packages.xz", "sha256", "old"),
+                 (suite + "main/i18n/Translation-en.bz2", "sha256", "dropped"),
+                 ("http://d/debian/dists/bookworm-updates/main/Sources.xz", "sha256", "kept"),
+                 ("http://d/debian/pool/main/h/hello.deb", "sha256", "kept")])
+    s.replace_hints(suite, [(suite + "main/binary-amd64/Packages.xz", "sha256", "new")])
+    assert s.hint(suite + "main/binary-amd64/Packages.xz") == ("sha256", "new")
+    assert s.hint(suite + "main/i18n/Translation-en.bz2") is None  # no longer listed
+    assert s.hint("http://d/debian/dists/bookworm-updates/main/Sources.xz") == ("sha256", "kept")
+    assert s.hint("http://d/debian/pool/main/h/hello.deb") == ("sha256", "kept")
+    s.close()
