@@ -58,6 +58,18 @@ def release_hints(text: str, release_url: str) -> list[Hint]:
     return hints
 
 
+def release_scope(hints: list[Hint], release_url: str) -> list[str]:
+    """The URL prefixes a Release's ``hints`` speak for: one per component (``main/``...) or
+    top-level file it lists. A newer Release replaces what an older one said under them, and
+    leaves alone a suite nested in the same directory (``dists/stretch/updates/``)."""
+    base = release_url.rsplit("/", 1)[0] + "/"
+    scope = set()
+    for url, _, _ in hints:
+        first, slash, _ = url[len(base):].partition("/")
+        scope.add(base + first + slash)
+    return sorted(scope)
+
+
 def index_kind(url: str) -> Index | None:
     """Which pool index ``url`` (under ``dists/``) is, by its name or its by-hash directory;
     None for any other file. A by-hash file of ``binary-ARCH/`` may also be that directory's

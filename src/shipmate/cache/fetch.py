@@ -333,9 +333,8 @@ class Fetcher:
         body = await asyncio.to_thread(tmp.read_bytes)
         if t.rewrite is Rewrite.NONE:  # a Release replaces what the suite's last one promised
             hints = debian.release_hints(body.decode("utf-8", "replace"), t.url)
-            if hints:  # (a per-architecture Release lists nothing)
-                await asyncio.to_thread(self.storage.replace_hints,
-                                        t.url.rsplit("/", 1)[0] + "/", hints)
+            await asyncio.to_thread(self.storage.replace_hints,
+                                    debian.release_scope(hints, t.url), hints)
             return
         try:
             if t.rewrite is Rewrite.PYPI_HTML:

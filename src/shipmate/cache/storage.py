@@ -242,15 +242,16 @@ class Storage:
         sql = "INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)"
         return self._write_batches(sql, hints, lambda h: h)
 
-    def replace_hints(self, prefix: str, hints: list[Hint]) -> None:
-        """Forget every hint for a URL under ``prefix``, then remember ``hints``, in one
-        transaction: what a new Release file promises for its suite's indexes replaces what
-        the last one did, so a file it no longer lists keeps no stale hash. Blocking."""
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    def replace_hints(self, prefixes: list[str], hints: list[Hint]) -> None:
+        """Forget every hint for a URL under one of ``prefixes``, then remember ``hints``, in
+        one transaction: what a new Release file promises for its suite's indexes replaces
+        what the last one did, so a file it no longer lists keeps no stale hash. Blocking."""
         db = self._connect("hints.sqlite")
         try:
             db.execute("BEGIN")
-            db.execute("DELETE FROM hints WHERE url >= ? AND url < ?", (prefix, end))
+            for prefix in prefixes:
+                end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                db.execute("DELETE FROM hints WHERE url >= ? AND url < ?", (prefix, end))
             db.executemany("INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)",
                            hints)
             db.execute("COMMIT")

@@ -128,6 +128,16 @@ def test_release_hints_stay_under_the_release() -> None:
     assert hints == [("http://d/debian/dists/bookworm/main/i18n/Index", "sha256", "33")]
 
 
+def test_a_release_speaks_for_its_components_only() -> None:
+    url = "http://d/debian/dists/stretch/InRelease"
+    text = "SHA256:\n 11 1 main/binary-amd64/Packages\n 22 2 contrib/i18n/Index\n 33 3 Top\n"
+    hints = debian.release_hints(text, url)
+    assert debian.release_scope(hints, url) == [
+        "http://d/debian/dists/stretch/Top", "http://d/debian/dists/stretch/contrib/",
+        "http://d/debian/dists/stretch/main/"]  # not dists/stretch/updates/, a suite of its own
+    assert debian.release_scope([], url) == []  # a per-architecture Release lists nothing
+
+
 @pytest.mark.parametrize(("path", "kind"), [
     ("dists/bookworm/main/binary-amd64/Packages.xz", debian.Index.PACKAGES),
     ("dists/bookworm/main/binary-amd64/Packages", debian.Index.PACKAGES),

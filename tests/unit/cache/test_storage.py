@@ -94,10 +94,13 @@ def test_a_release_replaces_the_hints_of_its_suite(tmp_path: Path) -> None:
     s.add_hints([(suite + "main/binary-amd64/Packages.xz", "sha256", "old"),
                  (suite + "main/i18n/Translation-en.bz2", "sha256", "dropped"),
                  ("http://d/debian/dists/bookworm-updates/main/Sources.xz", "sha256", "kept"),
+                 (suite + "updates/main/Sources.xz", "sha256", "nested"),
                  ("http://d/debian/pool/main/h/hello.deb", "sha256", "kept")])
-    s.replace_hints(suite, [(suite + "main/binary-amd64/Packages.xz", "sha256", "new")])
+    s.replace_hints([suite + "main/"], [(suite + "main/binary-amd64/Packages.xz", "sha256",
+                                         "new")])
     assert s.hint(suite + "main/binary-amd64/Packages.xz") == ("sha256", "new")
     assert s.hint(suite + "main/i18n/Translation-en.bz2") is None  # no longer listed
     assert s.hint("http://d/debian/dists/bookworm-updates/main/Sources.xz") == ("sha256", "kept")
     assert s.hint("http://d/debian/pool/main/h/hello.deb") == ("sha256", "kept")
+    assert s.hint(suite + "updates/main/Sources.xz") == ("sha256", "nested")  # another suite
     s.close()
