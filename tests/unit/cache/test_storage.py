@@ -87,7 +87,7 @@ def test_hints(tmp_path: Path) -> None:
     s.close()
 
 
-def test_a_release_replaces_the_hints_of_its_suite(tmp_path: Path) -> None:
+def test_a_release_replaces_the_hints_of_its_components(tmp_path: Path) -> None:
     s = Storage(tmp_path, 1000)
     s.open()
     suite = "http://d/debian/dists/bookworm/"
