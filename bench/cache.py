@@ -362,11 +362,10 @@ def apt_goal(label: str, runs: AptRuns) -> list[str]:
     over the rounds (lower is better; the issue sets no goal for it). Within 5% counts as no
     slower: through the throttled link both wait on the same 20 Mbit/s, and runs move by
     about that much."""
-    r = judge.ratios([cold for cold, _, _ in runs["shipmate"]],
-                     [cold for cold, _, _ in runs["apt-cacher-ng"]])
-    return judge.verdict(f"cold apt-get, {label}: no slower than apt-cacher-ng (+5%)",
-                         statistics.median(r), 1.05, higher_is_better=False,
-                         spread=judge.spread(r))
+    return judge.paired(f"cold apt-get, {label}: no slower than apt-cacher-ng (+5%)",
+                        [cold for cold, _, _ in runs["shipmate"]],
+                        [cold for cold, _, _ in runs["apt-cacher-ng"]], 1.05,
+                        higher_is_better=False)
 
 
 def table(header: list[str], rows: list[list[str]]) -> None:

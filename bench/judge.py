@@ -39,10 +39,11 @@ def verdict(goal: str, ratio: float, limit: float, higher_is_better: bool = True
     return ["PASS" if ok else "FAIL", goal, f"{ratio:.2f}x", spread]
 
 
-def paired(goal: str, ours: list[float], theirs: list[float], limit: float) -> Row:
+def paired(goal: str, ours: list[float], theirs: list[float], limit: float,
+           higher_is_better: bool = True) -> Row:
     """A verdict on the median of round-by-round ratios, showing their range."""
     r = ratios(ours, theirs)
-    return verdict(goal, statistics.median(r), limit, spread=spread(r))
+    return verdict(goal, statistics.median(r), limit, higher_is_better, spread=spread(r))
 
 
 def at_least(goal: str, ours: list[float], theirs: list[float],
