@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "npm registry the /npm/ mirror fetches metadata from"),
     Setting("cache_upstream_timeout", float, 30.0,
             "seconds of upstream silence before a download is abandoned"),
+    Setting("cache_sndbuf", int, 512 * 1024,
+            "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
+            "twice that; 0: the kernel's autotuning"),
     # paas
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),
@@ -163,6 +166,11 @@ def _derive(values: dict[str, Any]) -> Config:
     if values["store"] not in ("sqlite", "etcd"):
         raise ConfigError(
             f"unknown store backend {values['store']!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
+        )
+    if values["cache_sndbuf"] < 0:
+        raise ConfigError(
+            f"cache_sndbuf is {values['cache_sndbuf']}, below 0",
+            hint="set SHIPMATE_CACHE_SNDBUF to a size in bytes, or 0 for the kernel's autotuning",
         )
     return Config(values)
 

@@ -20,6 +20,7 @@ from aiohttp.web_protocol import RequestHandler
 from shipmate.cache import stats as stats_mod
 from shipmate.cache.fetch import Download, Fetcher, State
 from shipmate.cache.followons import CachedFollowOns
+from shipmate.cache.listener import listening_socket
 from shipmate.cache.policy import (
     Action,
     Allowlist,
@@ -79,9 +80,13 @@ class CacheServer:
         server = _Server(self._handle, handler_cancellation=False, access_log=access)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.cache_bind, self._port, backlog=1024,
-                           reuse_address=True)
-        await site.start()
+        sock = listening_socket(self.config.cache_bind, self._port, int(self.config.cache_sndbuf))
+        try:
+            site = web.SockSite(self._runner, sock)
+            await site.start()
+        except BaseException:
+            sock.close()
+            raise
         sockets = self._runner.addresses
         if sockets:
             self._port = int(sockets[0][1])

@@ -36,6 +36,13 @@ def test_unknown_store_backend_refused() -> None:
         config.load({"SHIPMATE_STORE": "redis"})
 
 
+def test_negative_cache_send_buffer_refused() -> None:
+    with pytest.raises(ConfigError, match="cache_sndbuf is -1") as err:
+        config.load({"SHIPMATE_CACHE_SNDBUF": "-1"})
+    assert "SHIPMATE_CACHE_SNDBUF" in (err.value.hint or "")
+    assert config.load({"SHIPMATE_CACHE_SNDBUF": "0"}).cache_sndbuf == 0
+
+
 def test_to_env_round_trips() -> None:
     cfg = config.load({"SHIPMATE_STATE_DIR": "/srv/s", "SHIPMATE_SSH": "0"})
     again = config.load(cfg.to_env())

@@ -1,0 +1,82 @@
+"""The cache's listening socket: the send buffer its connections get (real loopback sockets,
+and the running cache's own connections as ``ss`` shows them)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shipmate.cache.listener import listening_socket
+from shipmate.cache.testing import FakeUpstream
+from tests.integration.cache_helpers import get, running_cache, url
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def accepted(listener: socket.socket) -> Iterator[socket.socket]:
+    """A connection the listener accepted from a client on loopback; closed after."""
+    listener.setblocking(True)
+    with listener, socket.create_connection(listener.getsockname()[:2]) as client:
+        conn, _ = listener.accept()
+        with conn:
+            client.setblocking(False)
+            yield conn
+
+
+def send_buffer(conn: socket.socket) -> int:
+    return conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+
+def test_connections_get_the_send_buffer_asked_for() -> None:
+    with accepted(listening_socket("127.0.0.1", 0, 256 * 1024)) as conn:
+        assert send_buffer(conn) == 2 * 256 * 1024  # Linux keeps twice what it is asked for
+
+
+def test_zero_leaves_the_kernels_autotuning() -> None:
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen()
+    with accepted(plain) as conn:
+        kernels = send_buffer(conn)
+    with accepted(listening_socket("127.0.0.1", 0, 0)) as conn:
+        assert send_buffer(conn) == kernels != 2 * 512 * 1024
+
+
+def test_bind_failure_closes_the_socket_and_says_why() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            listening_socket("127.0.0.1", taken.getsockname()[1], 0)
+
+
+def server_send_buffers(port: int) -> list[int]:
+    """``tb`` (the send buffer) of each established connection whose local port is ``port``,
+    as ``ss -tm`` reports it."""
+    out = subprocess.run(["ss", "-tmnH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return [int(tb) for tb in re.findall(r"\btb(\d+)", out)]
+
+
+@pytest.mark.parametrize(("over", "kept"), [({}, 2 * 512 * 1024),  # the default
+                                            ({"cache_sndbuf": 384 * 1024}, 2 * 384 * 1024)])
+async def test_the_cache_serves_on_connections_with_that_buffer(
+        tmp_path: Path, fake: FakeUpstream, over: dict[str, int], kept: int) -> None:
+    body = b"x" * 3_000_000
+    fake.files["/debian/pool/main/h/hello/hello_1.0_amd64.deb"] = body
+    path = f"/{fake.authority}/debian/pool/main/h/hello/hello_1.0_amd64.deb"
+    async with (running_cache(tmp_path, fake, **over) as cache,
+                aiohttp.ClientSession() as http):
+        for _ in range(2):  # a miss, then a hit sent by a worker thread
+            status, got, _ = await get(http, url(cache, path))
+            assert (status, got) == (200, body)
+        buffers = server_send_buffers(cache.port)
+    assert buffers == [kept]
