@@ -126,11 +126,12 @@ class Server:
 
 
 def start_shipmate(tmp: Path, upstream: str, extra_upstream: str = "",
-                   name: str = "shipmate") -> Server:
+                   name: str = "shipmate", settings: dict[str, str] | None = None) -> Server:
+    """A Shipmate cache in front of ``upstream``; ``settings``: more of its environment."""
     port = free_port()
     env = {**os.environ, "SHIPMATE_STATE_DIR": tempfile.mkdtemp(prefix=f"shipmate-{port}-",
                                                                  dir=tmp),
-           "SHIPMATE_CACHE_FRESH_SECONDS": "3600"}
+           "SHIPMATE_CACHE_FRESH_SECONDS": "3600", **(settings or {})}
     if extra_upstream:
         env["SHIPMATE_CACHE_UPSTREAMS"] = "deb.debian.org," + extra_upstream
     proc = subprocess.Popen([str(ROOT / ".venv/bin/shipmate"), "cache", "serve", "--port",

@@ -27,6 +27,12 @@ def round_orders(servers: int, rounds: int) -> list[tuple[int, ...]]:
     return [orders[r % len(orders)] for r in range(rounds)]
 
 
+def rotations(servers: int, rounds: int) -> list[list[int]]:
+    """The order the servers run in when there are too many for every permutation: round r
+    starts from the r-th server, so over ``servers`` rounds each takes each place once."""
+    return [[(i + r) % servers for i in range(servers)] for r in range(rounds)]
+
+
 def ratios(ours: list[float], theirs: list[float]) -> list[float]:
     """Round-by-round ratios of two servers' figures."""
     return [a / b for a, b in zip(ours, theirs, strict=True)]

@@ -4,6 +4,7 @@ and the running cache's own connections as ``ss`` shows them)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -50,12 +51,14 @@ def test_zero_leaves_the_kernels_autotuning() -> None:
         assert send_buffer(conn) == kernels != 2 * 512 * 1024
 
 
-def test_bind_failure_closes_the_socket_and_says_why() -> None:
+def test_a_port_in_use_is_refused_and_leaves_no_socket_open() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
+        before = len(os.listdir("/proc/self/fd"))
         with pytest.raises(OSError, match="in use"):
-            listening_socket("127.0.0.1", taken.getsockname()[1], 0)
+            listening_socket("127.0.0.1", taken.getsockname()[1], 256 * 1024)
+        assert len(os.listdir("/proc/self/fd")) == before
 
 
 def server_send_buffers(port: int) -> list[int]:

@@ -33,7 +33,7 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 _BY_HASH = re.compile(r"/by-hash/(SHA256|SHA512|SHA1|MD5Sum)/([0-9a-fA-F]+)$")
 _IMMUTABLE_EXT = re.compile(
     r"\.(deb|udeb|ddeb|dsc|diff\.gz|debian\.tar\.\w+|orig\.tar\.\w+|tar\.(gz|xz|bz2|zst)|"
-    r"tgz|whl|zip|egg|tar|metadata)$"
+    r"tgz|whl|zip|egg|tar|metadata|tar\.\w+\.asc)$"  # .asc: an upstream tarball's signature
 )
 _HOST_HEADER = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 _HASH_ALGOS = {"SHA256": "sha256", "SHA512": "sha512", "SHA1": "sha1", "MD5Sum": "md5"}

@@ -20,6 +20,14 @@ def test_six_rounds_put_each_of_three_servers_in_each_place_twice() -> None:
         assert places == {0: 2, 1: 2, 2: 2}
 
 
+def test_rotations_put_each_server_in_each_place_once_per_cycle() -> None:
+    orders = judge.rotations(7, 14)
+    for server in range(7):
+        places = collections.Counter(order.index(server) for order in orders)
+        assert places == dict.fromkeys(range(7), 2)
+    assert orders[:2] == [[0, 1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 0]]
+
+
 def test_orders_start_again_after_every_permutation() -> None:
     assert judge.round_orders(2, 5) == [(0, 1), (1, 0), (0, 1), (1, 0), (0, 1)]
 

@@ -89,6 +89,8 @@ def test_client_allowlist() -> None:
     ("/debian/dists/bookworm/main/i18n/Translation-en.bz2", Kind.VOLATILE),
     ("/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/abcd", Kind.IMMUTABLE),
     ("/debian/pool/main/h/hello/hello_2.10.orig.tar.gz", Kind.IMMUTABLE),
+    ("/debian/pool/main/h/hello/hello_2.10.orig.tar.gz.asc", Kind.IMMUTABLE),
+    ("/debian/pool/main/h/hello/README.asc", Kind.VOLATILE),
     ("/packages/aa/bb/six-1.16.0-py2.py3-none-any.whl", Kind.IMMUTABLE),
     ("/left-pad/-/left-pad-1.3.0.tgz", Kind.IMMUTABLE),
     ("/some/unknown/file", Kind.VOLATILE),

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Warm large-file throughput of Shipmate's cache at several send buffers (``cache_sndbuf``),
+side by side with apt-cacher-ng, on the same files.
+
+    .venv/bin/python bench/sndbuf.py [--sizes 0,131072,262144,524288,1048576,2097152]
+                                     [--clients 1,10,50] [--duration 3] [--repeat 4]
+
+Each size is a Shipmate of its own (0: the kernel's autotuning; Linux keeps twice the size
+asked for, up to net.core.wmem_max). In every round each measurement (wrk, and
+bench/bulkget.py with 1 MiB reads, at each client count) runs on every server back to back,
+the order turning by one place from round to round. Printed: each server's median MB/s and
+its median round ratio to apt-cacher-ng's, with their range. This is how the default of
+``cache_sndbuf`` was chosen (docs/cache.md); it judges nothing and always exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bulkget  # bench/ is not a package
+import cache
+import judge
+
+Measure = tuple[str, int]  # (client, clients)
+
+
+def measure(server: cache.Server, big: list[str], client: str, clients: int,
+            duration: float) -> float:
+    urls = [server.url(p) for p in big]
+    if client == "wrk":
+        return cache.wrk(urls, clients, duration)[1]
+    return bulkget.load(urls, clients, duration)["mb_per_s"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="0,131072,262144,524288,1048576,2097152",
+                    help="cache_sndbuf values to compare, bytes (0: autotuning)")
+    ap.add_argument("--clients", default="1,10,50", help="concurrent clients")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per load run")
+    ap.add_argument("--repeat", type=int, default=4, help="rounds (median)")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    measures: list[Measure] = [(client, int(n)) for n in args.clients.split(",")
+                               for client in ("wrk", "1 MiB reads")]
+    cache.ensure_tools(apt=False)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sndbuf-"))
+    servers = [cache.start_shipmate(tmp, cache.MIRROR, name=f"shipmate, sndbuf {size}",
+                                    settings={"SHIPMATE_CACHE_SNDBUF": str(size)})
+               for size in sizes]
+    servers.append(cache.start_acng(tmp, cache.MIRROR + "/"))
+    runs: dict[tuple[str, Measure], list[float]] = {}
+    try:
+        big, _ = cache.pick_files()
+        for server in servers:
+            cache.warm(server, big)
+        for r, order in enumerate(judge.rotations(len(servers), args.repeat)):
+            for m in measures:
+                for i in order:
+                    runs.setdefault((servers[i].name, m), []).append(
+                        measure(servers[i], big, *m, args.duration))
+            print(f"round {r + 1}/{args.repeat} done", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+    acng = servers[-1].name
+    rows = []
+    for m in measures:
+        theirs = runs[(acng, m)]
+        for server in servers:
+            ours = runs[(server.name, m)]
+            ratios = judge.ratios(ours, theirs)
+            rows.append([f"{m[0]}, {m[1]} clients", server.name,
+                         f"{statistics.median(ours):.0f}", judge.spread(ours, 0),
+                         f"{statistics.median(ratios):.2f}x", judge.spread(ratios)])
+    print(f"\nlarge .debs: {len(big)}, {args.duration:g} s per run, medians of {args.repeat}\n")
+    cache.table(["measure", "server", "MB/s", "(range)", "/ apt-cacher-ng", "(rounds)"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
