@@ -25,10 +25,9 @@ pytestmark = pytest.mark.integration
 def accepted(listener: socket.socket) -> Iterator[socket.socket]:
     """A connection the listener accepted from a client on loopback; closed after."""
     listener.setblocking(True)
-    with listener, socket.create_connection(listener.getsockname()[:2]) as client:
+    with listener, socket.create_connection(listener.getsockname()[:2]):
         conn, _ = listener.accept()
         with conn:
-            client.setblocking(False)
             yield conn
 
 

@@ -1,13 +1,13 @@
 """The cache's listening socket, and the send buffer of the connections it accepts.
 
 A fixed send buffer (``SO_SNDBUF``, like nginx's ``listen ... sndbuf=``) instead of the
-kernel's autotuning, which on Linux gives a loopback or bridge connection its largest buffer
-(``net.ipv4.tcp_wmem``, 4 MB) at once. On the 2-core machine of ``docs/cache.md`` a 1 MB
-buffer (512 kB asked for: Linux keeps twice what it is asked for) let 10 and 50 fast clients
-take 1.4-1.9 times the MB/s of the autotuned 4 MB, for Shipmate and for a bare ``sendfile``
-loop alike: with less queued per connection the machine spent about a third of the CPU per
-byte in the clients' copy out of the socket. A connection accepted from the socket inherits
-its buffer; 1 MB still fills a 1 Gbit/s link with a round trip of 8 ms.
+kernel's autotuning, which on Linux gives a loopback connection its largest buffer
+(``net.ipv4.tcp_wmem``, 4 MB) at once, and grows any fast one's towards it. A connection
+accepted from the socket inherits it. On the 2-core machine of ``docs/cache.md`` a 1 MB
+buffer (512 kB asked for: Linux keeps twice what it is asked for) gave 10 fast clients, and
+50 reading 1 MiB at a time, 1.3-1.6 times the MB/s of the autotuned 4 MB: with less queued per connection the machine spent less CPU per byte, most of it in the
+clients' copy out of their sockets (``bench/sndbuf.py`` compares sizes). 1 MB in flight
+still fills a 1 Gbit/s link with a round trip of 8 ms.
 """
 
 from __future__ import annotations
