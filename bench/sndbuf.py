@@ -4,11 +4,14 @@ side by side with apt-cacher-ng, on the same files.
 
     .venv/bin/python bench/sndbuf.py [--sizes 0,131072,262144,524288,1048576,2097152]
                                      [--clients 1,10,50] [--duration 3] [--repeat 4]
+                                     [--bridge]
 
 Each size is a Shipmate of its own (0: the kernel's autotuning; Linux keeps twice the size
 asked for, up to net.core.wmem_max). In every round each measurement (wrk, and
 bench/bulkget.py with 1 MiB reads, at each client count) runs on every server back to back,
-the order turning by one place from round to round. Printed: each server's median MB/s and
+the order turning by one place from round to round. ``--bridge`` adds bulkget run in a
+container, reaching the caches over the Docker bridge as builds do (it starts dockerd and
+builds the base images when needed). Printed: each server's median MB/s and
 its median round ratio to apt-cacher-ng's, with their range. This is how the default of
 ``cache_sndbuf`` was chosen (docs/cache.md); it judges nothing and always exits 0.
 """
@@ -16,7 +19,9 @@ its median round ratio to apt-cacher-ng's, with their range. This is how the def
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,12 +34,31 @@ import judge
 Measure = tuple[str, int]  # (client, clients)
 
 
+CONTAINER = "1 MiB reads, container"
+PYTHON_IMAGE = "shipmate/python:3.11"  # built by ``shipmate images:bootstrap``; has python3
+
+
 def measure(server: cache.Server, big: list[str], client: str, clients: int,
             duration: float) -> float:
     urls = [server.url(p) for p in big]
     if client == "wrk":
         return cache.wrk(urls, clients, duration)[1]
+    if client == CONTAINER:
+        return in_container(urls, clients, duration)
     return bulkget.load(urls, clients, duration)["mb_per_s"]
+
+
+def in_container(urls: list[str], clients: int, duration: float) -> float:
+    """MB/s of bench/bulkget.py run in a container, reaching the cache over the Docker
+    bridge (its gateway) as builds do."""
+    gw = cache.gateway()
+    bridged = [u.replace("//127.0.0.1:", f"//{gw}:", 1) for u in urls]
+    out = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{Path(__file__).resolve().parent}:/bench:ro",
+         PYTHON_IMAGE, "python3", "/bench/bulkget.py", "--clients", str(clients),
+         "--duration", str(duration), *bridged],
+        capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["mb_per_s"])
 
 
 def main() -> int:
@@ -44,11 +68,14 @@ def main() -> int:
     ap.add_argument("--clients", default="1,10,50", help="concurrent clients")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per load run")
     ap.add_argument("--repeat", type=int, default=4, help="rounds (median)")
+    ap.add_argument("--bridge", action="store_true",
+                    help="also read 1 MiB at a time from a container, over the Docker bridge")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    clients = ("wrk", "1 MiB reads", CONTAINER) if args.bridge else ("wrk", "1 MiB reads")
     measures: list[Measure] = [(client, int(n)) for n in args.clients.split(",")
-                               for client in ("wrk", "1 MiB reads")]
-    cache.ensure_tools(apt=False)
+                               for client in clients]
+    cache.ensure_tools(apt=args.bridge)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sndbuf-"))
     servers = [cache.start_shipmate(tmp, cache.MIRROR, name=f"shipmate, sndbuf {size}",
                                     settings={"SHIPMATE_CACHE_SNDBUF": str(size)})

@@ -81,9 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "npm registry the /npm/ mirror fetches metadata from"),
     Setting("cache_upstream_timeout", float, 30.0,
             "seconds of upstream silence before a download is abandoned"),
-    Setting("cache_sndbuf", int, 512 * 1024,
+    Setting("cache_sndbuf", int, 0,
             "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
-            "twice that; 0: the kernel's autotuning"),
+            "twice that; 0: the kernel's autotuning (see docs/cache.md before changing it)"),
     # paas
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),

@@ -1,13 +1,11 @@
 """The cache's listening socket, and the send buffer of the connections it accepts.
 
-A fixed send buffer (``SO_SNDBUF``, like nginx's ``listen ... sndbuf=``) instead of the
-kernel's autotuning, which on Linux gives a loopback connection its largest buffer
-(``net.ipv4.tcp_wmem``, 4 MB) at once, and grows any fast one's towards it. A connection
-accepted from the socket inherits it. On the 2-core machine of ``docs/cache.md`` a 1 MB
-buffer (512 kB asked for: Linux keeps twice what it is asked for) gave 10 fast clients, and
-50 reading 1 MiB at a time, 1.3-1.6 times the MB/s of the autotuned 4 MB: with less queued per connection the machine spent less CPU per byte, most of it in the
-clients' copy out of their sockets (``bench/sndbuf.py`` compares sizes). 1 MB in flight
-still fills a 1 Gbit/s link with a round trip of 8 ms.
+``cache_sndbuf`` (0 by default: the kernel's autotuning) sets ``SO_SNDBUF`` on the
+listening socket, like nginx's ``listen ... sndbuf=``, and every connection accepted from it
+inherits it. Measured in ``docs/cache.md`` (``bench/sndbuf.py``): for clients on loopback a
+fixed 1 MB (512 kB asked for: Linux keeps twice what it is asked for) gave 1.3-1.6 times the
+MB/s of the autotuned 4 MB at 10 and 50 clients, but for clients in containers, over the
+Docker bridge, fixed sizes were 5-15% slower than autotuning. So the default is autotuning.
 """
 
 from __future__ import annotations
