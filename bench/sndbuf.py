@@ -32,7 +32,7 @@ import cache
 import judge
 
 Measure = tuple[str, int]  # (client, clients)
-
+Runs = dict[tuple[str, Measure], list[float]]  # (server, measure) -> MB/s per round
 
 CONTAINER = "1 MiB reads, container"
 PYTHON_IMAGE = "shipmate/python:3.11"  # built by ``shipmate images:bootstrap``; has python3
@@ -77,12 +77,14 @@ def main() -> int:
                                for client in clients]
     cache.ensure_tools(apt=args.bridge)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sndbuf-"))
-    servers = [cache.start_shipmate(tmp, cache.MIRROR, name=f"shipmate, sndbuf {size}",
-                                    settings={"SHIPMATE_CACHE_SNDBUF": str(size)})
-               for size in sizes]
-    servers.append(cache.start_acng(tmp, cache.MIRROR + "/"))
-    runs: dict[tuple[str, Measure], list[float]] = {}
-    try:
+    servers: list[cache.Server] = []
+    runs: Runs = {}
+    try:  # one at a time: a failed start still stops the others
+        for size in sizes:
+            servers.append(cache.start_shipmate(
+                tmp, cache.MIRROR, name=f"shipmate, sndbuf {size}",
+                settings={"SHIPMATE_CACHE_SNDBUF": str(size)}))
+        servers.append(cache.start_acng(tmp, cache.MIRROR + "/"))
         big, _ = cache.pick_files()
         for server in servers:
             cache.warm(server, big)
@@ -95,19 +97,25 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-    acng = servers[-1].name
-    rows = []
-    for m in measures:
-        theirs = runs[(acng, m)]
-        for server in servers:
-            ours = runs[(server.name, m)]
-            ratios = judge.ratios(ours, theirs)
-            rows.append([f"{m[0]}, {m[1]} clients", server.name,
-                         f"{statistics.median(ours):.0f}", judge.spread(ours, 0),
-                         f"{statistics.median(ratios):.2f}x", judge.spread(ratios)])
     print(f"\nlarge .debs: {len(big)}, {args.duration:g} s per run, medians of {args.repeat}\n")
-    cache.table(["measure", "server", "MB/s", "(range)", "/ apt-cacher-ng", "(rounds)"], rows)
+    cache.table(["measure", "server", "MB/s", "(range)", "/ apt-cacher-ng", "(rounds)"],
+                rows(runs, [server.name for server in servers], measures))
     return 0
+
+
+def rows(runs: Runs, names: list[str], measures: list[Measure]) -> list[list[str]]:
+    """Per measure and server: median MB/s and the median round ratio to the last server's
+    (apt-cacher-ng), each with its range."""
+    out = []
+    for m in measures:
+        theirs = runs[(names[-1], m)]
+        for name in names:
+            ours = runs[(name, m)]
+            ratios = judge.ratios(ours, theirs)
+            out.append([f"{m[0]}, {m[1]} clients", name, f"{statistics.median(ours):.0f}",
+                        judge.spread(ours, 0), f"{statistics.median(ratios):.2f}x",
+                        judge.spread(ratios)])
+    return out
 
 
 if __name__ == "__main__":
