@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
-"""Warm large-file throughput of Shipmate's cache at several send buffers (``cache_sndbuf``),
-side by side with apt-cacher-ng, on the same files.
+"""Warm large-file throughput of Shipmate's cache at several send buffers, side by side with
+apt-cacher-ng, on the same files.
 
     .venv/bin/python bench/sndbuf.py [--sizes 0,131072,262144,524288,1048576,2097152]
                                      [--clients 1,10,50] [--duration 3] [--repeat 4]
                                      [--bridge]
 
-Each size is a Shipmate of its own (0: the kernel's autotuning; Linux keeps twice the size
-asked for, up to net.core.wmem_max). In every round each measurement (wrk, and
+Each size is a Shipmate of its own, with that size as both ``cache_sndbuf`` and
+``cache_local_sndbuf``, so every connection gets it wherever the client is (0: the kernel's
+autotuning; Linux keeps twice the size asked for, up to net.core.wmem_max). In every round each measurement (wrk, and
 bench/bulkget.py with 1 MiB reads, at each client count) runs on every server back to back,
 the order turning by one place from round to round. ``--bridge`` adds bulkget run in a
 container, reaching the caches over the Docker bridge as builds do (it starts dockerd and
 builds the base images when needed). Printed: each server's median MB/s and
-its median round ratio to apt-cacher-ng's, with their range. This is how the default of
-``cache_sndbuf`` was chosen (docs/cache.md); it judges nothing and always exits 0.
+its median round ratio to apt-cacher-ng's, with their range. This is how the defaults of
+the two settings were chosen (docs/cache.md); it judges nothing and always exits 0.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def in_container(urls: list[str], clients: int, duration: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="0,131072,262144,524288,1048576,2097152",
-                    help="cache_sndbuf values to compare, bytes (0: autotuning)")
+                    help="send buffers to compare, bytes (0: autotuning)")
     ap.add_argument("--clients", default="1,10,50", help="concurrent clients")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per load run")
     ap.add_argument("--repeat", type=int, default=4, help="rounds (median)")
@@ -83,7 +84,8 @@ def main() -> int:
         for size in sizes:
             servers.append(cache.start_shipmate(
                 tmp, cache.MIRROR, name=f"shipmate, sndbuf {size}",
-                settings={"SHIPMATE_CACHE_SNDBUF": str(size)}))
+                settings={"SHIPMATE_CACHE_SNDBUF": str(size),
+                          "SHIPMATE_CACHE_LOCAL_SNDBUF": str(size)}))
         servers.append(cache.start_acng(tmp, cache.MIRROR + "/"))
         big, _ = cache.pick_files()
         for server in servers:

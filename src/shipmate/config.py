@@ -84,6 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_sndbuf", int, 0,
             "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
             "twice that; 0: the kernel's autotuning (see docs/cache.md before changing it)"),
+    Setting("cache_local_sndbuf", int, 524288,
+            "send buffer of the cache's connections from this machine (through loopback), in "
+            "bytes; Linux keeps twice that; 0: as cache_sndbuf gives (see docs/cache.md)"),
     # paas
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),
@@ -167,11 +170,13 @@ def _derive(values: dict[str, Any]) -> Config:
         raise ConfigError(
             f"unknown store backend {values['store']!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
         )
-    if values["cache_sndbuf"] < 0:
-        raise ConfigError(
-            f"cache_sndbuf is {values['cache_sndbuf']}, below 0",
-            hint="set SHIPMATE_CACHE_SNDBUF to a size in bytes, or 0 for the kernel's autotuning",
-        )
+    for name in ("cache_sndbuf", "cache_local_sndbuf"):
+        if values[name] < 0:
+            raise ConfigError(
+                f"{name} is {values[name]}, below 0",
+                hint=f"set SHIPMATE_{name.upper()} to a size in bytes, or 0 (see the send "
+                "buffer in docs/cache.md)",
+            )
     return Config(values)
 
 

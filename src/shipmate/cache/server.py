@@ -20,7 +20,7 @@ from aiohttp.web_protocol import RequestHandler
 from shipmate.cache import stats as stats_mod
 from shipmate.cache.fetch import Download, Fetcher, State
 from shipmate.cache.followons import CachedFollowOns
-from shipmate.cache.listener import listening_socket
+from shipmate.cache.listener import listening_socket, tune_connection
 from shipmate.cache.policy import (
     Action,
     Allowlist,
@@ -78,6 +78,7 @@ class CacheServer:
         # no access log by default: one log line per hit costs more than serving the hit
         access = logging.getLogger("aiohttp.access") if self.config.debug else None
         server = _Server(self._handle, handler_cancellation=False, access_log=access)
+        server.local_sndbuf = int(self.config.cache_local_sndbuf)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = listening_socket(self.config.cache_bind, self._port, int(self.config.cache_sndbuf))
@@ -227,10 +228,18 @@ class CacheServer:
 
 
 class _Protocol(RequestHandler):
-    """aiohttp's protocol, noting whether the last bytes it read ended a request head (see
-    :func:`hits.nothing_read_ahead`)."""
+    """aiohttp's protocol, giving a connection from this machine its send buffer
+    (:func:`listener.tune_connection`) and noting whether the last bytes it read ended a
+    request head (see :func:`hits.nothing_read_ahead`)."""
 
     at_head_end = False
+    local_sndbuf = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            tune_connection(sock, transport.get_extra_info("peername"), self.local_sndbuf)
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         self.at_head_end = data.endswith(b"\r\n\r\n")
@@ -240,11 +249,15 @@ class _Protocol(RequestHandler):
 class _Server(web.Server):
     """aiohttp's low-level server, with :class:`_Protocol` connections."""
 
+    local_sndbuf = 0
+
     def __call__(self) -> RequestHandler:
         try:
-            return _Protocol(self, loop=self._loop, **self._kwargs)
+            protocol = _Protocol(self, loop=self._loop, **self._kwargs)
         except (AttributeError, TypeError):  # another aiohttp: plain protocols, no follow-ons
             return super().__call__()
+        protocol.local_sndbuf = self.local_sndbuf
+        return protocol
 
 
 def _status_of(error: str) -> int:

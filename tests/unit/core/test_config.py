@@ -36,12 +36,20 @@ def test_unknown_store_backend_refused() -> None:
         config.load({"SHIPMATE_STORE": "redis"})
 
 
-def test_negative_cache_send_buffer_refused() -> None:
-    with pytest.raises(ConfigError, match="cache_sndbuf is -1") as err:
-        config.load({"SHIPMATE_CACHE_SNDBUF": "-1"})
-    assert "SHIPMATE_CACHE_SNDBUF" in (err.value.hint or "")
-    assert config.load({}).cache_sndbuf == 0  # the kernel's autotuning, see docs/cache.md
-    assert config.load({"SHIPMATE_CACHE_SNDBUF": "524288"}).cache_sndbuf == 524288
+@pytest.mark.parametrize("name", ["cache_sndbuf", "cache_local_sndbuf"])
+def test_negative_cache_send_buffer_refused(name: str) -> None:
+    variable = f"SHIPMATE_{name.upper()}"
+    with pytest.raises(ConfigError, match=f"{name} is -1") as err:
+        config.load({variable: "-1"})
+    assert variable in (err.value.hint or "")
+    assert getattr(config.load({variable: "0"}), name) == 0
+    assert getattr(config.load({variable: "262144"}), name) == 262144
+
+
+def test_cache_send_buffer_defaults() -> None:
+    # see "Send buffer" in docs/cache.md: autotuning, but a fixed one through loopback
+    assert config.load({}).cache_sndbuf == 0
+    assert config.load({}).cache_local_sndbuf == 524288
 
 
 def test_to_env_round_trips() -> None:
