@@ -16,7 +16,9 @@ apt-cacher-ng than it is from its twin, and no more than 5% behind: the bench ca
 two servers apart in that run. The exit status is 0 only when every goal is PASS.
 
 1. warm-hit throughput (MB/s) on large .debs and requests/s on small ones, at 1, 10 and 50
-   concurrent clients on loopback, and each server's memory (VmRSS after each run, VmHWM).
+   concurrent clients on loopback (so Shipmate's connections have ``cache_local_sndbuf``; for
+   clients in containers see bench/sndbuf.py --bridge), and each server's memory (VmRSS
+   after each run, VmHWM).
    Large files are read by two clients: wrk, which reads 8 kB at a time and so is itself the
    limit at about the same MB/s for both servers, and bench/bulkget.py, which reads 1 MiB at a
    time and leaves the servers as the limit; small files by wrk. For the 1 MiB reads the

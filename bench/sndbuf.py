@@ -8,13 +8,14 @@ apt-cacher-ng, on the same files.
 
 Each size is a Shipmate of its own, with that size as both ``cache_sndbuf`` and
 ``cache_local_sndbuf``, so every connection gets it wherever the client is (0: the kernel's
-autotuning; Linux keeps twice the size asked for, up to net.core.wmem_max). In every round each measurement (wrk, and
-bench/bulkget.py with 1 MiB reads, at each client count) runs on every server back to back,
-the order turning by one place from round to round. ``--bridge`` adds bulkget run in a
-container, reaching the caches over the Docker bridge as builds do (it starts dockerd and
-builds the base images when needed). Printed: each server's median MB/s and
-its median round ratio to apt-cacher-ng's, with their range. This is how the defaults of
-the two settings were chosen (docs/cache.md); it judges nothing and always exits 0.
+autotuning; Linux keeps twice the size asked for, up to net.core.wmem_max). In every round
+each measurement (wrk, and bench/bulkget.py with 1 MiB reads, at each client count) runs on
+every server back to back, the order turning by one place from round to round. ``--bridge``
+adds bulkget run in a container, reaching the caches over the Docker bridge as builds do
+(it starts dockerd and builds the base images when needed). Printed: each server's median
+MB/s and its median round ratio to apt-cacher-ng's, with their range. This is how the
+defaults of the two settings were chosen (docs/cache.md); it judges nothing and always
+exits 0.
 """
 
 from __future__ import annotations

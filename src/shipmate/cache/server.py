@@ -77,8 +77,8 @@ class CacheServer:
         await self.fetcher.start()
         # no access log by default: one log line per hit costs more than serving the hit
         access = logging.getLogger("aiohttp.access") if self.config.debug else None
-        server = _Server(self._handle, handler_cancellation=False, access_log=access)
-        server.local_sndbuf = int(self.config.cache_local_sndbuf)
+        server = _Server(self._handle, handler_cancellation=False, access_log=access,
+                         local_sndbuf=int(self.config.cache_local_sndbuf))
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = listening_socket(self.config.cache_bind, self._port, int(self.config.cache_sndbuf))
@@ -247,9 +247,12 @@ class _Protocol(RequestHandler):
 
 
 class _Server(web.Server):
-    """aiohttp's low-level server, with :class:`_Protocol` connections."""
+    """aiohttp's low-level server, with :class:`_Protocol` connections, which get the send
+    buffer ``local_sndbuf`` when they come from this machine."""
 
-    local_sndbuf = 0
+    def __init__(self, *args: Any, local_sndbuf: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local_sndbuf = local_sndbuf
 
     def __call__(self) -> RequestHandler:
         try:
