@@ -28,6 +28,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import judge  # bench/ is not a package
+
 FILE_SIZE = 24 * 2**20
 FILES = 10
 READ = 2**20
@@ -118,9 +121,9 @@ def main() -> int:
         print(f"{'connections':>11}  {'sndbuf':>8}  {'MB/s':>6}  {'/ first':>7}")
         for connections in (int(n) for n in args.connections.split(",")):
             runs: dict[int, list[float]] = {s: [] for s in sizes}
-            for r in range(args.rounds):  # the sizes take turns, in reverse every other round
-                for size in sizes if r % 2 == 0 else sizes[::-1]:
-                    runs[size].append(measure(files, connections, size, args.duration))
+            for order in judge.rotations(len(sizes), args.rounds):  # sizes take turns first
+                for i in order:
+                    runs[sizes[i]].append(measure(files, connections, sizes[i], args.duration))
             first = statistics.median(runs[sizes[0]])
             for size in sizes:
                 mbs = statistics.median(runs[size])
