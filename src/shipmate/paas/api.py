@@ -182,8 +182,26 @@ async def build(request: web.Request) -> web.StreamResponse:
     """A push: the git hook sends the tree of the pushed revision as a tar body."""
     paas, app = _paas(request), validate_app_name(request.match_info["app"])
     rev = request.query.get("rev", "")
-    tar = await request.read()
+    tar = await read_push(request, daemon_of(request).config.push_max_bytes)
     return await stream_lines(request, lines_of(lambda emit: paas.push(app, rev, tar, emit)))
+
+
+async def read_push(request: web.Request, limit: int) -> bytes:
+    """The pushed tree's tar body, refused past ``push_max_bytes`` with a message that names
+    the setting (the API's own body limit would give a bare 413)."""
+    too_big = ValidationError(f"the pushed tree is larger than push_max_bytes "
+                              f"({limit // 2**20} MiB)",
+                              hint="raise push_max_bytes (SHIPMATE_PUSH_MAX_BYTES) on the server")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(2**20):
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def list_keys(request: web.Request) -> web.Response:
