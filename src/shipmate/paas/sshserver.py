@@ -152,7 +152,7 @@ class SshServer:
             return await self._dispatch(command, key, stdin, stdout, stderr)
         except ShipmateError as exc:
             for line in str(exc).splitlines():
-                stderr.write(f" !     {line}\n".encode())
+                stderr.write(f" !     {line}\n".encode(errors="backslashreplace"))
         except Exception:  # never let one session take the server down
             log.exception("ssh session of key %s failed", key)
             stderr.write(b" !     internal error: the daemon log has the details\n")
