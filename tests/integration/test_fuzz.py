@@ -179,7 +179,9 @@ def test_fuzzed_ssh_command_lines_through_real_ssh(daemon: PaasDaemon) -> None:
             continue  # would wait for agents or change this daemon's keys and config
         argv = [*daemon.ssh_command().split(), "-p", str(daemon.ssh_port),
                 "shipmate@127.0.0.1", command]
-        res = run([os.fsencode(a).decode(errors="surrogateescape") for a in argv],
+        # A lone surrogate goes out as its raw (non-UTF-8) bytes, as a hostile client sends.
+        res = run([a.encode(errors="surrogatepass").decode(errors="surrogateescape")
+                   for a in argv],
                   timeout=60, input="")
         _clean(res.stdout + res.stderr, f"real ssh {command!r}", str(daemon.state_dir))
         sent += 1
