@@ -90,6 +90,8 @@ SETTINGS: tuple[Setting, ...] = (
     # paas
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),
+    Setting("push_max_bytes", int, 256 * 2**20,
+            "largest git push accepted: the pack, and the pushed tree as a tar, in bytes"),
     Setting("debian_mirror", str, "http://deb.debian.org/debian", "mirror for base images"),
     # image distribution between machines (no registry)
     Setting("api_port", int, 0,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shipmate.cli import output
+from shipmate.cli.inputs import read_stdin
 from shipmate.cli.registry import Context, arg, command
 from shipmate.converge.plan import Plan
 from shipmate.errors import ValidationError
@@ -198,10 +199,17 @@ def _confirm(lines: Sequence[tuple[str, str]]) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _import(kind: str, args: argparse.Namespace) -> int:
-    from shipmate.importers import translate_file
+def _import(ctx: Context, kind: str, args: argparse.Namespace) -> int:
+    from shipmate.importers import translate_file, translate_text
 
-    result = translate_file(kind, args.file, args.name)
+    if ctx.remote or args.file == "-":  # over SSH: text in, manifest out, no server files
+        if ctx.remote and (args.out or args.file != "-"):
+            raise ValidationError("over SSH, import reads standard input and prints the manifest",
+                                  hint=f"run `import {kind} < FILE > manifest.yaml`")
+        source = read_stdin("the input")
+        result = translate_text(kind, source, "<stdin>", args.name or "imported")
+    else:
+        result = translate_file(kind, args.file, args.name)
     text = result.render()
     if args.out:
         Path(args.out).write_text(text)
@@ -218,12 +226,14 @@ _IMPORT_ARGS = (arg("-o", "--out", metavar="FILE.yaml", help="write the manifest
 
 
 @command("import chef", "translate a Chef recipe's docker_image/docker_container to a manifest",
-         arg("file", metavar="RECIPE.rb"), *_IMPORT_ARGS)
+         arg("file", metavar="RECIPE.rb", nargs="?", default="-",
+             help="the recipe (default: standard input)"), *_IMPORT_ARGS)
 async def import_chef(ctx: Context, args: argparse.Namespace) -> int:
-    return _import("chef", args)
+    return _import(ctx, "chef", args)
 
 
 @command("import puppet", "translate a Puppet manifest's docker::image/docker::run to a manifest",
-         arg("file", metavar="MANIFEST.pp"), *_IMPORT_ARGS)
+         arg("file", metavar="MANIFEST.pp", nargs="?", default="-",
+             help="the manifest (default: standard input)"), *_IMPORT_ARGS)
 async def import_puppet(ctx: Context, args: argparse.Namespace) -> int:
-    return _import("puppet", args)
+    return _import(ctx, "puppet", args)

@@ -140,6 +140,18 @@ async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
 
 # config -------------------------------------------------------------------------------------
 
+def decode_base64(key: str, value: str) -> str:
+    """A ``config:set --encoded`` value; the error names the key, never the value."""
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise ValidationError(f"{key}: the value is not valid base64 of UTF-8 text",
+                              hint="encode it with `base64 -w0`") from None
+
+
 @command("config:set", "set config vars (restarts the app unless --no-restart)", APP,
          arg("pairs", nargs="+", metavar="KEY=VALUE"),
          arg("--no-restart", action="store_true", help="do not deploy the change now"),
@@ -147,11 +159,12 @@ async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
 async def config_set(ctx: Context, args: argparse.Namespace) -> int:
     values = parse_assignments(args.pairs)
     if args.encoded:
-        import base64
-        values = {k: base64.b64decode(v).decode() for k, v in values.items()}
+        values = {k: decode_base64(k, v) for k, v in values.items()}
+    # Keys only: values stay out of terminals, CI logs and SSH session recordings
+    # (`config:get APP KEY` prints one when asked).
     output.step("Setting config vars")
-    for key, value in values.items():
-        output.detail(f"{key}:  {value}")
+    for key in values:
+        output.detail(key)
     return await _stream(ctx, "PATCH", f"/v1/apps/{_app(args)}/config",
                          {"set": values, "restart": not args.no_restart})
 

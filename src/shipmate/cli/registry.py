@@ -25,6 +25,16 @@ class Context:
     debug: bool = False
     format: str = "text"
 
+    @property
+    def remote(self) -> bool:
+        """True when an SSH key holder runs this command (through the daemon's SSH server):
+        then files come on standard input only and no path given is ever opened."""
+        import os
+
+        from shipmate.paas.sshpolicy import is_remote
+
+        return is_remote(os.environ)
+
     def client(self) -> Any:
         """A client of the local daemon's API (see :mod:`shipmate.daemon.client`)."""
         from shipmate.daemon.client import DaemonClient

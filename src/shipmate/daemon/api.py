@@ -61,14 +61,36 @@ async def stream_lines(request: web.Request, lines: AsyncIterator[str]) -> web.S
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body, or a 400 saying what was wrong."""
+    """The request's JSON object body, or a 400 saying what was wrong (also for what JSON
+    allows but nothing here can use: nesting past 100 levels, lone UTF-16 surrogates)."""
     try:
         data = await request.json()
     except ValueError as exc:
         raise ValidationError(f"request body is not JSON: {exc}") from exc
+    except RecursionError:
+        raise ValidationError("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object")
+    _check_json(data, 0)
     return data
+
+
+def _check_json(data: Any, depth: int) -> None:
+    if depth > 100:
+        raise ValidationError("request body is nested too deeply")
+    if isinstance(data, str):
+        try:
+            data.encode()
+        except UnicodeEncodeError:
+            raise ValidationError("request body has a lone surrogate (a \\ud800-\\udfff "
+                                  "escape) in a string", hint="send UTF-8 text") from None
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _check_json(key, depth + 1)
+            _check_json(value, depth + 1)
+    elif isinstance(data, list):
+        for item in data:
+            _check_json(item, depth + 1)
 
 
 def daemon_of(request: web.Request) -> Daemon:

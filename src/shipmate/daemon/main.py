@@ -15,7 +15,7 @@ from aiohttp import web
 
 from shipmate import __version__
 from shipmate.config import Config
-from shipmate.daemon import wiring
+from shipmate.daemon import process, wiring
 from shipmate.daemon.api import make_app
 from shipmate.daemon.components import Component, supervise
 from shipmate.engine.base import Engine
@@ -68,7 +68,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`."""
         cfg = self.config
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        process.make_state_dir(cfg)
         self.store = await wiring.open_store(cfg)
         self.engine, self.engine_error = await wiring.open_engine(cfg)
         app = make_app(self)

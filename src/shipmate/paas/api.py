@@ -27,6 +27,22 @@ def _app(request: web.Request) -> str:
     return validate_app_name(request.match_info["app"])
 
 
+def str_list(body: dict[str, Any], key: str) -> list[str]:
+    """``body[key]`` as a list of strings (missing: empty), or a 400 saying so."""
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{key} must be a list of strings")
+    return value
+
+
+def flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """``body[key]`` as a boolean (missing: ``default``), or a 400 saying so."""
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(f"{key} must be true or false")
+    return value
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -74,13 +90,13 @@ async def get_config(request: web.Request) -> web.Response:
 async def patch_config(request: web.Request) -> web.StreamResponse:
     paas, app, body = _paas(request), _app(request), await json_body(request)
     set_ = body.get("set") or {}
-    unset = body.get("unset") or []
+    unset = str_list(body, "unset")
     if not isinstance(set_, dict) or not all(isinstance(v, str) for v in set_.values()):
         raise ValidationError("set must map config keys to string values")
     for key in [*set_, *unset]:
         validate_config_key(str(key))
     await paas.state.get_app(app)
-    restart = bool(body.get("restart", True))
+    restart = flag(body, "restart", True)
     return await stream_lines(request, lines_of(
         lambda emit: paas.change_config(app, set_, tuple(unset), restart, emit)))
 
@@ -163,10 +179,15 @@ async def post_checks(request: web.Request) -> web.Response:
 
 async def logs(request: web.Request) -> web.StreamResponse:
     paas, app, body = _paas(request), _app(request), await json_body(request)
+    num = body.get("num", 100)
+    if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num <= 100_000:
+        raise ValidationError("num must be a number of lines from 0 to 100000")
+    process = body.get("process", "")
+    if not isinstance(process, str):
+        raise ValidationError("process must be a process type such as web")
     await paas.state.get_app(app)
-    return await stream_lines(request, paas.logs(app, int(body.get("num", 100)),
-                                                 bool(body.get("follow")),
-                                                 str(body.get("process", ""))))
+    return await stream_lines(request, paas.logs(app, num, flag(body, "follow", False),
+                                                 process))
 
 
 async def run(request: web.Request) -> web.StreamResponse:
@@ -182,8 +203,26 @@ async def build(request: web.Request) -> web.StreamResponse:
     """A push: the git hook sends the tree of the pushed revision as a tar body."""
     paas, app = _paas(request), validate_app_name(request.match_info["app"])
     rev = request.query.get("rev", "")
-    tar = await request.read()
+    tar = await read_push(request, daemon_of(request).config.push_max_bytes)
     return await stream_lines(request, lines_of(lambda emit: paas.push(app, rev, tar, emit)))
+
+
+async def read_push(request: web.Request, limit: int) -> bytes:
+    """The pushed tree's tar body, refused past ``push_max_bytes`` with a message that names
+    the setting (the API's own body limit would give a bare 413)."""
+    too_big = ValidationError(f"the pushed tree is larger than push_max_bytes "
+                              f"({limit // 2**20} MiB)",
+                              hint="raise push_max_bytes (SHIPMATE_PUSH_MAX_BYTES) on the server")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(2**20):
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def list_keys(request: web.Request) -> web.Response:
