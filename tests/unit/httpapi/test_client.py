@@ -104,5 +104,5 @@ async def test_no_daemon_says_so(tmp_path: Path) -> None:
 
 
 async def test_a_slow_daemon_times_out(socket_path: Path) -> None:
-    with pytest.raises(DaemonUnavailableError, match="did not answer GET /slow within 0.2s"):
+    with pytest.raises(DaemonUnavailableError, match=r"did not answer GET /slow within 0\.2s"):
         await DaemonClient(socket_path).request("GET", "/slow", timeout=0.2)
