@@ -12,9 +12,8 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from shipmate.config import Config
-
 if TYPE_CHECKING:
+    from shipmate.config import Config
     from shipmate.httpapi.client import DaemonClient
 
 CommandFunc = Callable[["Context", argparse.Namespace], Awaitable[int | None]]
