@@ -1,9 +1,9 @@
 """Entry point of the ``shipmate`` command. ``asyncio.run`` lives here, at the edge.
 
-A command is a thin client: what it imports at start-up is the parser, the settings and the
-command modules, which import what their commands need (aiohttp, docker-py, YAML, the
-manifest and cluster stacks...) inside the commands. ``--version`` loads none of them.
-``tests/unit/core/test_cli_imports.py`` holds this; ``bench/cli.py`` measures it.
+A command is a thin client: at start-up it loads the command modules, which import what
+their commands need (aiohttp, docker-py, YAML, the manifest and cluster stacks...) inside
+those commands, and builds the parser of the one command named. ``--version`` loads no
+command module. ``tests/unit/core/test_cli_imports.py`` holds this; ``bench/cli.py`` times it.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = _context(ns)
         debug = ctx.debug
-        import asyncio  # here: parsing (and --help) need no event loop
+        import asyncio  # here, not at the top: --version exits before it is needed
 
         result = asyncio.run(ns._command.func(ctx, ns))
         return int(result or 0)
