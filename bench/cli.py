@@ -6,6 +6,8 @@ list-units`` in turn, round after round (so a slow moment of the machine weighs 
 command alike), after one warm-up round. Prints each command's median, min and max wall time
 in milliseconds and PASS or FAIL against the goal (a thin command is a thin client: under
 150 ms each), with ``docker ps`` as a yardstick when docker is installed. Exits 1 on a FAIL.
+The median CPU time (user + system) of each command is printed beside: on a busy machine the
+wall time waits for a processor, the CPU time much less so.
 
     .venv/bin/python bench/cli.py [--runs 20] [--goal-ms 150]
 """
@@ -53,7 +55,7 @@ def running_daemon(env: dict[str, str], timeout: float = 60.0) -> Iterator[None]
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
-        while run(env, ("status",)) != 0:
+        while run(env, ("status",))[0] != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the daemon did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
@@ -67,29 +69,35 @@ def running_daemon(env: dict[str, str], timeout: float = 60.0) -> Iterator[None]
             proc.wait()
 
 
-def run(env: dict[str, str], args: tuple[str, ...], argv0: list[str] | None = None) -> int:
-    """Run one command, its output thrown away; its exit status."""
-    return subprocess.run([*(argv0 or shipmate_command()), *args], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+def run(env: dict[str, str], args: tuple[str, ...],
+        argv0: list[str] | None = None) -> tuple[int, float]:
+    """Run one command, its output thrown away: its exit status and CPU milliseconds."""
+    proc = subprocess.Popen([*(argv0 or shipmate_command()), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, (usage.ru_utime + usage.ru_stime) * 1000
 
 
-def timed(env: dict[str, str], args: tuple[str, ...], argv0: list[str] | None = None) -> float:
-    """Wall milliseconds of one whole process (start-up included); a failure ends the bench."""
+def timed(env: dict[str, str], args: tuple[str, ...],
+          argv0: list[str] | None = None) -> tuple[float, float]:
+    """Wall and CPU milliseconds of one whole process (start-up included); a failure ends the
+    bench."""
     started = time.perf_counter()
-    code = run(env, args, argv0)
+    code, cpu = run(env, args, argv0)
     took = (time.perf_counter() - started) * 1000
     if code != 0:
         raise SystemExit(f"{' '.join(args)} exited {code}")
-    return took
+    return took, cpu
 
 
-def measure(env: dict[str, str], runs: int) -> dict[str, list[float]]:
-    """Milliseconds per command over ``runs`` rounds (after a warm-up round)."""
+def measure(env: dict[str, str], runs: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) milliseconds per command over ``runs`` rounds (after a warm-up round)."""
     targets: dict[str, tuple[list[str] | None, tuple[str, ...]]] = {
         "shipmate " + " ".join(c): (None, c) for c in COMMANDS}
     if shutil.which("docker"):
         targets["docker ps (yardstick)"] = (["docker"], ("ps",))
-    times: dict[str, list[float]] = {name: [] for name in targets}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
     for r in range(runs + 1):
         for name, (argv0, args) in targets.items():
             took = timed(env, args, argv0)
@@ -98,19 +106,21 @@ def measure(env: dict[str, str], runs: int) -> dict[str, list[float]]:
     return times
 
 
-def report(times: dict[str, list[float]], goal: float) -> bool:
+def report(times: dict[str, list[tuple[float, float]]], goal: float) -> bool:
     """Print one row per command; True when every shipmate command met the goal."""
     ok = True
-    print(f"{'verdict':7}  {'command':28} {'median':>8} {'min':>8} {'max':>8}  goal")
-    for name, ms in times.items():
+    print(f"{'verdict':7}  {'command':28} {'median':>8} {'min':>8} {'max':>8} {'cpu':>8}  goal")
+    for name, samples in times.items():
+        ms = [wall for wall, _ in samples]
+        cpu = statistics.median(c for _, c in samples)
         median = statistics.median(ms)
         if name.startswith("shipmate"):
             verdict = "PASS" if median < goal else "FAIL"
             ok &= verdict == "PASS"
         else:
             verdict = "-"
-        print(f"{verdict:7}  {name:28} {median:7.1f}ms {min(ms):7.1f}ms {max(ms):7.1f}ms"
-              f"  {'< ' + format(goal, 'g') + ' ms' if verdict != '-' else ''}")
+        print(f"{verdict:7}  {name:28} {median:6.1f}ms {min(ms):6.1f}ms {max(ms):6.1f}ms"
+              f" {cpu:6.1f}ms  {'< ' + format(goal, 'g') + ' ms' if verdict != '-' else ''}")
     return ok
 
 
