@@ -12,13 +12,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipmate.cli import output
 from shipmate.cli.inputs import read_stdin
 from shipmate.cli.registry import Context, arg, command
-from shipmate.converge.plan import Plan
 from shipmate.errors import ValidationError
+
+if TYPE_CHECKING:  # the manifest stack (YAML, converge) loads only for the commands using it
+    from shipmate.converge.plan import Plan
 
 _VERBS = {"build": "build image", "import": "import image", "create": "create",
           "update": "update in place", "replace": "replace", "delete": "delete"}
@@ -187,6 +189,8 @@ def _saved_plan(path: str) -> Plan | None:
         return None  # YAML flow style: let the manifest parser say what is wrong
     if not isinstance(data, dict) or "fingerprint" not in data:
         return None
+    from shipmate.converge.plan import Plan
+
     return Plan.from_json(data)
 
 

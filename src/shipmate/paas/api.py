@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from shipmate.daemon.api import daemon_of, json_body, stream_lines
-from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
+from shipmate.httpapi.server import json_body, lines_of, stream_lines
 from shipmate.paas.model import validate_config_key, validate_domain
 from shipmate.spec.names import validate_app_name
 
@@ -18,9 +17,11 @@ if TYPE_CHECKING:
     from shipmate.paas.service import Paas
 
 
+_PAAS: web.AppKey[Paas] = web.AppKey("paas")
+
+
 def _paas(request: web.Request) -> Paas:
-    paas: Paas = daemon_of(request).services["paas"]
-    return paas
+    return request.app[_PAAS]
 
 
 def _app(request: web.Request) -> str:
@@ -203,7 +204,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     """A push: the git hook sends the tree of the pushed revision as a tar body."""
     paas, app = _paas(request), validate_app_name(request.match_info["app"])
     rev = request.query.get("rev", "")
-    tar = await read_push(request, daemon_of(request).config.push_max_bytes)
+    tar = await read_push(request, paas.config.push_max_bytes)
     return await stream_lines(request, lines_of(lambda emit: paas.push(app, rev, tar, emit)))
 
 
@@ -241,8 +242,9 @@ async def remove_key(request: web.Request) -> web.Response:
     return web.json_response({"removed": True})
 
 
-def add_paas_routes(app: web.Application) -> None:
-    """Register every PaaS route."""
+def add_paas_routes(app: web.Application, paas: Paas) -> None:
+    """Register every PaaS route, served by ``paas``."""
+    app[_PAAS] = paas
     r = app.router
     r.add_get("/v1/apps", list_apps)
     r.add_post("/v1/apps", create_app)

@@ -56,11 +56,12 @@ class Deployer:
     """Runs deploys of PaaS apps through the scheduler's units."""
 
     def __init__(self, store: Store, engine: Engine | None, config: Config,
-                 state: PaasState, registry: Registry) -> None:
+                 state: PaasState, registry: Registry, *,
+                 router: RouterProgress | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state, self.registry = state, registry
-        #: This machine's router, when it runs one (bound by the API at start-up).
-        self.router: RouterProgress | None = None
+        #: This machine's router, when it runs one (deploys wait for it to take a switch).
+        self.router = router
         self._retiring: set[asyncio.Task[None]] = set()
 
     # the deploy ---------------------------------------------------------------------------

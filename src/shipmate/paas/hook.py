@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 from shipmate import config
-from shipmate.daemon.client import DaemonClient
 from shipmate.errors import ShipmateError, ValidationError
+from shipmate.httpapi.client import DaemonClient
 from shipmate.spec.names import validate_app_name
 
 DEPLOY_BRANCHES = ("refs/heads/main", "refs/heads/master")
@@ -27,7 +27,7 @@ def _error(message: str) -> None:
 
 
 async def _deploy(app: str, rev: str, tar: bytes) -> int:
-    client = DaemonClient(config.load())
+    client = DaemonClient(config.load().socket)
     async for line in client.stream("POST", f"/v1/apps/{app}/builds", params={"rev": rev},
                                     data=tar):
         print(line, flush=True)

@@ -15,7 +15,7 @@ from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.paas import build as builder
-from shipmate.paas.deploy import Deployer
+from shipmate.paas.deploy import Deployer, RouterProgress
 from shipmate.paas.gitserver import repo_path
 from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
 from shipmate.paas.sshkeys import SshKeys
@@ -31,12 +31,14 @@ Emit = Callable[[str], None]
 class Paas:
     """Apps, config, domains, releases, deploys."""
 
-    def __init__(self, store: Store, engine: Engine | None, config: Config) -> None:
+    def __init__(self, store: Store, engine: Engine | None, config: Config, *,
+                 router: RouterProgress | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state = PaasState(store)
         self.keys = SshKeys(store)
         self.registry = Registry(store)
-        self.deployer = Deployer(store, engine, config, self.state, self.registry)
+        self.deployer = Deployer(store, engine, config, self.state, self.registry,
+                                 router=router)
 
     def _engine(self) -> Engine:
         if self.engine is None:

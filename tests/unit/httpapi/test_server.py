@@ -5,9 +5,8 @@ import json
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from shipmate.daemon.api import stream_lines
-from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
+from shipmate.httpapi.server import lines_of, stream_lines
 
 
 async def _serve(work) -> list[str]:
