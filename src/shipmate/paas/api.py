@@ -11,7 +11,7 @@ from aiohttp import web
 from shipmate.daemon.api import daemon_of, json_body, stream_lines
 from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
-from shipmate.paas.model import validate_config_key, validate_domain
+from shipmate.paas.model import validate_config_key
 from shipmate.spec.names import validate_app_name
 
 if TYPE_CHECKING:
@@ -87,8 +87,7 @@ async def patch_config(request: web.Request) -> web.StreamResponse:
 
 async def put_global_domain(request: web.Request) -> web.Response:
     body = await json_body(request)
-    domain = validate_domain(str(body.get("domain", "")))
-    await _paas(request).state.set_global_domain(domain)
+    domain = await _paas(request).state.set_global_domain(str(body.get("domain", "")))
     return web.json_response({"domain": domain})
 
 
@@ -103,10 +102,10 @@ async def get_domains(request: web.Request) -> web.Response:
 
 async def post_domains(request: web.Request) -> web.Response:
     paas, app, body = _paas(request), _app(request), await json_body(request)
-    add = [validate_domain(str(d)) for d in body.get("add", [])]
-    remove = {validate_domain(str(d)) for d in body.get("remove", [])}
-    current, port = await paas.state.domains(app)
-    await paas.state.set_domains(app, sorted((set(current) | set(add)) - remove), port)
+    add, remove = body.get("add", []), body.get("remove", [])
+    if not isinstance(add, list) or not isinstance(remove, list):
+        raise ValidationError("add and remove must be lists of domains")
+    await paas.state.change_domains(app, [str(d) for d in add], [str(d) for d in remove])
     return web.json_response(await paas.domains_report(app))
 
 
