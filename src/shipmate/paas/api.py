@@ -11,6 +11,7 @@ from aiohttp import web
 from shipmate.daemon.api import daemon_of, json_body, stream_lines
 from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
+from shipmate.paas.cancel import stream_deploy
 from shipmate.paas.model import validate_config_key
 from shipmate.spec.names import validate_app_name
 
@@ -81,8 +82,9 @@ async def patch_config(request: web.Request) -> web.StreamResponse:
         validate_config_key(str(key))
     await paas.state.get_app(app)
     restart = bool(body.get("restart", True))
-    return await stream_lines(request, lines_of(
-        lambda emit: paas.change_config(app, set_, tuple(unset), restart, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.change_config(app, set_, tuple(unset),
+                                                               restart, emit))
 
 
 async def put_global_domain(request: web.Request) -> web.Response:
@@ -96,8 +98,17 @@ async def delete_global_domain(request: web.Request) -> web.Response:
     return web.json_response({"domain": ""})
 
 
+def _routing(request: web.Request, app: str) -> str:
+    """Why this machine's router leaves the app out ('' when it routes it)."""
+    router = daemon_of(request).services.get("router")
+    why = router.excluded.get(app, "") if router is not None else ""
+    return f"left out by the router: {why}" if why else "routed"
+
+
 async def get_domains(request: web.Request) -> web.Response:
-    return web.json_response(await _paas(request).domains_report(_app(request)))
+    app = _app(request)
+    report = await _paas(request).domains_report(app)
+    return web.json_response({**report, "routing": _routing(request, app)})
 
 
 async def post_domains(request: web.Request) -> web.Response:
@@ -119,17 +130,33 @@ async def scale(request: web.Request) -> web.StreamResponse:
     if not isinstance(formation, dict):
         raise ValidationError("formation must map process types to counts")
     await paas.state.get_app(app)
-    return await stream_lines(request, lines_of(lambda emit: paas.scale(app, formation, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.scale(app, formation, emit))
 
 
 async def ps(request: web.Request) -> web.Response:
-    return web.json_response(await _paas(request).ps(_app(request)))
+    app = _app(request)
+    report = await _paas(request).ps(app)
+    return web.json_response({**report, "routing": _routing(request, app)})
 
 
 async def restart(request: web.Request) -> web.StreamResponse:
     paas, app = _paas(request), _app(request)
     await paas.state.get_app(app)
-    return await stream_lines(request, lines_of(lambda emit: paas.restart(app, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.restart(app, emit))
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    paas, app = _paas(request), _app(request)
+    await paas.state.get_app(app)
+    return await stream_lines(request, lines_of(lambda emit: paas.stop(app, emit)))
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    paas, app = _paas(request), _app(request)
+    await paas.state.get_app(app)
+    return await stream_lines(request, lines_of(lambda emit: paas.start(app, emit)))
 
 
 async def releases(request: web.Request) -> web.Response:
@@ -148,7 +175,8 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     if not isinstance(version, int):
         raise ValidationError("version must be a release number")
     await paas.state.release(app, version)
-    return await stream_lines(request, lines_of(lambda emit: paas.rollback(app, version, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.rollback(app, version, emit))
 
 
 async def get_checks(request: web.Request) -> web.Response:
@@ -182,7 +210,8 @@ async def build(request: web.Request) -> web.StreamResponse:
     paas, app = _paas(request), validate_app_name(request.match_info["app"])
     rev = request.query.get("rev", "")
     tar = await request.read()
-    return await stream_lines(request, lines_of(lambda emit: paas.push(app, rev, tar, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.push(app, rev, tar, emit))
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -221,6 +250,8 @@ def add_paas_routes(app: web.Application) -> None:
     r.add_post("/v1/apps/{app}/scale", scale)
     r.add_get("/v1/apps/{app}/ps", ps)
     r.add_post("/v1/apps/{app}/restart", restart)
+    r.add_post("/v1/apps/{app}/stop", stop)
+    r.add_post("/v1/apps/{app}/start", start)
     r.add_get("/v1/apps/{app}/releases", releases)
     r.add_post("/v1/apps/{app}/rollback", rollback)
     r.add_get("/v1/apps/{app}/checks", get_checks)

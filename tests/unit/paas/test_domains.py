@@ -31,7 +31,7 @@ def test_a_domain_of_another_app_is_refused_naming_the_owner(domain: str, owner:
 @pytest.mark.parametrize("domain", ["localhost", "LOCALHOST", "x.localhost", "127.0.0.1",
                                     "10.1", "0", "192.168.1.300", "1.2.3.4"])
 def test_the_machine_and_ip_literals_are_refused(domain: str) -> None:
-    with pytest.raises(ValidationError, match="names this machine|IP address"):
+    with pytest.raises(ValidationError, match=r"names this machine|IP address"):
         check_new_domain("app1", domain, CLAIMS)
 
 
@@ -61,7 +61,7 @@ def test_wildcards_are_refused() -> None:
 
 def test_an_app_whose_global_name_is_taken_cannot_be_created() -> None:
     claims = claims_from({"app1"}, {"app1": ["victim.apps.test"]}, "apps.test")
-    with pytest.raises(ConflictError, match="victim.apps.test is a domain of app app1"):
+    with pytest.raises(ConflictError, match=r"victim\.apps\.test is a domain of app app1"):
         check_new_app("victim", claims)
     check_new_app("other", claims)
     check_new_app("victim", claims_from({"app1"}, {"app1": ["victim.apps.test"]}, ""))
@@ -69,7 +69,7 @@ def test_an_app_whose_global_name_is_taken_cannot_be_created() -> None:
 
 def test_a_global_domain_that_would_hand_a_name_over_is_refused() -> None:
     claims = claims_from({"app1", "app2"}, {"app1": ["app2.new.test"]}, "")
-    with pytest.raises(ConflictError, match="app2.new.test would belong to app app2"):
+    with pytest.raises(ConflictError, match=r"app2\.new\.test would belong to app app2"):
         check_new_global("new.test", claims)
     assert check_new_global("Other.Test", claims) == "other.test"
     with pytest.raises(ValidationError):
