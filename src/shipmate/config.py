@@ -91,6 +91,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),
     Setting("debian_mirror", str, "http://deb.debian.org/debian", "mirror for base images"),
+    # builds
+    Setting("build_sandbox", bool, True,
+            "build on build_network, fenced so it reaches only the package cache (off: on the "
+            "host's network, not isolated)"),
+    Setting("build_network", str, "shipmate-build",
+            "internal Docker network builds run on (see docs/paas.md)"),
+    Setting("build_timeout", float, 1800.0, "seconds a build may take before it is stopped"),
+    Setting("build_max_image_bytes", int, 8 * 2**30, "largest image a build may produce"),
+    Setting("build_max_output_bytes", int, 8 * 2**20,
+            "build output streamed to the pusher, in bytes; beyond it lines are left out"),
     # image distribution between machines (no registry)
     Setting("api_port", int, 0,
             "TCP port serving other machines this machine's app images (0: off; same on all)"),

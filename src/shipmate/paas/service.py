@@ -20,6 +20,7 @@ from shipmate.paas.cancel import RunningDeploys
 from shipmate.paas.deploy import Deployer
 from shipmate.paas.gitserver import repo_path
 from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
+from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.state import PaasState
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
@@ -106,8 +107,10 @@ class Paas:
         if a.locked:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
         emit(f"-----> Building {app} (revision {rev[:7]})")
-        result = await builder.build(self._engine(), app, rev, tar, emit,
-                                     buildargs=self._cache_args())
+        network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
+        result = await builder.build(self._engine(), app, rev, tar, emit, buildargs=buildargs,
+                                     network=network,
+                                     limits=builder.BuildLimits.from_config(self.config))
         config = await self.state.config(app)
         await self._ensure_formation(app, result.processes)
         release = await self.deployer.deploy(app, lambda v: Release(
@@ -121,13 +124,6 @@ class Paas:
         if "web" in processes and "web" not in formation:
             formation["web"] = 1
         await self.state.set_formation(app, formation)
-
-    def _cache_args(self) -> dict[str, str]:
-        if not self.config.cache:
-            return {}
-        from shipmate.cache import build_settings
-
-        return dict(build_settings("127.0.0.1", self.config.cache_port))
 
     async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
         emit(f"=====> Application deployed: {release.label}")
