@@ -5,9 +5,11 @@ get in; every command runs with an argument list, never through a shell."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,16 +157,32 @@ class SshServer:
                    extra_env: dict[str, str]) -> int:
         env = {**os.environ, **self.config.to_env(), **extra_env}
         env.pop("SHIPMATE_DEBUG", None)
+        # A session of its own, so that a client who leaves takes down the whole command
+        # (git's hook included): a deploy it started is then cancelled, not left running.
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env)
+            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         assert proc.stdin and proc.stdout and proc.stderr
         feed = asyncio.create_task(_pump_in(process.stdin, proc.stdin))
-        await asyncio.gather(_pump_out(proc.stdout, process.stdout),
-                             _pump_out(proc.stderr, process.stderr))
-        code = await proc.wait()
-        feed.cancel()
-        return code
+        pumps = asyncio.gather(_pump_out(proc.stdout, process.stdout),
+                               _pump_out(proc.stderr, process.stderr))
+        closed = asyncio.create_task(process.wait_closed())
+        try:
+            either: set[asyncio.Future[Any]] = {pumps, closed}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not pumps.done():
+                log.info("ssh: the client of %s went away; stopping it", argv[-1][:60])
+                return 255
+            await pumps
+            return await proc.wait()
+        finally:
+            feed.cancel()
+            closed.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                pumps.cancel()
+                await proc.wait()
 
 
 async def _pump_out(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
