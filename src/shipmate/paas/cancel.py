@@ -81,7 +81,11 @@ class RunningDeploys:
                            timeout: float = 120.0) -> None:
         """Cancel ``tasks`` (deploys registered here) and wait (bounded) until they end."""
         for task in tasks:
-            self._reasons.get(task, []).append(reason)
+            reasons = self._reasons.get(task)
+            if task.done() or task.cancelling() or reasons:
+                continue  # cancel once: a second cancel would cut its clean-up short
+            if reasons is not None:
+                reasons.append(reason)
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
