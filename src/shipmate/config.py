@@ -93,6 +93,16 @@ class Config:
     push_max_bytes: int = setting(
         256 * 2**20, "largest git push accepted: the pack, and the pushed tree as a tar, in bytes")
     debian_mirror: str = setting("http://deb.debian.org/debian", "mirror for base images")
+    # builds
+    build_sandbox: bool = setting(
+        True, "build on build_network, fenced so it reaches only the package cache (off: on the "
+        "host's network, not isolated)")
+    build_network: str = setting(
+        "shipmate-build", "internal Docker network builds run on (see docs/paas.md)")
+    build_timeout: float = setting(1800.0, "seconds a build may take before it is stopped")
+    build_max_image_bytes: int = setting(8 * 2**30, "largest image a build may produce")
+    build_max_output_bytes: int = setting(
+        8 * 2**20, "build output streamed to the pusher, in bytes; beyond it lines are left out")
     # image distribution between machines (no registry)
     api_port: int = setting(
         0, "TCP port serving other machines this machine's app images (0: off; same on all)")

@@ -259,7 +259,8 @@ async def domains_remove(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-_DOMAIN_FLAGS = ["--domains-app-vhosts", "--domains-global-vhosts", "--domains-app-port"]
+_DOMAIN_FLAGS = ["--domains-app-vhosts", "--domains-global-vhosts", "--domains-app-port",
+                 "--domains-routing"]
 
 
 @command("domains:report", "show an app's domains", APP, FMT, *_flag_args(_DOMAIN_FLAGS))
@@ -270,7 +271,8 @@ async def domains_report(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     items = [("--domains-app-vhosts", "Domains app vhosts", " ".join(data["vhosts"])),
              ("--domains-global-vhosts", "Domains global vhosts", data["global"]),
-             ("--domains-app-port", "Domains app port", data.get("port") or "")]
+             ("--domains-app-port", "Domains app port", data.get("port") or ""),
+             ("--domains-routing", "Domains routing", data.get("routing", ""))]
     if not _single(args.flag, items):
         output.report(f"{args.app} domains information", [(lb, v) for _, lb, v in items])
     return 0
@@ -317,6 +319,7 @@ async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
     output.report(f"{args.app} ps information", [
         ("Deployed", "true" if data["release"] else "false"),
         ("Release", data["release"] or "-"),
+        ("Routing", data.get("routing", "")),
         *[(f"Status {p['instance']}", f"{p['state']} ({p['machine']} {p['endpoint']})")
           for p in data["processes"]]])
     return 0
@@ -325,6 +328,16 @@ async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
 @command("ps:restart", "restart an app (a fresh deploy of its current release)", APP)
 async def ps_restart(ctx: Context, args: argparse.Namespace) -> int:
     return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/restart")
+
+
+@command("ps:stop", "stop an app's instances (cancels a running deploy)", APP)
+async def ps_stop(ctx: Context, args: argparse.Namespace) -> int:
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/stop")
+
+
+@command("ps:start", "start the instances ps:stop stopped", APP)
+async def ps_start(ctx: Context, args: argparse.Namespace) -> int:
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/start")
 
 
 @command("releases", "list an app's releases", APP, FMT)

@@ -79,16 +79,21 @@ async def stream_lines(request: web.Request, lines: AsyncIterator[str]) -> web.S
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
     try:
-        async for line in lines:
-            await resp.write((line.rstrip("\n") + "\n").encode())
-    except ShipmateError as exc:
-        await resp.write((json.dumps({"error": exc.to_dict()}) + "\n").encode())
-    except Exception as exc:  # a bug: still end the stream, or the client waits forever
-        log.exception("unhandled error while streaming %s %s", request.method, request.path)
-        err = ShipmateError(f"internal error: {type(exc).__name__}: {exc}",
-                            hint="see the daemon log")
-        await resp.write((json.dumps({"error": err.to_dict()}) + "\n").encode())
-    await resp.write_eof()
+        try:
+            async for line in lines:
+                await resp.write((line.rstrip("\n") + "\n").encode())
+        except ShipmateError as exc:
+            await resp.write((json.dumps({"error": exc.to_dict()}) + "\n").encode())
+        except ConnectionResetError:
+            raise
+        except Exception as exc:  # a bug: still end the stream, or the client waits forever
+            log.exception("unhandled error while streaming %s %s", request.method, request.path)
+            err = ShipmateError(f"internal error: {type(exc).__name__}: {exc}",
+                                hint="see the daemon log")
+            await resp.write((json.dumps({"error": err.to_dict()}) + "\n").encode())
+        await resp.write_eof()
+    except ConnectionResetError:  # the client went away: nobody is left to tell
+        log.info("the client of %s %s went away", request.method, request.path)
     return resp
 
 

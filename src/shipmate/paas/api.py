@@ -10,7 +10,8 @@ from aiohttp import web
 
 from shipmate.errors import ValidationError
 from shipmate.httpapi.server import json_body, lines_of, stream_lines
-from shipmate.paas.model import validate_config_key, validate_domain
+from shipmate.paas.cancel import stream_deploy
+from shipmate.paas.model import validate_config_key
 from shipmate.spec.names import validate_app_name
 
 if TYPE_CHECKING:
@@ -98,14 +99,14 @@ async def patch_config(request: web.Request) -> web.StreamResponse:
         validate_config_key(str(key))
     await paas.state.get_app(app)
     restart = flag(body, "restart", True)
-    return await stream_lines(request, lines_of(
-        lambda emit: paas.change_config(app, set_, tuple(unset), restart, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.change_config(app, set_, tuple(unset),
+                                                               restart, emit))
 
 
 async def put_global_domain(request: web.Request) -> web.Response:
     body = await json_body(request)
-    domain = validate_domain(str(body.get("domain", "")))
-    await _paas(request).state.set_global_domain(domain)
+    domain = await _paas(request).state.set_global_domain(str(body.get("domain", "")))
     return web.json_response({"domain": domain})
 
 
@@ -114,16 +115,25 @@ async def delete_global_domain(request: web.Request) -> web.Response:
     return web.json_response({"domain": ""})
 
 
+def _routing(request: web.Request, app: str) -> str:
+    """Why this machine's router leaves the app out ('' when it routes it)."""
+    router = _paas(request).router
+    why = router.excluded.get(app, "") if router is not None else ""
+    return f"left out by the router: {why}" if why else "routed"
+
+
 async def get_domains(request: web.Request) -> web.Response:
-    return web.json_response(await _paas(request).domains_report(_app(request)))
+    app = _app(request)
+    report = await _paas(request).domains_report(app)
+    return web.json_response({**report, "routing": _routing(request, app)})
 
 
 async def post_domains(request: web.Request) -> web.Response:
     paas, app, body = _paas(request), _app(request), await json_body(request)
-    add = [validate_domain(str(d)) for d in body.get("add", [])]
-    remove = {validate_domain(str(d)) for d in body.get("remove", [])}
-    current, port = await paas.state.domains(app)
-    await paas.state.set_domains(app, sorted((set(current) | set(add)) - remove), port)
+    add, remove = body.get("add", []), body.get("remove", [])
+    if not isinstance(add, list) or not isinstance(remove, list):
+        raise ValidationError("add and remove must be lists of domains")
+    await paas.state.change_domains(app, [str(d) for d in add], [str(d) for d in remove])
     return web.json_response(await paas.domains_report(app))
 
 
@@ -137,17 +147,33 @@ async def scale(request: web.Request) -> web.StreamResponse:
     if not isinstance(formation, dict):
         raise ValidationError("formation must map process types to counts")
     await paas.state.get_app(app)
-    return await stream_lines(request, lines_of(lambda emit: paas.scale(app, formation, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.scale(app, formation, emit))
 
 
 async def ps(request: web.Request) -> web.Response:
-    return web.json_response(await _paas(request).ps(_app(request)))
+    app = _app(request)
+    report = await _paas(request).ps(app)
+    return web.json_response({**report, "routing": _routing(request, app)})
 
 
 async def restart(request: web.Request) -> web.StreamResponse:
     paas, app = _paas(request), _app(request)
     await paas.state.get_app(app)
-    return await stream_lines(request, lines_of(lambda emit: paas.restart(app, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.restart(app, emit))
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    paas, app = _paas(request), _app(request)
+    await paas.state.get_app(app)
+    return await stream_lines(request, lines_of(lambda emit: paas.stop(app, emit)))
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    paas, app = _paas(request), _app(request)
+    await paas.state.get_app(app)
+    return await stream_lines(request, lines_of(lambda emit: paas.start(app, emit)))
 
 
 async def releases(request: web.Request) -> web.Response:
@@ -166,7 +192,8 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     if not isinstance(version, int):
         raise ValidationError("version must be a release number")
     await paas.state.release(app, version)
-    return await stream_lines(request, lines_of(lambda emit: paas.rollback(app, version, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.rollback(app, version, emit))
 
 
 async def get_checks(request: web.Request) -> web.Response:
@@ -205,7 +232,8 @@ async def build(request: web.Request) -> web.StreamResponse:
     paas, app = _paas(request), validate_app_name(request.match_info["app"])
     rev = request.query.get("rev", "")
     tar = await read_push(request, paas.config.push_max_bytes)
-    return await stream_lines(request, lines_of(lambda emit: paas.push(app, rev, tar, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.push(app, rev, tar, emit))
 
 
 async def read_push(request: web.Request, limit: int) -> bytes:
@@ -263,6 +291,8 @@ def add_paas_routes(app: web.Application, paas: Paas) -> None:
     r.add_post("/v1/apps/{app}/scale", scale)
     r.add_get("/v1/apps/{app}/ps", ps)
     r.add_post("/v1/apps/{app}/restart", restart)
+    r.add_post("/v1/apps/{app}/stop", stop)
+    r.add_post("/v1/apps/{app}/start", start)
     r.add_get("/v1/apps/{app}/releases", releases)
     r.add_post("/v1/apps/{app}/rollback", rollback)
     r.add_get("/v1/apps/{app}/checks", get_checks)

@@ -44,6 +44,11 @@ class RouterProgress(Protocol):
 
     revision: int
 
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Apps the router leaves out (nginx refused their routes), with the reason."""
+        ...
+
 
 class DeployError(ShipmateError):
     """A deploy failed before the switch; the old release still serves."""

@@ -5,10 +5,14 @@ get in; every command runs with an argument list, never through a shell."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import shlex
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +40,19 @@ class Writer(Protocol):
     def write(self, data: bytes) -> None: ...
 
     async def drain(self) -> None: ...
+
+
+Closed = Callable[[], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Streams:
+    """One session's standard streams, and how to learn that its client has gone."""
+
+    stdin: Reader
+    stdout: Writer
+    stderr: Writer
+    closed: Closed | None = None
 
 
 MAX_COMMAND = 65536  # bytes of one SSH command line; argv limits make longer ones fail later
@@ -141,15 +158,17 @@ class SshServer:
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         key = str(process.get_extra_info("shipmate_key") or "")
         code = await self.dispatch(process.command, key, process.stdin, process.stdout,
-                                   process.stderr)
+                                   process.stderr, closed=process.wait_closed)
         process.exit(code)
 
     async def dispatch(self, command: str | None, key: str, stdin: Reader, stdout: Writer,
-                       stderr: Writer) -> int:
+                       stderr: Writer, *, closed: Closed | None = None) -> int:
         """Run one SSH command line for ``key``; errors become `` !     `` lines on
-        ``stderr`` and exit status 1, never a traceback (the log has it)."""
+        ``stderr`` and exit status 1, never a traceback (the log has it). ``closed`` returns
+        when the client has gone: the command is then stopped (a deploy it started is
+        cancelled)."""
         try:
-            return await self._dispatch(command, key, stdin, stdout, stderr)
+            return await self._dispatch(command, key, Streams(stdin, stdout, stderr, closed))
         except ShipmateError as exc:
             for line in str(exc).splitlines():
                 stderr.write(f" !     {line}\n".encode(errors="backslashreplace"))
@@ -158,51 +177,65 @@ class SshServer:
             stderr.write(b" !     internal error: the daemon log has the details\n")
         return 1
 
-    async def _dispatch(self, command: str | None, key: str, stdin: Reader, stdout: Writer,
-                        stderr: Writer) -> int:
+    async def _dispatch(self, command: str | None, key: str, io: Streams) -> int:
         if not command:
-            stdout.write(b"Shipmate: run a command, e.g. "
-                         b"`ssh -p 2222 shipmate@host apps:list` or `help`\n")
+            io.stdout.write(b"Shipmate: run a command, e.g. "
+                            b"`ssh -p 2222 shipmate@host apps:list` or `help`\n")
             return 1
         argv = parse_command(command)
         git = parse_git_command(argv)
         if git is not None:
             log.info("ssh: key %s: %s %s", key, *git)
-            return await self._git(git, key, stdin, stdout, stderr)
+            return await self._git(git, key, io)
         if argv == ["help"]:
             argv = ["--help"]
         log.info("ssh: key %s: %s", key, redact(argv)[:500])
         check_remote(argv)
         return await self._run([sys.executable, "-m", "shipmate.cli.main", *argv],
-                               {REMOTE_ENV: key or "-"}, stdin, stdout, stderr)
+                               {REMOTE_ENV: key or "-"}, io)
 
-    async def _git(self, git: tuple[str, str], key: str, stdin: Reader, stdout: Writer,
-                   stderr: Writer) -> int:
+    async def _git(self, git: tuple[str, str], key: str, io: Streams) -> int:
         verb, app = git
         if verb == "git-receive-pack":
             if not await self.state.exists(app):
                 await self.state.create_app(app)
-                stderr.write(f"-----> Creating {app}...\n".encode())
+                io.stderr.write(f"-----> Creating {app}...\n".encode())
         else:
             await self.state.get_app(app)
         repo = await asyncio.to_thread(ensure_repo, self.config.state_dir, app,
                                        self.config.push_max_bytes)
         return await self._run([verb, str(repo)], {"SHIPMATE_APP": app, REMOTE_ENV: key or "-"},
-                               stdin, stdout, stderr)
+                               io)
 
-    async def _run(self, argv: list[str], extra_env: dict[str, str], stdin: Reader,
-                   stdout: Writer, stderr: Writer) -> int:
+    async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
         env = {**os.environ, **self.config.to_env(), **extra_env}
         env.pop("SHIPMATE_DEBUG", None)
+        # A session of its own, so that a client who leaves takes down the whole command
+        # (git's hook included): a deploy it started is then cancelled, not left running.
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, cwd="/")
+            stderr=asyncio.subprocess.PIPE, env=env, cwd="/", start_new_session=True)
         assert proc.stdin and proc.stdout and proc.stderr
-        feed = asyncio.create_task(_pump_in(stdin, proc.stdin))
-        await asyncio.gather(_pump_out(proc.stdout, stdout), _pump_out(proc.stderr, stderr))
-        code = await proc.wait()
-        feed.cancel()
-        return code
+        feed = asyncio.create_task(_pump_in(io.stdin, proc.stdin))
+        pumps = asyncio.gather(_pump_out(proc.stdout, io.stdout),
+                               _pump_out(proc.stderr, io.stderr))
+        closed = asyncio.ensure_future(io.closed() if io.closed else asyncio.Event().wait())
+        try:
+            either: set[asyncio.Future[Any]] = {pumps, closed}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not pumps.done():
+                log.info("ssh: the client of %s went away; stopping it", argv[-1][:60])
+                return 255
+            await pumps
+            return await proc.wait()
+        finally:
+            feed.cancel()
+            closed.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                pumps.cancel()
+                await proc.wait()
 
 
 async def _pump_out(source: asyncio.StreamReader, sink: Writer) -> None:
