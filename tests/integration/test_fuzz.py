@@ -25,7 +25,7 @@ from shipmate import config
 from shipmate.errors import ValidationError
 from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.sshpolicy import COMMANDS, command_name
-from shipmate.paas.sshserver import Reader, SshServer, Writer
+from shipmate.paas.sshserver import SshServer, Streams
 from shipmate.paas.state import PaasState
 from shipmate.spec.manifest import parse_manifest
 from shipmate.testing.store import memory_store
@@ -126,8 +126,7 @@ class _Recording(SshServer):
 
     ran: list[list[str]]
 
-    async def _run(self, argv: list[str], extra_env: dict[str, str], stdin: Reader,
-                   stdout: Writer, stderr: Writer) -> int:
+    async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
         self.ran.append(argv)
         return 0
 
@@ -339,9 +338,6 @@ def test_fuzzed_api_bodies(daemon: PaasDaemon) -> None:
     _fuzz_api(daemon, _endpoints, SEED + 4, 900)
 
 
-@pytest.mark.xfail(strict=True, reason="POST /v1/apps/APP/domains iterates `add`/`remove` "
-                   "unchecked (a 500 for {\"add\": null}); the domains work of issue 23 owns "
-                   "that handler: drop this marker when it checks them")
 def test_fuzzed_domain_bodies(daemon: PaasDaemon) -> None:
     _fuzz_api(daemon, lambda app: [
         ("POST", f"/v1/apps/{app}/domains", {"add": [f"{app}.fuzz.test"]}),
