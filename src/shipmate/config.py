@@ -81,12 +81,11 @@ SETTINGS: tuple[Setting, ...] = (
             "npm registry the /npm/ mirror fetches metadata from"),
     Setting("cache_upstream_timeout", float, 30.0,
             "seconds of upstream silence before a download is abandoned"),
-    Setting("cache_sndbuf", int, 0,
-            "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
-            "twice that; 0: the kernel's autotuning (see docs/cache.md before changing it)"),
-    Setting("cache_local_sndbuf", int, 524288,
-            "send buffer of the cache's connections from this machine (through loopback), in "
-            "bytes; Linux keeps twice that; 0: as cache_sndbuf gives (see docs/cache.md)"),
+    Setting("cache_header_timeout", float, 60.0,
+            "seconds a client connection may take to send a request's headers (also how long "
+            "an idle keep-alive connection is kept), as nginx's client_header_timeout"),
+    Setting("cache_client_connections", int, 64,
+            "concurrent connections one client address may hold; more are answered 503"),
     # paas
     Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
     Setting("ssh_port", int, 2222, "SSH server port"),
@@ -170,12 +169,11 @@ def _derive(values: dict[str, Any]) -> Config:
         raise ConfigError(
             f"unknown store backend {values['store']!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
         )
-    for name in ("cache_sndbuf", "cache_local_sndbuf"):
-        if values[name] < 0:
+    for name in ("cache_header_timeout", "cache_client_connections"):
+        if values[name] <= 0:
             raise ConfigError(
-                f"{name} is {values[name]}, below 0",
-                hint=f"set SHIPMATE_{name.upper()} to a size in bytes, or 0 (see the send "
-                "buffer in docs/cache.md)",
+                f"{name} is {values[name]}, not above 0",
+                hint=f"set SHIPMATE_{name.upper()} to a positive number (see docs/cache.md)",
             )
     return Config(values)
 
