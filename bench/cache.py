@@ -54,13 +54,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from shipmate.cache.testing import ThrottledUpstream
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bulkget  # bench/ is not a package
 import judge
+from cache_throttle import ThrottledUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = "http://deb.debian.org/debian"
