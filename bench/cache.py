@@ -19,9 +19,10 @@ range (bench/judge.py). The exit status is 0 only when every goal is PASS.
    (``--skip-bridge`` leaves it out). Small files are read by wrk. For the 1 MiB reads on
    loopback the table also shows the bytes per TCP data segment (from the kernel's
    TCPDelivered count).
-   Goals: large MB/s >= 0.9x apt-cacher-ng's with each client (both send with sendfile, and
-   the client is the limit: parity within 10% is the goal), small req/s >= 2x
-   apt-cacher-ng's, at each concurrency; Shipmate's RSS within 20% between 1 and 50 clients;
+   Goals: large MB/s >= 0.9x apt-cacher-ng's over the bridge at 10 and 50 clients (both
+   send with sendfile, and the client is the limit: parity within 10% is the goal; the
+   other large-file ratios are shown as "info"), small req/s >= 2x apt-cacher-ng's at each
+   concurrency, Shipmate's RSS within 20% between 1 and 50 clients;
 2. Shipmate's peak memory serving a 1 MB and a 100 MB file (cold and warm, 10 clients, from a
    loopback upstream): within 20% of each other;
 3. cold vs warm ``apt-get update && apt-get install`` of a package set in a shipmate/base
@@ -217,6 +218,7 @@ def in_container(urls: list[str], clients: int, duration: float) -> float:
 
 
 Runs = dict[tuple[str, int], dict[str, list[float]]]
+INFO = "info"  # a ratio shown for comparison, not a goal
 
 
 def throughput(servers: list[Server], big: list[str], small: list[str], duration: float,
@@ -264,15 +266,20 @@ def throughput(servers: list[Server], big: list[str], small: list[str], duration
 
 
 def throughput_goals(runs: Runs) -> list[list[str]]:
-    """Verdicts for the throughput goals, each on the median of the rounds' ratios."""
+    """Verdicts for the throughput goals, each on the median of the rounds' ratios. Large
+    files are judged as clients in containers read them, over the Docker bridge, at 10 and
+    50 clients (the issue's goal); the other large-file ratios are shown as "info"."""
     rows = []
     for clients in CONCURRENCY:
         ours, theirs = runs[("shipmate", clients)], runs[("apt-cacher-ng", clients)]
         for client, key in (("wrk", "mbs"), ("1 MiB reads", "bulk"),
                             ("1 MiB reads, bridge", "bridge")):
             if ours[key]:
-                rows.append(judge.paired(f"large files, {clients} clients ({client}): MB/s >= "
-                                         "0.9x apt-cacher-ng's", ours[key], theirs[key], 0.9))
+                row = judge.paired(f"large files, {clients} clients ({client}): MB/s >= "
+                                   "0.9x apt-cacher-ng's", ours[key], theirs[key], 0.9)
+                if key != "bridge" or clients == 1:
+                    row[0] = INFO
+                rows.append(row)
         rows.append(judge.paired(f"small files, {clients} clients: req/s >= 2x "
                                  "apt-cacher-ng's", ours["rps"], theirs["rps"], 2.0))
     rss = [statistics.median(runs[("shipmate", c)]["rss"]) for c in CONCURRENCY]
@@ -433,7 +440,8 @@ def main() -> int:
     ap.add_argument("--skip-throughput", action="store_true", help="no wrk runs")
     ap.add_argument("--skip-sizes", action="store_true", help="no 1 MB / 100 MB memory runs")
     ap.add_argument("--skip-bridge", action="store_true",
-                    help="no large-file reads from a container over the Docker bridge")
+                    help="no large-file reads from a container over the Docker bridge "
+                    "(and so no large-file goal)")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     ensure_tools(docker=not (args.skip_apt and args.skip_bridge))
@@ -450,7 +458,7 @@ def main() -> int:
             print("goals\n")
             table(["", "goal", "measured", "(rounds)"], goals)
         shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if all(g[0] == "PASS" for g in goals) else 1
+    return 0 if all(g[0] in ("PASS", INFO) for g in goals) else 1
 
 
 def run_throughput(tmp: Path, args: argparse.Namespace) -> list[list[str]]:
