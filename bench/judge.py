@@ -2,12 +2,7 @@
 
 A goal that compares two servers is judged on the median of the rounds' ratios: a round
 measures the servers back to back, so a slow moment of the machine weighs on both figures of
-one ratio. On a small shared machine two identical servers still differ by a few percent
-from run to run, so a goal of "at least the other's" is also measured against a control: a
-second Shipmate in the same rounds. A ratio below 1.0 that is no further below than Shipmate's
-ratio to its own twin, and within :data:`LEVEL_FLOOR`, is LEVEL: the bench cannot tell the
-servers apart in this run. Beyond that it is FAIL. Only PASS meets a goal: whether level is
-"at least" is not the bench's to decide.
+one ratio.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ import itertools
 import statistics
 
 Row = list[str]
-LEVEL_FLOOR = 0.95  # below this ratio a server is behind, whatever the control shows
 
 
 def round_orders(servers: int, rounds: int) -> list[tuple[int, ...]]:
@@ -25,12 +19,6 @@ def round_orders(servers: int, rounds: int) -> list[tuple[int, ...]]:
     that ran first or after a given other one is not favoured)."""
     orders = list(itertools.permutations(range(servers)))
     return [orders[r % len(orders)] for r in range(rounds)]
-
-
-def rotations(servers: int, rounds: int) -> list[list[int]]:
-    """The order the servers run in when there are too many for every permutation: round r
-    starts from the r-th server, so over ``servers`` rounds each takes each place once."""
-    return [[(i + r) % servers for i in range(servers)] for r in range(rounds)]
 
 
 def ratios(ours: list[float], theirs: list[float]) -> list[float]:
@@ -50,26 +38,6 @@ def paired(goal: str, ours: list[float], theirs: list[float], limit: float,
     """A verdict on the median of round-by-round ratios, showing their range."""
     r = ratios(ours, theirs)
     return verdict(goal, statistics.median(r), limit, higher_is_better, spread=spread(r))
-
-
-def at_least(goal: str, ours: list[float], theirs: list[float],
-             control: list[float]) -> Row:
-    """"``ours`` at least ``theirs``", with ``control`` the same server as ``ours`` measured
-    in the same rounds: PASS at a median ratio of 1.0 or more; below it, LEVEL when ours is
-    no further behind theirs than the two identical servers are apart (the control's median
-    ratio or its inverse, whichever is below 1.0) and no further than :data:`LEVEL_FLOOR`;
-    FAIL beyond that."""
-    r = ratios(ours, theirs)
-    ratio = statistics.median(r)
-    twin = statistics.median(ratios(ours, control))
-    shown = f"{spread(r)}; control {twin:.2f}x"
-    if ratio >= 1.0:
-        state = "PASS"
-    elif ratio >= max(min(twin, 1 / twin), LEVEL_FLOOR):
-        state = "LEVEL"
-    else:
-        state = "FAIL"
-    return [state, goal, f"{ratio:.2f}x", shown]
 
 
 def spread(values: list[float], digits: int = 2) -> str:

@@ -81,12 +81,11 @@ class Config:
         "https://registry.npmjs.org", "npm registry the /npm/ mirror fetches metadata from")
     cache_upstream_timeout: float = setting(
         30.0, "seconds of upstream silence before a download is abandoned")
-    cache_sndbuf: int = setting(
-        0, "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
-        "twice that; 0: the kernel's autotuning (see docs/cache.md before changing it)")
-    cache_local_sndbuf: int = setting(
-        524288, "send buffer of the cache's connections from this machine (through loopback), "
-        "in bytes; Linux keeps twice that; 0: as cache_sndbuf gives (see docs/cache.md)")
+    cache_header_timeout: float = setting(
+        60.0, "seconds a client connection may take to send a request's headers (also how long "
+        "an idle keep-alive connection is kept), as nginx's client_header_timeout")
+    cache_client_connections: int = setting(
+        64, "concurrent connections one client address may hold; more are answered 503")
     # paas
     ssh: bool = setting(True, "run the SSH server (git push, CLI over SSH)")
     ssh_port: int = setting(2222, "SSH server port")
@@ -144,13 +143,12 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"unknown store backend {config.store!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
         )
-    for name in ("cache_sndbuf", "cache_local_sndbuf"):
+    for name in ("cache_header_timeout", "cache_client_connections"):
         value = getattr(config, name)
-        if value < 0:
+        if value <= 0:
             raise ConfigError(
-                f"{name} is {value}, below 0",
-                hint=f"set SHIPMATE_{name.upper()} to a size in bytes, or 0 (see the send "
-                "buffer in docs/cache.md)",
+                f"{name} is {value}, not above 0",
+                hint=f"set SHIPMATE_{name.upper()} to a positive number (see docs/cache.md)",
             )
 
 

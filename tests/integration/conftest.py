@@ -4,13 +4,12 @@ instead)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from shipmate.cache import sendbody
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
 from shipmate.engine.docker import DockerEngine
@@ -46,19 +45,6 @@ async def cache(tmp_path: Path, fake: FakeUpstream) -> AsyncIterator[CacheServer
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         yield session
-
-
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    """A sendfile pool of one thread: a client that held its worker would block the next."""
-    saved = sendbody.WORKERS, sendbody._pool
-    sendbody.WORKERS, sendbody._pool = 1, None
-    try:
-        yield
-    finally:
-        if sendbody._pool is not None:
-            sendbody._pool.shutdown(wait=True)
-        sendbody.WORKERS, sendbody._pool = saved
 
 
 @pytest.fixture

@@ -1,23 +1,19 @@
-"""Large cache hits sent from worker threads (shipmate.cache.sendbody): right bytes, a slow
-client handed back to the event loop without holding a worker, pipelining, disconnects."""
+"""Large cache hits sent with sendfile (shipmate.cache.hits): right bytes, a slow client that
+holds nobody else up, pipelining, disconnects."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import socket
-import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from shipmate.cache import sendbody
 from shipmate.cache.server import CacheServer
 from shipmate.cache.testing import FakeUpstream
-from tests.integration.cache_helpers import BIG, Responses, get, request, reset, url
+from tests.integration.cache_helpers import Responses, get, request, reset, url
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +33,8 @@ async def test_hits_of_large_bodies_are_whole_and_counted(
     assert cache.snapshot()["formats"]["apt"]["bytes_from_cache"] - before == 10 * len(body)
 
 
-async def test_slow_client_is_handed_back_and_does_not_hold_the_worker(
-        one_worker: None, warm: tuple[CacheServer, str, bytes]) -> None:
+async def test_a_slow_client_holds_nobody_else_up(
+        warm: tuple[CacheServer, str, bytes]) -> None:
     cache, target, body = warm
     port = cache.port
 
@@ -55,7 +51,7 @@ async def test_slow_client_is_handed_back_and_does_not_hold_the_worker(
             return time.monotonic() - start, got
 
     slow = asyncio.create_task(asyncio.to_thread(slow_then_fast))
-    await asyncio.sleep(0.5)  # the slow client has stalled its only worker's send by now
+    await asyncio.sleep(0.5)  # the slow client has stalled its body's sending by now
     took, got = await asyncio.to_thread(quick)
     assert got == body
     assert took < 2.5, f"the second client waited {took:.1f} s behind a stalled one"
@@ -95,54 +91,3 @@ async def test_client_gone_mid_body_leaves_the_server_serving(
         await asyncio.to_thread(walk_away)
     status, got, headers = await get(http, target)
     assert (status, got == body, headers["X-Cache"]) == (200, True, "HIT")
-    workers = [t for t in threading.enumerate() if t.name.startswith("cache-sendfile")]
-    assert len(workers) <= sendbody.WORKERS
-
-
-def test_an_impatient_send_stops_when_the_peer_does_not_read(tmp_path: Path) -> None:
-    data = os.urandom(BIG)
-    (tmp_path / "f").write_bytes(data)
-    server, client = socket.socketpair()
-    server.setblocking(False)
-    with server, client, open(tmp_path / "f", "rb") as f:
-        fd = os.dup(server.fileno())
-        file_fd = os.dup(f.fileno())
-        start = time.monotonic()
-        sent = sendbody.send_and_follow(fd, file_fd, 0, len(data), threading.Event(),
-                                        handoff=0.2, lookup=None, report=lambda _: None,
-                                        patient=False).first
-        assert 0 < sent < len(data)  # the buffers filled, then it gave up
-        assert time.monotonic() - start < 5
-        # the connection is non-blocking again, and the duplicates are closed
-        assert not os.get_blocking(server.fileno())
-        assert server.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) == bytes(16)
-        for dup in (fd, file_fd):
-            with pytest.raises(OSError):
-                os.fstat(dup)
-
-
-def test_a_body_goes_in_full_segments_and_its_end_at_once(tmp_path: Path) -> None:
-    """Nagle's algorithm is on while the worker sends (TCP_NODELAY would send a partial
-    segment on every ACK); TCP_NODELAY is back on after, which pushes the last bytes out."""
-    data = os.urandom(BIG + 1234)
-    (tmp_path / "f").write_bytes(data)
-    with socket.create_server(("127.0.0.1", 0)) as listener, \
-            socket.create_connection(listener.getsockname()) as client, \
-            open(tmp_path / "f", "rb") as f:
-        server, _ = listener.accept()
-        with server:
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            server.setblocking(False)
-            worker = threading.Thread(target=sendbody.send_and_follow, args=(
-                os.dup(server.fileno()), os.dup(f.fileno()), 0, len(data), threading.Event(),
-                5.0, None, lambda _: None))
-            worker.start()
-            time.sleep(0.5)  # the client reads nothing: the worker waits in sendfile
-            assert worker.is_alive()
-            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-            got = bytearray()
-            while len(got) < len(data):
-                got += client.recv(1 << 20)
-            worker.join(10)
-            assert bytes(got) == data
-            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -78,13 +78,6 @@ def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield dec.flush()
 
 
-def file_chunks(path: os.PathLike[str] | str) -> Iterator[bytes]:
-    """A complete file, :data:`READ` bytes at a time."""
-    with open(path, "rb") as f:
-        while chunk := f.read(READ):
-            yield chunk
-
-
 class GrowingFile:
     """Reads a file another party is still writing: :meth:`grow` says how much is written,
     :meth:`end` that no more will be. Thread-safe; :meth:`chunks` runs in the reading thread."""

@@ -29,7 +29,6 @@ ALIASES = {
 }
 
 PATH_SAFE = "/!$&'()*+,;=:@-._~"
-_HEX = re.compile(r"^[0-9a-f]+$")
 _BY_HASH = re.compile(r"/by-hash/(SHA256|SHA512|SHA1|MD5Sum)/([0-9a-fA-F]+)$")
 _IMMUTABLE_EXT = re.compile(
     r"\.(deb|udeb|ddeb|dsc|diff\.gz|debian\.tar\.\w+|orig\.tar\.\w+|tar\.(gz|xz|bz2|zst)|"
@@ -236,8 +235,3 @@ def base_url(host_header: str | None, fallback: str) -> str:
     if host_header and _HOST_HEADER.match(host_header):
         return f"http://{host_header}"
     return f"http://{fallback}"
-
-
-def verify_digest(algo: str, digest: str) -> bool:
-    """Whether ``digest`` looks like a hex digest (checked before trusting a hint)."""
-    return algo in ("sha256", "sha512", "sha1", "md5") and bool(_HEX.match(digest))

@@ -28,9 +28,8 @@ _REWRITE_TYPES = {
 class Responder:
     """Builds responses; counts bytes."""
 
-    def __init__(self, storage: Storage, follow_ons: hits.FollowOns) -> None:
+    def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.follow_ons = follow_ons
         # rewritten bodies, keyed by (cache key, body hash, base URL): big npm documents are
         # parsed once, not per request
         self._memo: collections.OrderedDict[tuple[str, str, str], bytes] = (
@@ -56,14 +55,9 @@ class Responder:
 
     def _plain(self, request: web.BaseRequest, entry: Entry, path: Path, counters: Counters,
                how: str) -> web.StreamResponse:
-        """A body as it is: the shortest path for plain requests (see :mod:`hits`)."""
-        if hits.needs_file_response(request):
-            if not path.exists():
-                raise FileNotFoundError(path)
-            # FileResponse does HEAD, single Range, If-Modified-Since/304 and sendfile
-            return _CountingFileResponse(counters, path, chunk_size=CHUNK, headers={
-                "Content-Type": entry.content_type, "X-Cache": how})
-        if entry.size <= hits.SMALL_MAX:
+        """A body as it is: small ones from memory, the rest through ``FileResponse``
+        (sendfile; HEAD, single Range, If-Modified-Since/304)."""
+        if entry.size <= hits.SMALL_MAX and not hits.needs_file_response(request):
             item = self.small.get(entry.key, entry.sha256)
             if item is None:
                 # a small read of a file just written or served: page cache, no thread hop
@@ -73,8 +67,10 @@ class Responder:
                 counters.bytes_from_cache += len(item.body)
                 counters.bytes_served += len(item.body)
             return hits.small_response(item, entry.content_type, how)
-        return hits.SendfileResponse.open(path, counters, entry.content_type, how,
-                                          self.follow_ons)
+        if not path.exists():  # FileResponse would answer 404: fetch it again instead
+            raise FileNotFoundError(path)
+        return _CountingFileResponse(counters, path, chunk_size=CHUNK, headers={
+            "Content-Type": entry.content_type, "X-Cache": how})
 
     async def _rewritten_response(self, request: web.BaseRequest, target: Target, entry: Entry,
                                   path: Path, counters: Counters, base: str,

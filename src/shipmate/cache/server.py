@@ -19,8 +19,6 @@ from aiohttp.web_protocol import RequestHandler
 
 from shipmate.cache import stats as stats_mod
 from shipmate.cache.fetch import Download, Fetcher, State
-from shipmate.cache.followons import CachedFollowOns
-from shipmate.cache.listener import listening_socket, tune_connection
 from shipmate.cache.policy import (
     Action,
     Allowlist,
@@ -42,6 +40,7 @@ from shipmate.config import Config
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 5.0
+BACKLOG = 1024
 
 
 class CacheServer:
@@ -58,10 +57,9 @@ class CacheServer:
         self.stats = Stats()
         self.fetcher = Fetcher(self.storage, self.stats, self.allowlist,
                                float(config.cache_upstream_timeout))
-        self.follow_ons = CachedFollowOns(self.storage, self.routes, self.stats,
-                                          self.fresh_seconds)
-        self.responder = Responder(self.storage, self.follow_ons)
+        self.responder = Responder(self.storage)
         self._runner: web.ServerRunner | None = None
+        self._server: _Server | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._port: int = int(config.cache_port)
         self._clients_seen: dict[str, bool] = {}
@@ -77,17 +75,15 @@ class CacheServer:
         await self.fetcher.start()
         # no access log by default: one log line per hit costs more than serving the hit
         access = logging.getLogger("aiohttp.access") if self.config.debug else None
-        server = _Server(self._handle, handler_cancellation=False, access_log=access,
-                         local_sndbuf=int(self.config.cache_local_sndbuf))
-        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        # aiohttp closes a connection still waiting for a request's headers after its
+        # keep-alive timeout, counted from the connection's start or the last response
+        self._server = _Server(self._handle, int(self.config.cache_client_connections),
+                               handler_cancellation=False, access_log=access,
+                               keepalive_timeout=float(self.config.cache_header_timeout))
+        self._runner = web.ServerRunner(self._server, shutdown_timeout=1.0)
         await self._runner.setup()
-        sock = listening_socket(self.config.cache_bind, self._port, int(self.config.cache_sndbuf))
-        try:
-            site = web.SockSite(self._runner, sock)
-            await site.start()
-        except BaseException:
-            sock.close()
-            raise
+        site = web.TCPSite(self._runner, self.config.cache_bind, self._port, backlog=BACKLOG)
+        await site.start()
         sockets = self._runner.addresses
         if sockets:
             self._port = int(sockets[0][1])
@@ -109,12 +105,10 @@ class CacheServer:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            self.follow_ons.apply()  # a long run of follow-ons marks its bodies used meanwhile
             self.storage.flush()
 
     def snapshot(self) -> dict[str, Any]:
         """Stats plus storage figures."""
-        self.follow_ons.apply()  # what worker threads sent, not yet counted
         return self.stats.snapshot({
             "entries": len(self.storage.entries()), "bytes": self.storage.total_bytes,
             "max_bytes": self.storage.max_bytes, "downloads_in_progress":
@@ -134,6 +128,13 @@ class CacheServer:
         return ok
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self._server is not None and request.transport in self._server.over_cap:
+            self.stats.over_cap += 1
+            resp = error_response(503, f"client {request.remote} has more than "
+                                  f"{self._server.per_client} connections open (cache_client_"
+                                  "connections); try again when some are closed")
+            resp.force_close()
+            return resp
         if not self._client_ok(request.remote):
             self.stats.refused += 1
             return error_response(403, f"client {request.remote} is not in cache_clients")
@@ -227,40 +228,44 @@ class CacheServer:
         return error_response(404, "unknown admin path")
 
 
-class _Protocol(RequestHandler):
-    """aiohttp's protocol, giving a connection from this machine its send buffer
-    (:func:`listener.tune_connection`) and noting whether the last bytes it read ended a
-    request head (see :func:`hits.nothing_read_ahead`)."""
-
-    at_head_end = False
-    local_sndbuf = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            tune_connection(sock, transport.get_extra_info("peername"), self.local_sndbuf)
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.at_head_end = data.endswith(b"\r\n\r\n")
-        super().data_received(data)
-
-
 class _Server(web.Server):
-    """aiohttp's low-level server, with :class:`_Protocol` connections, which get the send
-    buffer ``local_sndbuf`` when they come from this machine."""
+    """aiohttp's low-level server, keeping each client address's open connections: those
+    beyond ``per_client`` are in :attr:`over_cap` (their requests are answered 503)."""
 
-    def __init__(self, *args: Any, local_sndbuf: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.local_sndbuf = local_sndbuf
+    def __init__(self, handler: Any, per_client: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.per_client = per_client
+        self.over_cap: set[asyncio.BaseTransport] = set()
+        self._open: dict[str, set[asyncio.BaseTransport]] = {}
 
-    def __call__(self) -> RequestHandler:
-        try:
-            protocol = _Protocol(self, loop=self._loop, **self._kwargs)
-        except (AttributeError, TypeError):  # another aiohttp: plain protocols, no follow-ons
-            return super().__call__()
-        protocol.local_sndbuf = self.local_sndbuf
-        return protocol
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        """Count the connection under its client's address."""
+        super().connection_made(handler, transport)
+        mine = self._open.setdefault(_client(transport), set())
+        # a CONNECT tunnel takes its transport over, and ends without connection_lost here
+        mine.difference_update([t for t in mine if t.is_closing()])
+        mine.add(transport)
+        if len(mine) > self.per_client:
+            self.over_cap.add(transport)
+
+    def connection_lost(self, handler: RequestHandler,
+                        exc: BaseException | None = None) -> None:
+        """Count the connection out."""
+        super().connection_lost(handler, exc)
+        transport = handler.transport
+        if transport is None:
+            return
+        self.over_cap.discard(transport)
+        client = _client(transport)
+        mine = self._open.get(client, set())
+        mine.discard(transport)
+        if not mine:
+            self._open.pop(client, None)
+
+
+def _client(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) else ""
 
 
 def _status_of(error: str) -> int:

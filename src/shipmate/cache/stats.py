@@ -45,8 +45,7 @@ class Stats:
         self.refused = 0
         self.verified = 0  # downloads checked against a hash an index or path promised
         self.verify_failures = 0
-        # hits answered by the worker that sent the connection's previous hit (see followloop)
-        self.follow_ons = 0
+        self.over_cap = 0  # requests refused because their client had too many connections
 
     def of(self, fmt: str) -> Counters:
         """The counters of ``fmt`` (unknown formats count as apt)."""
@@ -58,7 +57,7 @@ class Stats:
         total = {k: sum(p[k] for p in per.values()) for k in _HELP}
         return {"formats": per, "total": total, "refused": self.refused,
                 "verified": self.verified, "verify_failures": self.verify_failures,
-                "follow_ons": self.follow_ons,
+                "over_cap": self.over_cap,
                 "storage": storage}
 
 
@@ -70,7 +69,7 @@ def prometheus(snap: dict[str, Any]) -> str:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
         for fmt, counters in snap["formats"].items():
             lines.append(f'{metric}{{format="{fmt}"}} {counters[name]}')
-    for name in ("refused", "verified", "verify_failures", "follow_ons"):
+    for name in ("refused", "verified", "verify_failures", "over_cap"):
         metric = f"shipmate_cache_{name}_total"
         lines += [f"# TYPE {metric} counter", f"{metric} {snap[name]}"]
     for name, value in snap["storage"].items():
@@ -92,7 +91,7 @@ def html_report(snap: dict[str, Any]) -> str:
         "<h1>Shipmate package cache</h1>"
         f"<table border=1><tr><th>format</th>{head}</tr>{rows}</table>"
         f"<p>refused: {snap['refused']}, verified downloads: {snap['verified']}, "
-        f"verification failures: {snap['verify_failures']}, follow-on hits: "
-        f"{snap['follow_ons']}</p>"
+        f"verification failures: {snap['verify_failures']}, refused as over the "
+        f"per-client connection cap: {snap['over_cap']}</p>"
         f"<ul>{storage}</ul></body></html>"
     )

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import os
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -246,17 +247,12 @@ class Storage:
         """Forget every hint for a URL under one of ``prefixes``, then remember ``hints``, in
         one transaction: what a new Release file promises for its suite's indexes replaces
         what the last one did, so a file it no longer lists keeps no stale hash. Blocking."""
-        db = self._connect("hints.sqlite")
-        try:
-            db.execute("BEGIN")
+        with self._hints_transaction() as db:
             for prefix in prefixes:
                 end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
                 db.execute("DELETE FROM hints WHERE url >= ? AND url < ?", (prefix, end))
             db.executemany("INSERT OR REPLACE INTO hints (url, algo, digest) VALUES (?,?,?)",
                            hints)
-            db.execute("COMMIT")
-        finally:
-            db.close()
 
     def stage_hints(self, batch: str, hints: Iterable[Hint]) -> int:
         """Write hashes of an index still being verified, invisible to :meth:`hint` until
@@ -267,47 +263,37 @@ class Storage:
 
     def promote_hints(self, batch: str) -> None:
         """Make a staged batch hints (its index was verified). Blocking."""
-        self._hints_sql(("INSERT OR REPLACE INTO hints (url, algo, digest) "
-                         "SELECT url, algo, digest FROM staged WHERE batch=?",
-                         "DELETE FROM staged WHERE batch=?"), batch)
+        with self._hints_transaction() as db:
+            db.execute("INSERT OR REPLACE INTO hints (url, algo, digest) "
+                       "SELECT url, algo, digest FROM staged WHERE batch=?", (batch,))
+            db.execute("DELETE FROM staged WHERE batch=?", (batch,))
 
     def drop_hints(self, batch: str) -> None:
         """Forget a staged batch (its index failed). Blocking."""
-        self._hints_sql(("DELETE FROM staged WHERE batch=?",), batch)
+        with self._hints_transaction() as db:
+            db.execute("DELETE FROM staged WHERE batch=?", (batch,))
 
-    def _hints_sql(self, statements: tuple[str, ...], batch: str) -> None:
+    @contextlib.contextmanager
+    def _hints_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on a connection of its own (writers run in threads)."""
         db = self._connect("hints.sqlite")
         try:
             db.execute("BEGIN")
-            for sql in statements:
-                db.execute(sql, (batch,))
+            yield db
             db.execute("COMMIT")
         finally:
             db.close()
 
     def _write_batches(self, sql: str, rows: Iterable[Hint],
                        shape: Callable[[Hint], tuple[str, ...]]) -> int:
-        db = self._connect("hints.sqlite")
+        """``rows`` in transactions of :data:`_HINT_BATCH` rows; the count written."""
         count = 0
-        try:
-            batch: list[tuple[str, ...]] = []
-            for row in rows:
-                batch.append(shape(row))
-                if len(batch) >= _HINT_BATCH:
-                    count += self._write(db, sql, batch)
-                    batch = []
-            return count + self._write(db, sql, batch)
-        finally:
-            db.close()
-
-    @staticmethod
-    def _write(db: sqlite3.Connection, sql: str, batch: list[tuple[str, ...]]) -> int:
-        if not batch:
-            return 0
-        db.execute("BEGIN")
-        db.executemany(sql, batch)
-        db.execute("COMMIT")
-        return len(batch)
+        shaped = map(shape, rows)
+        while batch := list(itertools.islice(shaped, _HINT_BATCH)):
+            with self._hints_transaction() as db:
+                db.executemany(sql, batch)
+            count += len(batch)
+        return count
 
     def hint(self, url: str) -> tuple[str, str] | None:
         """``(algo, hex digest)`` an index promised for ``url`` (a read: never waits on the

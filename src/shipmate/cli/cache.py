@@ -83,7 +83,7 @@ async def stats(ctx: Context, args: argparse.Namespace) -> int:
                               ("Refused requests", snap["refused"]),
                               ("Verified downloads", snap["verified"]),
                               ("Verification failures", snap["verify_failures"]),
-                              ("Follow-on hits", snap.get("follow_ons", 0))])
+                              ("Over the per-client cap", snap.get("over_cap", 0))])
     return 0
 
 

@@ -12,19 +12,19 @@ def test_snapshot_and_renderings() -> None:
     stats.of("npm").bytes_from_upstream += 10
     stats.of("unknown").misses += 1  # counts as apt
     stats.refused += 2
-    stats.follow_ons += 5
+    stats.over_cap += 5
     snap = stats.snapshot({"entries": 4, "bytes": 100})
     assert snap["formats"]["apt"]["hits"] == 3 and snap["formats"]["apt"]["misses"] == 1
     assert snap["total"]["bytes_from_upstream"] == 10
     text = prometheus(snap)
     assert 'shipmate_cache_hits_total{format="apt"} 3' in text
     assert "shipmate_cache_refused_total 2" in text
-    assert "shipmate_cache_follow_ons_total 5" in text
+    assert "shipmate_cache_over_cap_total 5" in text
     assert "shipmate_cache_storage_entries 4" in text
     assert "# TYPE shipmate_cache_hits_total counter" in text
     page = html_report(snap)
     assert page.startswith("<!DOCTYPE html>") and "<th>npm</th>" in page
-    assert "follow-on hits: 5" in page
+    assert "connection cap: 5" in page
 
 
 def test_build_settings() -> None:

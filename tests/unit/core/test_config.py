@@ -37,20 +37,19 @@ def test_unknown_store_backend_refused() -> None:
         config.load({"SHIPMATE_STORE": "redis"})
 
 
-@pytest.mark.parametrize("name", ["cache_sndbuf", "cache_local_sndbuf"])
-def test_negative_cache_send_buffer_refused(name: str) -> None:
+@pytest.mark.parametrize("name", ["cache_header_timeout", "cache_client_connections"])
+def test_cache_limits_must_be_positive(name: str) -> None:
     variable = f"SHIPMATE_{name.upper()}"
-    with pytest.raises(ConfigError, match=f"{name} is -1") as err:
-        config.load({variable: "-1"})
+    with pytest.raises(ConfigError, match=f"{name} is 0") as err:
+        config.load({variable: "0"})
     assert variable in (err.value.hint or "")
-    assert getattr(config.load({variable: "0"}), name) == 0
-    assert getattr(config.load({variable: "262144"}), name) == 262144
+    assert getattr(config.load({variable: "5"}), name) == 5
 
 
-def test_cache_send_buffer_defaults() -> None:
-    # see "Send buffer" in docs/cache.md: autotuning, but a fixed one through loopback
-    assert config.load({}).cache_sndbuf == 0
-    assert config.load({}).cache_local_sndbuf == 524288
+def test_cache_limit_defaults() -> None:
+    # nginx's client_header_timeout; see "Limits" in docs/cache.md
+    assert config.load({}).cache_header_timeout == 60.0
+    assert config.load({}).cache_client_connections == 64
 
 
 def test_to_env_round_trips() -> None:
