@@ -30,7 +30,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipmate.agent.containers import ContainerUnits
+from shipmate.agent.containers import ContainerJob, ContainerUnits
 from shipmate.agent.publish import Publisher
 from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
 from shipmate.agent.service import parse_environment_file, service_config
@@ -47,9 +47,9 @@ from shipmate.errors import (
 )
 from shipmate.scheduler.model import Machine, UnitState, parse_metadata
 from shipmate.scheduler.registry import DESIRED, PLACEMENTS, PREFIX, UNITS, Registry, Snapshot
-from shipmate.spec.container import ContainerSpec, spec_hash
 from shipmate.spec.unitcontainer import container_spec, env_file_paths
 from shipmate.spec.unitfile import parse
+from shipmate.spec.unitshipmate import unit_options
 from shipmate.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ class Agent:
         self.hostname = hostname or socket.gethostname()
         state = Path(config.state_dir) / "agent"
         self.supervisor = Supervisor(state, on_change=lambda _name: self._report_soon.set())
-        self.containers = ContainerUnits(engine, config.machine_id) if engine else None
+        self.containers = ContainerUnits(
+            engine, config.machine_id, clock=self.clock,
+            on_change=lambda _name: self._report_soon.set()) if engine else None
         self.heartbeat = Heartbeat(float(config.agent_ttl), self.clock.now())
         self.publisher = Publisher(store, config.machine_id)
         self.lease = 0
@@ -223,8 +225,11 @@ class Agent:
         wanted, builds = self._wanted(mine)
         running = self._running()
         actions = plan(wanted, running)
+        # A container unit whose spec changed is replaced start-first by its start, not
+        # stopped first (the old container serves until the new one passes its check).
         actions = dataclasses.replace(actions, stop=tuple(
-            n for n in actions.stop if not self._in_grace(n, snap)))
+            n for n in actions.stop if not self._in_grace(n, snap)
+            and not (n in wanted and isinstance(builds.get(n), ContainerJob))))
         gone = [n for n in actions.stop if n not in mine]
         self.mine = mine
         for name in gone:  # vanish from the registry first: never active on two machines
@@ -271,12 +276,11 @@ class Agent:
                 continue
             self.errors.pop(name, None)
             builds[name] = build
-            wanted[name] = build.digest if not isinstance(build, ContainerSpec) \
-                else spec_hash(build)
+            wanted[name] = build.digest
         return wanted, builds
 
     def _build(self, unit: LocalUnit) -> Any:
-        """The ServiceConfig or ContainerSpec a unit runs as on this machine."""
+        """The ServiceConfig or ContainerJob a unit runs as on this machine."""
         unit_file = parse(unit.text)
         if unit.name.endswith(".container"):
             if self.containers is None:
@@ -289,8 +293,9 @@ class Agent:
                     if not optional:
                         raise ShipmateError(f"{unit.name}: EnvironmentFile={path}: "
                                             f"{exc.strerror}") from exc
-            return container_spec(unit_file, unit.name, hostname=self.hostname,
+            spec = container_spec(unit_file, unit.name, hostname=self.hostname,
                                   machine_id=self.machine_id, env_files=env)
+            return ContainerJob(spec, unit_options(unit_file, unit.name, spec))
         return service_config(unit_file, unit.name, hostname=self.hostname,
                               machine_id=self.machine_id)
 
@@ -302,7 +307,7 @@ class Agent:
 
     async def _start(self, name: str, build: Any) -> None:
         try:
-            if isinstance(build, ContainerSpec):
+            if isinstance(build, ContainerJob):
                 assert self.containers is not None
                 await self.containers.start(name, build)
             else:
