@@ -24,10 +24,9 @@ from shipmate.converge.plan import Action
 from shipmate.engine.base import Engine
 from shipmate.errors import ShipmateError
 from shipmate.spec.container import ContainerSpec
+from shipmate.spec.unitshipmate import RUNNING_FOR, WAIT
 
 LOG_TAIL = 8
-RUNNING_FOR = 2.0  # seconds a container without a check must stay up to count as healthy
-WAIT = 60.0  # seconds to wait for healthy before giving up
 NEXT = ".next-"  # marks the temporary name of a replacement's new container
 
 

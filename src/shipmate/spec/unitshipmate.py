@@ -33,6 +33,8 @@ from shipmate.spec.unitname import parse_unit_name
 SECTION = "X-Shipmate"
 KEYS = ("Domain", "RoutePort", "Route", "Release", "Replace", "RunningFor", "Wait",
         "Manifest", "Container")
+RUNNING_FOR = 2.0  # seconds a container without a check must stay up to count as healthy
+WAIT = 60.0  # seconds a new container may take to become healthy
 _DOMAIN_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -54,8 +56,8 @@ class UnitOptions:
 
     route: UnitRoute | None = None
     replace: str = "start-first"
-    running_for: float = 2.0
-    wait: float = 60.0
+    running_for: float = RUNNING_FOR
+    wait: float = WAIT
 
 
 def unit_options(unit: UnitFile, unit_name: str, spec: ContainerSpec) -> UnitOptions:
@@ -68,7 +70,7 @@ def unit_options(unit: UnitFile, unit_name: str, spec: ContainerSpec) -> UnitOpt
     if replace not in ("start-first", "stop-first"):
         raise ValidationError(f"[{SECTION}] Replace={replace!r}: use start-first or stop-first")
     return UnitOptions(_route(unit, unit_name, spec), replace,
-                       _span(unit, "RunningFor", 2.0), _span(unit, "Wait", 60.0))
+                       _span(unit, "RunningFor", RUNNING_FOR), _span(unit, "Wait", WAIT))
 
 
 def default_route(unit_name: str) -> str:

@@ -187,12 +187,45 @@ async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEng
         await settle(clock, lambda: engine.container_named("shipmate-w") is not None)
         old = engine.container_named("shipmate-w")
         assert old is not None
-        await reg.destroy("w.container")
-        await reg.submit("w.container", WEB.replace("1000", "2000"))
-        await reg.set_desired("w.container", "launched")
-        await place(store, "w.container", "m1")
+        await reg.replace("w.container", WEB.replace("1000", "2000"))
         await settle(clock, lambda: (c := engine.container_named("shipmate-w")) is not None
                      and c.id != old.id and c.state == "running")
+        # start-first: the new one was started before the old one was stopped
+        actions = [(w.action, w.target.split(".next-")[0]) for w in engine.writes]
+        assert actions.index(("start", "shipmate-w"), 2) < actions.index(("stop", "shipmate-w"))
+
+
+async def test_a_changed_unit_that_fails_its_check_keeps_the_old_container(
+        store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = FakeEngine(images=["shipmate/base:bookworm"], health_on_start="starting")
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    checked = WEB + "HealthCmd=true\nHealthInterval=1s\n"
+    async with running(agent, clock):
+        await reg.submit("w.container", checked)
+        await reg.set_desired("w.container", "launched")
+        await place(store, "w.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-w") is not None)
+        old = engine.container_named("shipmate-w")
+        assert old is not None
+        engine.set_health(old.id, "healthy")
+        new_text = checked.replace("1000", "2000") + "\n[X-Shipmate]\nWait=10s\n"
+        record = await reg.replace("w.container", new_text)  # apply --via-daemon's way in
+        await settle(clock, lambda: len(engine.containers) == 2)
+        await settle(clock, lambda: (s := agent._reported.get("w.container")) is not None
+                     and s.hash == record.hash)
+        assert agent._reported["w.container"].active_state == "activating"
+        new = next(c for c in engine.containers.values() if c.id != old.id)
+        engine.set_health(new.id, "unhealthy")
+        await settle(clock, lambda: agent._reported["w.container"].active_state == "failed")
+        assert list(engine.containers) == [old.id] and old.state == "running"
+        detail = agent.local_detail("w.container")
+        assert detail is not None and "failed its health check" in detail["result"]
+        assert detail["container_id"] == old.id
+        writes = len(engine.writes)
+        await settle(clock, steps=20)  # later passes do not try the same spec again
+        assert engine.writes[writes:] == []
 
 
 async def test_publishes_status_and_journal_for_other_machines(
