@@ -13,7 +13,8 @@ Three loops run under :meth:`Agent.run`:
   :class:`~shipmate.agent.supervisor.Supervisor`, ``.container`` by
   :class:`~shipmate.agent.containers.ContainerUnits`); anything else here is stopped. Unit
   states are reported under the lease, and each unit's journal tail and status are published
-  (:mod:`shipmate.agent.publish`) for ``fleet status`` and ``fleet journal`` on any machine.
+  (:mod:`shipmate.agent.publish`) for ``fleet status`` and ``fleet journal`` on any machine;
+  so are the router endpoints of routed container units (:mod:`shipmate.agent.endpoints`).
 
 Cancelling :meth:`Agent.run` (daemon shutdown or restart) detaches: units keep running and
 the next agent adopts them (same PIDs, same containers).
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shipmate.agent.containers import ContainerJob, ContainerUnits
+from shipmate.agent.endpoints import EndpointWriter, unit_endpoints
 from shipmate.agent.publish import Publisher
 from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
 from shipmate.agent.service import parse_environment_file, service_config
@@ -49,7 +51,7 @@ from shipmate.scheduler.model import Machine, UnitState, parse_metadata
 from shipmate.scheduler.registry import DESIRED, PLACEMENTS, PREFIX, UNITS, Registry, Snapshot
 from shipmate.spec.unitcontainer import container_spec, env_file_paths
 from shipmate.spec.unitfile import parse
-from shipmate.spec.unitshipmate import unit_options
+from shipmate.spec.unitshipmate import UnitRoute, unit_options
 from shipmate.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class Agent:
             on_change=lambda _name: self._report_soon.set()) if engine else None
         self.heartbeat = Heartbeat(float(config.agent_ttl), self.clock.now())
         self.publisher = Publisher(store, config.machine_id)
+        self.endpoints = EndpointWriter(store)
+        self._routes: dict[str, UnitRoute] = {}  # container units that take traffic
         self.lease = 0
         self._lease_file = state / "lease"
         self._adopted: set[str] = set()
@@ -158,6 +162,7 @@ class Agent:
         await self._bounded(self.registry.register_machine(self.machine, self.lease))
         self._reported.clear()  # reports lived under the old lease
         self.publisher.reset()
+        self.endpoints.reset()
         log.info("machine %s registered (lease %x)", self.machine_id, self.lease)
         self._wake.set()
 
@@ -277,6 +282,11 @@ class Agent:
             self.errors.pop(name, None)
             builds[name] = build
             wanted[name] = build.digest
+            route = build.options.route if isinstance(build, ContainerJob) else None
+            if route is None:
+                self._routes.pop(name, None)
+            else:
+                self._routes[name] = route
         return wanted, builds
 
     def _build(self, unit: LocalUnit) -> Any:
@@ -370,8 +380,20 @@ class Agent:
                 self._reported[name] = state
         for name in set(self._reported) - set(self.mine) | set(stale or ()):
             await self._clear(name)
+        await self._publish_endpoints()
         await self.publisher.publish(self.mine, self.local_detail, self.journal_lines,
                                      self.lease)
+
+    async def _publish_endpoints(self) -> None:
+        """The router endpoints of the routed container units here (under the lease)."""
+        if self.containers is None:
+            return
+        routes = {n: r for n, r in self._routes.items() if n in self.mine
+                  and n not in self.errors}
+        running = {n: info for n in routes
+                   if (info := self.containers.container(n)) is not None}
+        wanted = unit_endpoints(routes, running, self.machine.public_ip, self.machine_id)
+        await self._bounded(self.endpoints.write(wanted, self.lease))
 
     async def journal_lines(self, name: str, lines: int = 50) -> list[str]:
         """The last ``lines`` lines of a unit that is here (service journal or container

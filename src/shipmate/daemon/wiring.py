@@ -127,7 +127,6 @@ def _cache(daemon: Daemon, app: web.Application) -> list[Component]:
 
 def _paas(daemon: Daemon, app: web.Application) -> list[Component]:
     from shipmate.paas.api import add_paas_routes
-    from shipmate.paas.endpoints import EndpointPublisher
     from shipmate.paas.service import Paas
     from shipmate.paas.sshserver import SshServer
 
@@ -135,11 +134,7 @@ def _paas(daemon: Daemon, app: web.Application) -> list[Component]:
     paas = Paas(daemon.store, daemon.engine, cfg)
     daemon.services["paas"] = paas
     add_paas_routes(app)
-    comps = []
-    if daemon.engine is not None:
-        publisher = EndpointPublisher(daemon.store, daemon.engine, host=cfg.public_ip,
-                                      machine=cfg.machine_id, ttl=cfg.agent_ttl)
-        comps.append(Component("endpoints", publisher.run))
+    comps = []  # the endpoints of its web units are published by the agent
     if cfg.ssh:
         ssh = SshServer(cfg, paas.state, paas.keys)
         comps.append(Component("ssh", ssh.run))

@@ -4,6 +4,7 @@ process supervisor is exercised with real processes in tests/integration)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -298,3 +299,33 @@ async def test_adopted_unit_waits_for_the_scheduler_only_if_placed_nowhere(
         await place(store, "stay.container", "m1")  # the scheduler places it back here
         await settle(clock, lambda: "stay.container" in second._reported)
         assert [w.action for w in engine.writes[writes:]] == ["stop", "remove"]
+
+
+async def test_routed_units_publish_their_endpoints_under_the_machine_lease(
+        store: Store, engine: FakeEngine, tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    routed = WEB + "PublishPort=8080\n\n[X-Shipmate]\nDomain=shop.example.com\n"
+    key = "/shipmate/endpoints/shop/web/shop@1-m1"
+    async with running(agent, clock):
+        for name, text in (("shop@1.container", routed), ("plain.container", WEB)):
+            await reg.submit(name, text)
+            await reg.set_desired(name, "launched")
+            await place(store, name, "m1")
+        await settle(clock, lambda: "plain.container" in agent._reported
+                     and "shop@1.container" in agent._reported)
+        await settle(clock, lambda: agent.endpoints._published != {})
+        kv = await store.get(key)
+        assert kv is not None and kv.lease == agent.lease
+        c = engine.container_named("shipmate-shop_1")
+        assert c is not None
+        value = json.loads(kv.value)
+        assert (value["host"], value["port"], value["domains"]) == (
+            "10.0.0.1", c.ports[0].host_port, ["shop.example.com"])
+        kvs, _ = await store.range("/shipmate/endpoints/")
+        assert [k.key for k in kvs] == [key]  # the unit without a route has none
+
+        engine.exit(c.id, 1)  # a dead container takes no traffic
+        await settle(clock, lambda: not agent.endpoints._published)
+        assert await store.get(key) is None
