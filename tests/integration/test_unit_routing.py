@@ -85,7 +85,7 @@ def test_a_container_unit_with_a_domain_answers_through_the_router(
     started = shipmate(env, "fleet", "start", str(path))
     assert started.returncode == 0, started.stdout + started.stderr
 
-    status, body = until(lambda: (r := get(port, domain))[0] == 200 and r)  # type: ignore
+    _status, body = until(lambda: (r := get(port, domain))[0] == 200 and r)  # type: ignore
     assert body.strip() == f"hello from {unit}"
     assert get(port, f"other-{tag}.example.com")[0] != 200  # by domain, not any host
 

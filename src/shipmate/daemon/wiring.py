@@ -101,7 +101,7 @@ def _router(daemon: Daemon, app: web.Application) -> list[Component]:
     cfg = daemon.config
     nginx = Nginx(cfg.state_dir / "nginx", nginx_bin=cfg.nginx_bin, http_port=cfg.http_port)
     controller = RouterController(daemon.store, nginx, global_domain=cfg.global_domain,
-                                  interval=cfg.reconcile_interval)
+                                  interval=cfg.reconcile_interval, machine_id=cfg.machine_id)
     daemon.services["router"] = controller
     if "paas" in daemon.services:  # deploys wait for this router to take a switch
         daemon.services["paas"].deployer.router = controller

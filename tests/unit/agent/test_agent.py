@@ -4,8 +4,8 @@ process supervisor is exercised with real processes in tests/integration)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
