@@ -90,6 +90,7 @@ class Agent:
         self._grace_until: float | None = None
         self.mine: dict[str, LocalUnit] = {}  # placed here (loaded or launched)
         self.errors: dict[str, str] = {}  # units that could not be run here, why
+        self._starting: set[str] = set()  # being started by the reconcile pass under way
         self._reported: dict[str, UnitState] = {}
         self._wake = asyncio.Event()
         self._report_soon = asyncio.Event()
@@ -237,14 +238,21 @@ class Agent:
             and not (n in wanted and isinstance(builds.get(n), ContainerJob))))
         gone = [n for n in actions.stop if n not in mine]
         self.mine = mine
+        # While its start is under way, a unit must not be reported with its new hash but the
+        # old container's state (a waiter would take the old one for the new one).
+        self._starting = set(actions.start)
         for name in gone:  # vanish from the registry first: never active on two machines
             with contextlib.suppress(StoreError):
                 await self._clear(name)
         async with self._lock:
-            if not self.heartbeat.may_run_units:
-                return
-            await asyncio.gather(*(self._stop(name) for name in actions.stop))
-            await asyncio.gather(*(self._start(name, builds[name]) for name in actions.start))
+            try:
+                if not self.heartbeat.may_run_units:
+                    return
+                await asyncio.gather(*(self._stop(name) for name in actions.stop))
+                await asyncio.gather(*(self._start(name, builds[name])
+                                       for name in actions.start))
+            finally:
+                self._starting = set()
         await self.report(stale=[s.unit for s in snap.states
                                  if s.machine == self.machine_id and s.unit not in mine])
 
@@ -351,6 +359,12 @@ class Agent:
             return cst.active, cst.sub
         return "inactive", "dead"
 
+    def _starting_state(self, name: str) -> tuple[str, str]:
+        """(ACTIVE, SUB) of a unit whose start is under way: its image pull or replacement
+        when there is one, never the state of what ran before."""
+        pending = self.containers.pending(name) if self.containers else None
+        return (pending.active, pending.sub) if pending else ("activating", "start")
+
     def local_detail(self, name: str) -> dict[str, Any] | None:
         """What ``fleet status`` shows for a unit that is here, or None."""
         base: dict[str, Any] = {"unit": name, "machine": self.machine_id,
@@ -373,7 +387,8 @@ class Agent:
             with contextlib.suppress(ShipmateError):
                 await self.containers.refresh()
         for name, unit in self.mine.items():
-            active, sub = self.local_state(name)
+            active, sub = self._starting_state(name) if name in self._starting \
+                else self.local_state(name)
             state = UnitState(name, self.machine_id, "loaded", active, sub, unit.hash)
             if self._reported.get(name) != state:
                 await self._bounded(self.registry.report_state(state, self.lease))

@@ -163,6 +163,13 @@ class ContainerUnits:
         """The unit's last known status."""
         return self._held.get(name) or self._status.get(name) or self._pulling.get(name)
 
+    def pending(self, name: str) -> ContainerStatus | None:
+        """The unit's image pull or replacement under way, if any (not a failed one)."""
+        held = self._held.get(name)
+        if held is not None and held.active != "failed":
+            return held
+        return self._pulling.get(name)
+
     def statuses(self) -> dict[str, ContainerStatus]:
         """Every container unit's last known status."""
         return {**self._pulling, **self._status, **self._held}
