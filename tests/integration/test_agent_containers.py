@@ -1,8 +1,10 @@
 """.container units through the real Docker engine: create and start, adopt by spec hash
-after a restart (same container ID), replace on a changed spec, stop and remove."""
+after a restart (same container ID), replace on a changed spec (start-first, health-gated: a
+new spec that fails its HealthCmd keeps the old container serving), stop and remove."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import tarfile
@@ -60,13 +62,29 @@ async def engine(docker_host: str) -> AsyncIterator[DockerEngine]:
     await e.close()
 
 
-def unit_spec(name: str, image: str, message: str) -> object:
+def unit_spec(name: str, image: str, message: str, health: str = "") -> object:
     text = f"""[Container]
 Image={image}
 Exec=/bin/sh -c 'echo {message} %n; exec /bin/sleep 1000'
 ContainerName=shipmate-test-{RUN}-%p
 """
+    if health:
+        text += f"HealthCmd={health}\nHealthInterval=1s\nHealthRetries=1\n"
     return container_spec(parse(text), name, hostname="h", machine_id=f"m-{RUN}")
+
+
+class Changes:
+    """Waits for ContainerUnits' ``on_change`` (a background replacement finished)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __call__(self, _unit: str) -> None:
+        self.event.set()
+
+    async def wait(self, timeout: float = 60) -> None:
+        await asyncio.wait_for(self.event.wait(), timeout)
+        self.event.clear()
 
 
 async def test_start_adopt_replace_stop(engine: DockerEngine, tiny_image: str) -> None:
@@ -80,7 +98,8 @@ async def test_start_adopt_replace_stop(engine: DockerEngine, tiny_image: str) -
     assert any("hello web.container" in line for line in lines)
 
     # a restarted agent: a fresh object finds and adopts the same container
-    again = ContainerUnits(engine, machine, stop_timeout=1)
+    changes = Changes()
+    again = ContainerUnits(engine, machine, stop_timeout=1, on_change=changes, poll=0.2)
     assert await again.open() == ["web.container"]
     status = await again.start("web.container", spec)  # type: ignore[arg-type]
     assert status.container_id == first_id
@@ -91,9 +110,45 @@ async def test_start_adopt_replace_stop(engine: DockerEngine, tiny_image: str) -
 
     changed = unit_spec("web.container", tiny_image, "changed")
     status = await again.start("web.container", changed)  # type: ignore[arg-type]
+    assert status.container_id == first_id and status.active == "activating"
+    await changes.wait()  # the new one stayed up for 2 s: it replaced the old one
+    status = again.status("web.container")  # type: ignore[assignment]
     assert status.container_id != first_id and status.active == "active"
     assert await engine.inspect(first_id) is None
+    info = await engine.inspect(status.container_id)
+    assert info is not None and info.name == f"shipmate-test-{RUN}-web"
 
     await again.stop("web.container")
     assert await engine.list({MACHINE_LABEL: machine}) == []
     assert again.status("web.container") is None
+
+
+async def test_a_new_spec_failing_its_health_check_keeps_the_old_container(
+        engine: DockerEngine, tiny_image: str) -> None:
+    machine, unit = f"m-{RUN}", "api.container"
+    changes = Changes()
+    units = ContainerUnits(engine, machine, stop_timeout=1, on_change=changes, poll=0.2)
+    good = unit_spec(unit, tiny_image, "good", health="exit 0")
+    status = await units.start(unit, good)  # type: ignore[arg-type]
+    old = status.container_id
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await engine.inspect(old)).health != "healthy":  # type: ignore[union-attr]
+        assert asyncio.get_running_loop().time() < deadline, "never healthy"
+        await asyncio.sleep(0.2)
+
+    bad = unit_spec(unit, tiny_image, "bad", health="exit 1")
+    status = await units.start(unit, bad)  # type: ignore[arg-type]
+    assert status.active == "activating"
+    await changes.wait()
+    status = units.status(unit)  # type: ignore[assignment]
+    assert (status.active, status.sub) == ("failed", "failed")
+    assert "failed its health check" in status.result and "kept the old one" in status.result
+    assert "bad api.container" in status.error  # the new container's last log lines
+    info = await engine.inspect(old)
+    assert info is not None and info.running and info.name == f"shipmate-test-{RUN}-api"
+    assert [c.id for c in await units._mine(unit)] == [old]
+
+    # the agent calls start again on its next pass: the failed spec is not retried
+    again = await units.start(unit, bad)  # type: ignore[arg-type]
+    assert again.active == "failed" and [c.id for c in await units._mine(unit)] == [old]
+    await units.stop(unit)

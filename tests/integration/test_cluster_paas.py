@@ -166,3 +166,49 @@ def test_losing_an_etcd_member_restarts_nothing_and_deploys_still_work(
     finally:  # bring the member back (same data dir: it catches up from the leader)
         cli.inner(victim, "sh", "-c",
                   "etcd >>/run/shipmate/etcd.log 2>&1 </dev/null & sleep 0.1", check=False)
+
+
+def _nginx_master(cli: ClusterCli, node: str) -> str:
+    out = cli.inner(node, "sh", "-c", "grep -l 'nginx: master' /proc/[0-9]*/cmdline")
+    return out.split()[0].split("/")[2]
+
+
+def _old_units(cli: ClusterCli, tag_of_new: str) -> list[str]:
+    return sorted(u for u in _app_units(cli) if tag_of_new not in u)
+
+
+def _tags(cli: ClusterCli) -> set[str]:
+    return {u.rsplit("_", 1)[1].removesuffix(".container") for u in _app_units(cli)}
+
+
+def test_old_instances_retire_only_once_every_router_took_the_switch(
+        cli: ClusterCli, key: Path) -> None:
+    wait_for("three running instances", lambda: _three_running(cli), 60)
+    before = _tags(cli)
+    # node-3's router falls behind: its nginx master cannot reload (its workers keep serving
+    # the old config), so its controller never makes the switch live while it is stopped
+    master = _nginx_master(cli, "node-3")
+    cli.inner("node-3", "kill", "-STOP", master)
+    try:
+        deployed = cli.run("config:set", APP, "GREETING=after the switch", node="node-1",
+                           timeout=300)
+        out = deployed.stdout + deployed.stderr
+        assert "The router of node-3 has not taken the switch" in out, out
+        new_tags = _tags(cli) - before
+        assert len(new_tags) == 1, _app_units(cli)
+        (new,) = new_tags
+        for node in ("node-1", "node-2"):  # the others switched...
+            wait_for(f"{node}'s router to serve the new release", lambda node=node: all(
+                "after the switch" in http_get(cli.address(node), f"{APP}.{DOMAIN}")[1]
+                for _ in range(6)), 60)
+        time.sleep(5)  # ...but the old instances stay while node-3's router lags
+        assert len(_old_units(cli, new)) == 3, _app_units(cli)
+        assert all("after the switch" not in http_get(cli.address("node-3"),
+                                                      f"{APP}.{DOMAIN}")[1] for _ in range(3))
+    finally:
+        cli.inner("node-3", "kill", "-CONT", master)
+    wait_for("node-3's router to serve the new release", lambda: all(
+        "after the switch" in http_get(cli.address("node-3"), f"{APP}.{DOMAIN}")[1]
+        for _ in range(6)), 60)
+    wait_for("the old instances to retire", lambda: not _old_units(cli, new), 60)
+    assert len(_app_units(cli)) == 3

@@ -152,3 +152,44 @@ def test_unwritable_manifest_is_refused_before_any_change(daemon, tmp_path: Path
     res = shipmate(env, "apply", str(file), "--via-daemon", "--yes")
     assert res.returncode == 1 and "longer than" in res.stderr
     assert not [u for u in unit_files(env) if u.startswith("manifest-bad-")]
+
+
+def test_a_replacement_failing_its_check_keeps_the_old_container(daemon, docker_host: str,
+                                                                 tmp_path: Path) -> None:
+    env, machine = daemon
+    name = f"mh{uuid.uuid4().hex[:6]}"
+    container, unit = f"{name}-api", f"manifest-{name}-{name}-api.container"
+    file = tmp_path / "h.yaml"
+
+    def write_check(check: str, value: str) -> None:
+        file.write_text(json.dumps({"name": name, "containers": {container: {
+            "image": BASE, "command": SLEEP, "env": {"V": value}, "ports": ["127.0.0.1::8080"],
+            "health": {"test": check, "interval": 0.5, "retries": 1, "wait": 20}}}}))
+
+    write_check("test -d /tmp", "1")
+    apply(env, file)
+    before = containers(docker_host, machine)[container]
+    assert before.health == "healthy"
+
+    write_check("test -d /nonexistent", "2")
+    res = shipmate(env, "apply", str(file), "--via-daemon", "--yes", "--timeout", "60",
+                   timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert f"replace {unit}" in out and "failed its health check" in out
+    now = containers(docker_host, machine)
+    assert list(now) == [container]  # the new one is gone, the old one kept its name
+    assert now[container].id == before.id and now[container].running
+    assert now[container].env["V"] == "1"
+
+    status = shipmate(env, "fleet", "status", unit)
+    assert "Active: failed (failed); " in status.stdout, status.stdout
+    assert "failed its health check" in status.stdout and "kept the old one" in status.stdout
+    listed = shipmate(env, "fleet", "list-units", "--format", "json")
+    rows = {r["unit"]: r for r in json.loads(listed.stdout)}
+    assert rows[unit]["active"] == "failed"
+
+    write_check("test -d /tmp", "3")  # fixed: replaced, start-first, once healthy
+    apply(env, file)
+    fixed = containers(docker_host, machine)[container]
+    assert fixed.id != before.id and fixed.env["V"] == "3" and fixed.health == "healthy"

@@ -13,7 +13,8 @@ Three loops run under :meth:`Agent.run`:
   :class:`~shipmate.agent.supervisor.Supervisor`, ``.container`` by
   :class:`~shipmate.agent.containers.ContainerUnits`); anything else here is stopped. Unit
   states are reported under the lease, and each unit's journal tail and status are published
-  (:mod:`shipmate.agent.publish`) for ``fleet status`` and ``fleet journal`` on any machine.
+  (:mod:`shipmate.agent.publish`) for ``fleet status`` and ``fleet journal`` on any machine;
+  so are the router endpoints of routed container units (:mod:`shipmate.agent.endpoints`).
 
 Cancelling :meth:`Agent.run` (daemon shutdown or restart) detaches: units keep running and
 the next agent adopts them (same PIDs, same containers).
@@ -30,7 +31,8 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipmate.agent.containers import ContainerUnits, ImageFetcher
+from shipmate.agent.containers import ContainerJob, ContainerUnits, ImageFetcher
+from shipmate.agent.endpoints import EndpointWriter, unit_endpoints
 from shipmate.agent.publish import Publisher
 from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
 from shipmate.agent.service import parse_environment_file, service_config
@@ -47,9 +49,9 @@ from shipmate.errors import (
 )
 from shipmate.scheduler.model import Machine, UnitState, parse_metadata
 from shipmate.scheduler.registry import DESIRED, PLACEMENTS, PREFIX, UNITS, Registry, Snapshot
-from shipmate.spec.container import ContainerSpec, spec_hash
 from shipmate.spec.unitcontainer import container_spec, env_file_paths
 from shipmate.spec.unitfile import parse
+from shipmate.spec.unitshipmate import UnitRoute, unit_options
 from shipmate.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -76,16 +78,20 @@ class Agent:
         self.hostname = hostname or socket.gethostname()
         state = Path(config.state_dir) / "agent"
         self.supervisor = Supervisor(state, on_change=lambda _name: self._report_soon.set())
-        self.containers = (ContainerUnits(engine, config.machine_id, fetcher=fetcher)
-                           if engine else None)
+        self.containers = ContainerUnits(
+            engine, config.machine_id, clock=self.clock, fetcher=fetcher,
+            on_change=lambda _name: self._report_soon.set()) if engine else None
         self.heartbeat = Heartbeat(float(config.agent_ttl), self.clock.now())
         self.publisher = Publisher(store, config.machine_id)
+        self.endpoints = EndpointWriter(store)
+        self._routes: dict[str, UnitRoute] = {}  # container units that take traffic
         self.lease = 0
         self._lease_file = state / "lease"
         self._adopted: set[str] = set()
         self._grace_until: float | None = None
         self.mine: dict[str, LocalUnit] = {}  # placed here (loaded or launched)
         self.errors: dict[str, str] = {}  # units that could not be run here, why
+        self._starting: set[str] = set()  # being started by the reconcile pass under way
         self._reported: dict[str, UnitState] = {}
         self._wake = asyncio.Event()
         self._report_soon = asyncio.Event()
@@ -158,6 +164,7 @@ class Agent:
         await self._bounded(self.registry.register_machine(self.machine, self.lease))
         self._reported.clear()  # reports lived under the old lease
         self.publisher.reset()
+        self.endpoints.reset()
         log.info("machine %s registered (lease %x)", self.machine_id, self.lease)
         self._wake.set()
 
@@ -225,18 +232,28 @@ class Agent:
         wanted, builds = self._wanted(mine)
         running = self._running()
         actions = plan(wanted, running)
+        # A container unit whose spec changed is replaced start-first by its start, not
+        # stopped first (the old container serves until the new one passes its check).
         actions = dataclasses.replace(actions, stop=tuple(
-            n for n in actions.stop if not self._in_grace(n, snap)))
+            n for n in actions.stop if not self._in_grace(n, snap)
+            and not (n in wanted and isinstance(builds.get(n), ContainerJob))))
         gone = [n for n in actions.stop if n not in mine]
         self.mine = mine
+        # While its start is under way, a unit must not be reported with its new hash but the
+        # old container's state (a waiter would take the old one for the new one).
+        self._starting = set(actions.start)
         for name in gone:  # vanish from the registry first: never active on two machines
             with contextlib.suppress(StoreError):
                 await self._clear(name)
         async with self._lock:
-            if not self.heartbeat.may_run_units:
-                return
-            await asyncio.gather(*(self._stop(name) for name in actions.stop))
-            await asyncio.gather(*(self._start(name, builds[name]) for name in actions.start))
+            try:
+                if not self.heartbeat.may_run_units:
+                    return
+                await asyncio.gather(*(self._stop(name) for name in actions.stop))
+                await asyncio.gather(*(self._start(name, builds[name])
+                                       for name in actions.start))
+            finally:
+                self._starting = set()
         await self.report(stale=[s.unit for s in snap.states
                                  if s.machine == self.machine_id and s.unit not in mine])
 
@@ -273,12 +290,16 @@ class Agent:
                 continue
             self.errors.pop(name, None)
             builds[name] = build
-            wanted[name] = build.digest if not isinstance(build, ContainerSpec) \
-                else spec_hash(build)
+            wanted[name] = build.digest
+            route = build.options.route if isinstance(build, ContainerJob) else None
+            if route is None:
+                self._routes.pop(name, None)
+            else:
+                self._routes[name] = route
         return wanted, builds
 
     def _build(self, unit: LocalUnit) -> Any:
-        """The ServiceConfig or ContainerSpec a unit runs as on this machine."""
+        """The ServiceConfig or ContainerJob a unit runs as on this machine."""
         unit_file = parse(unit.text)
         if unit.name.endswith(".container"):
             if self.containers is None:
@@ -291,8 +312,9 @@ class Agent:
                     if not optional:
                         raise ShipmateError(f"{unit.name}: EnvironmentFile={path}: "
                                             f"{exc.strerror}") from exc
-            return container_spec(unit_file, unit.name, hostname=self.hostname,
+            spec = container_spec(unit_file, unit.name, hostname=self.hostname,
                                   machine_id=self.machine_id, env_files=env)
+            return ContainerJob(spec, unit_options(unit_file, unit.name, spec))
         return service_config(unit_file, unit.name, hostname=self.hostname,
                               machine_id=self.machine_id)
 
@@ -304,7 +326,7 @@ class Agent:
 
     async def _start(self, name: str, build: Any) -> None:
         try:
-            if isinstance(build, ContainerSpec):
+            if isinstance(build, ContainerJob):
                 assert self.containers is not None
                 await self.containers.start(name, build)
             else:
@@ -338,6 +360,12 @@ class Agent:
             return cst.active, cst.sub
         return "inactive", "dead"
 
+    def _starting_state(self, name: str) -> tuple[str, str]:
+        """(ACTIVE, SUB) of a unit whose start is under way: its image pull or replacement
+        when there is one, never the state of what ran before."""
+        pending = self.containers.pending(name) if self.containers else None
+        return (pending.active, pending.sub) if pending else ("activating", "start")
+
     def local_detail(self, name: str) -> dict[str, Any] | None:
         """What ``fleet status`` shows for a unit that is here, or None."""
         base: dict[str, Any] = {"unit": name, "machine": self.machine_id,
@@ -360,15 +388,28 @@ class Agent:
             with contextlib.suppress(ShipmateError):
                 await self.containers.refresh()
         for name, unit in self.mine.items():
-            active, sub = self.local_state(name)
+            active, sub = self._starting_state(name) if name in self._starting \
+                else self.local_state(name)
             state = UnitState(name, self.machine_id, "loaded", active, sub, unit.hash)
             if self._reported.get(name) != state:
                 await self._bounded(self.registry.report_state(state, self.lease))
                 self._reported[name] = state
         for name in set(self._reported) - set(self.mine) | set(stale or ()):
             await self._clear(name)
+        await self._publish_endpoints()
         await self.publisher.publish(self.mine, self.local_detail, self.journal_lines,
                                      self.lease)
+
+    async def _publish_endpoints(self) -> None:
+        """The router endpoints of the routed container units here (under the lease)."""
+        if self.containers is None:
+            return
+        routes = {n: r for n, r in self._routes.items() if n in self.mine
+                  and n not in self.errors}
+        running = {n: info for n in routes
+                   if (info := self.containers.container(n)) is not None}
+        wanted = unit_endpoints(routes, running, self.machine.public_ip, self.machine_id)
+        await self._bounded(self.endpoints.write(wanted, self.lease))
 
     async def journal_lines(self, name: str, lines: int = 50) -> list[str]:
         """The last ``lines`` lines of a unit that is here (service journal or container

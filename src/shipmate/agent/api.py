@@ -10,7 +10,7 @@ Routes (JSON in, JSON out; journal streams text lines)::
     GET  /v1/fleet/machines                      list-machines
     GET  /v1/fleet/units                         list-units (reported unit states)
     GET  /v1/fleet/unit-files                    list-unit-files
-    POST /v1/fleet/submit   {"units": [{"name", "text"}]}
+    POST /v1/fleet/submit   {"units": [{"name", "text"}], "replace": false}
     POST /v1/fleet/desired  {"units": [...], "state": "inactive|loaded|launched"}
     POST /v1/fleet/destroy  {"units": [...]}
     GET  /v1/fleet/cat?unit=NAME
@@ -166,9 +166,11 @@ async def submit(request: web.Request) -> web.Response:
             parse_unit(name, text)
         else:
             parse_unit_name(name)
+    replace = body.get("replace") is True  # new content in place (apply --via-daemon)
     out = []
     for name, text in todo:
-        record = await reg.submit(name, text)
+        record = await (reg.replace(name, text) if replace and text is not None
+                        else reg.submit(name, text))
         out.append({"unit": record.name, "hash": record.hash})
     return web.json_response(out)
 

@@ -17,7 +17,7 @@ from shipmate.clock import Clock, SystemClock
 from shipmate.converge.diff import APPLIED_LABEL, CONTAINER_LABEL, IMAGE_ID_LABEL, applied_label
 from shipmate.converge.observe import observe
 from shipmate.converge.plan import SOURCE_LABEL, Action, Observed, Plan, import_marker, make_plan
-from shipmate.converge.replace import Outcome, Replacer
+from shipmate.converge.replace import Outcome, Replacer, Target
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError
 from shipmate.spec.container import SPEC_HASH_LABEL, spec_hash
@@ -146,22 +146,16 @@ class _Run:
             if action.kind == "create":
                 return await self._create(action, decl, labels, plan)
             if action.kind == "update":
-                return await self.replacer.update(action, decl, labels)
-            return await self.replacer.replace(action, decl, labels)
+                return await self.replacer.update(action, target(decl), labels)
+            return await self.replacer.replace(action, target(decl), labels)
         except ShipmateError as exc:
             return Outcome(action, False, f"{action.name}: {exc.message}")
 
     async def _create(self, action: Action, decl: ContainerDecl, labels: dict[str, str],
                       plan: Plan) -> Outcome:
-        self.report(f"create {decl.name}")
-        cid = await self.engine.create(decl.spec, extra_labels=labels)
-        await self.engine.start(cid)
         # Dependents start only once this one is up (depends_on means "healthy first").
-        if any(decl.name in a.depends_on for a in plan.actions):
-            failure = await self.replacer.gate(cid, decl)
-            if failure:
-                return Outcome(action, False, f"{decl.name} created but {failure}", cid)
-        return Outcome(action, True, f"{decl.name} created", cid)
+        gated = any(decl.name in a.depends_on for a in plan.actions)
+        return await self.replacer.create(action, target(decl), labels, gated=gated)
 
     def _labels(self, decl: ContainerDecl, observed: Observed) -> dict[str, str]:
         image = observed.images.get(decl.spec.image)
@@ -172,6 +166,11 @@ class _Run:
             SPEC_HASH_LABEL: spec_hash(decl.spec),
             IMAGE_ID_LABEL: image.id if image else "",
         }
+
+
+def target(decl: ContainerDecl) -> Target:
+    """What the replacer converges for a declared container."""
+    return Target(decl.spec, running_for=decl.running_for, wait=decl.wait)
 
 
 def _split(ref: str) -> tuple[str, str]:

@@ -235,7 +235,7 @@ def _container_action(decl: ContainerDecl, info: ContainerInfo | None, observed:
     reason = ", ".join(forcing) if forcing else ", ".join(c.field for c in changes)
     strategy = ""
     if kind == "replace":
-        strategy, why = _strategy(decl, info)
+        strategy, why = replace_strategy(decl.spec, info, decl.replace)
         if not forcing:
             reason = f"image {spec.image} is rebuilt first; replaced only if its ID changes"
         reason += f" ({why})" if why else ""
@@ -243,12 +243,13 @@ def _container_action(decl: ContainerDecl, info: ContainerInfo | None, observed:
                   spec_hash(spec), pending_image=pending and not forcing)
 
 
-def _strategy(decl: ContainerDecl, old: ContainerInfo) -> tuple[str, str]:
-    """start-first unless asked otherwise or a fixed host port of the new container is held
-    by the old one (both cannot bind it at once)."""
-    if decl.replace == "stop-first":
+def replace_strategy(spec: ContainerSpec, old: ContainerInfo,
+                     preferred: str = "start-first") -> tuple[str, str]:
+    """(strategy, why): start-first unless ``preferred`` says otherwise or a fixed host port
+    of the new container is held by the old one (both cannot bind it at once)."""
+    if preferred == "stop-first":
         return "stop-first", ""
-    for port in decl.spec.ports:
+    for port in spec.ports:
         if any(ports_clash(port, held) for held in old.ports):
             return "stop-first", f"stop-first: host port {port.host_port} is fixed"
     return "start-first", ""

@@ -24,6 +24,7 @@ from shipmate.spec.manifest import Manifest
 from shipmate.spec.unitcontainer import UNIT_LABEL
 from shipmate.spec.unitfile import MAX_LINE
 from shipmate.spec.units import parse_unit
+from shipmate.spec.unitshipmate import RUNNING_FOR, WAIT
 
 OWNER_SECTION = "X-Shipmate"  # records which manifest a unit belongs to (for --prune)
 _LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
@@ -216,8 +217,15 @@ def manifest_units(manifest: Manifest, machine_id: str) -> list[DeclaredUnit]:
     out = []
     for decl in manifest.containers:
         name = unit_name(manifest.name, decl.name)
-        text = render_unit(unit_spec(decl.spec, name), machine_id=machine_id,
-                           owner={"Manifest": manifest.name, "Container": decl.name},
+        owner = {"Manifest": manifest.name, "Container": decl.name}
+        # The health gate of a replacement, as `shipmate apply` uses it (defaults left out).
+        if decl.replace != "start-first":
+            owner["Replace"] = decl.replace
+        if decl.running_for != RUNNING_FOR:
+            owner["RunningFor"] = _span("running_for", decl.running_for)
+        if decl.wait != WAIT:
+            owner["Wait"] = _span("wait", decl.wait)
+        text = render_unit(unit_spec(decl.spec, name), machine_id=machine_id, owner=owner,
                            description=f"container {decl.name} of manifest {manifest.name}")
         unit = parse_unit(name, text)  # the check the daemon makes at submit, done here first
         out.append(DeclaredUnit(name, decl.name, text, unit.hash,

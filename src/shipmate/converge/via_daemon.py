@@ -2,12 +2,14 @@
 
 Each declared container becomes a ``.container`` unit (:mod:`.units`) pinned to one machine
 (``[X-Fleet] MachineID=``). Unchanged units are left alone (same text, same fleet hash); a
-changed one is destroyed and submitted again (the registry never changes a unit's content
-in place, as fleet did not); with ``prune``, this manifest's units no longer declared are
+changed one gets its new content in place (``submit`` with ``replace``: desired state and
+placement kept), and the agent there replaces its container as ``shipmate apply`` does
+(:class:`~shipmate.converge.replace.Replacer`: the new container starts, passes its check,
+then the old one goes; a failed check keeps the old one and fails the unit, with the reason
+in ``fleet status``). With ``prune``, this manifest's units no longer declared are
 destroyed. Units are launched in ``depends_on`` order (a unit waits until the units it
 depends on are active), then the apply waits, bounded, until every unit is active with its
-new hash on that machine. The agent there runs them; it never replaces a container whose
-spec is unchanged.
+new hash on that machine. The agent never replaces a container whose spec is unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from shipmate.converge.units import (
     plan_units,
     unit_prefix,
 )
+from shipmate.errors import ShipmateError
 from shipmate.spec.manifest import Manifest
 
 Report = Callable[[str], None]
@@ -101,7 +104,8 @@ class DaemonPlan:
         """What applying would do, one line per unit that changes."""
         p = self.plan
         return ([f"submit and start {n}" for n in p.submit]
-                + [f"replace {n} (its unit changed: destroy, submit, start)" for n in p.replace]
+                + [f"replace {n} (its unit changed: the new container starts and passes "
+                   "its check before the old one goes)" for n in p.replace]
                 + [f"start {n}" for n in sorted(self.to_launch - {*p.submit, *p.replace})]
                 + [f"destroy {n} (no longer declared)" for n in p.prune]
                 + [f"{n}: no longer declared, kept (apply --prune removes it)"
@@ -136,14 +140,14 @@ async def apply_via_daemon(client: FleetClient, manifest: Manifest, machine: str
     for name in plan.orphans:
         say(f"{name}: no longer declared, kept (apply --prune removes it)")
     await run.destroy(plan.prune, "no longer declared (--prune)")
-    await run.destroy(plan.replace, "its unit changed")
     texts = {u.name: u.text for u in declared}
-    fresh = [*plan.replace, *plan.submit]
-    if fresh:
-        await client.request("POST", "/v1/fleet/submit", json_body={
-            "units": [{"name": n, "text": texts[n]} for n in fresh]})
-        for name in fresh:
-            say(f"submit {name}")
+    for names, verb, replace in ((plan.replace, "replace", True),
+                                 (plan.submit, "submit", False)):
+        if names:
+            await client.request("POST", "/v1/fleet/submit", json_body={
+                "units": [{"name": n, "text": texts[n]} for n in names], "replace": replace})
+            for name in names:
+                say(f"{verb} {name}")
     launch = dplan.to_launch
     deadline = run.clock.now() + timeout
     for unit in declared:
@@ -178,6 +182,19 @@ class _Run:
             self.report(f"destroy {name} ({why})")
         await self.client.request("POST", "/v1/fleet/destroy", json_body={"units": list(names)})
 
+    async def reason(self, name: str) -> str:
+        """Why ``name`` failed, as its machine reports it (empty if it does not say)."""
+        try:
+            data = await self.client.request("GET", "/v1/fleet/status", params={"unit": name})
+        except ShipmateError:
+            return ""
+        for block in data.get("machines") or []:
+            detail = block.get("detail") or {}
+            why = detail.get("result") or detail.get("error")
+            if why:
+                return str(why).partition("\n")[0]
+        return ""
+
     async def wait_active(self, units: Sequence[DeclaredUnit], machine: str, deadline: float,
                           result: DaemonApplyResult) -> None:
         """Poll list-units until each unit is active with its hash on ``machine``; a failed
@@ -196,8 +213,10 @@ class _Run:
                 if current and current["active"] == "active":
                     del pending[name]
                 elif current and current["active"] == "failed":
-                    result.failures.append(f"{name} failed on {machine}; see: shipmate fleet "
-                                           f"status {name}")
+                    why = await self.reason(name)
+                    result.failures.append(f"{name} failed on {machine}"
+                                           + (f": {why}" if why else "")
+                                           + f"; see: shipmate fleet status {name}")
                     return
             if not pending:
                 return

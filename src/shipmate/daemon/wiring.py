@@ -92,7 +92,7 @@ def build(config: Config, store: Store, engine: Engine | None,
              Component("scheduler", scheduler.run)]
     if images is not None and engine is not None:
         comps.append(Component("images", _serve_images(config, engine)))
-    comps += _paas_components(config, store, engine, paas)
+    comps += _paas_components(config, paas)
     if router is not None:
         comps.append(Component("router", router.run))
     if cache is not None:
@@ -130,7 +130,8 @@ def _router(config: Config, store: Store) -> tuple[RouterController, tuple[Close
     nginx = Nginx(config.state_dir / "nginx", nginx_bin=config.nginx_bin,
                   http_port=config.http_port)
     controller = RouterController(store, nginx, global_domain=config.global_domain,
-                                  interval=config.reconcile_interval)
+                                  interval=config.reconcile_interval,
+                                  machine_id=config.machine_id)
     return controller, (nginx.stop,)
 
 
@@ -151,16 +152,10 @@ def _run_cache(server: CacheServer) -> Callable[[], Awaitable[None]]:
     return run
 
 
-def _paas_components(config: Config, store: Store, engine: Engine | None,
-                     paas: Paas) -> list[Component]:
-    """The PaaS's own loops: endpoint publishing (with an engine) and the SSH front door."""
+def _paas_components(config: Config, paas: Paas) -> list[Component]:
+    """The PaaS's own loop: the SSH front door (the endpoints of its web units are published
+    by the agent)."""
     comps = []
-    if engine is not None:
-        from shipmate.paas.endpoints import EndpointPublisher
-
-        publisher = EndpointPublisher(store, engine, host=config.public_ip,
-                                      machine=config.machine_id, ttl=config.agent_ttl)
-        comps.append(Component("endpoints", publisher.run))
     if config.ssh:
         from shipmate.paas.sshserver import SshServer
 

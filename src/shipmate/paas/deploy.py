@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from shipmate.clock import SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError
@@ -23,6 +24,7 @@ from shipmate.paas.model import Release
 from shipmate.paas.state import PaasState, app_key
 from shipmate.paas.units import InstanceUnit, instance_units, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
+from shipmate.router.progress import routers_behind, wait_routers
 from shipmate.scheduler.registry import Registry
 from shipmate.spec.container import make_spec
 from shipmate.spec.unitcontainer import default_container_name
@@ -34,7 +36,8 @@ START_TIMEOUT = 90.0
 # already on their way to them (and routers of other machines, which follow the store a
 # little later) finish; then they are stopped.
 DRAIN_SECONDS = 2.0
-# How long a deploy waits for this machine's router to make the switch live.
+# How long a deploy waits for every live router to make the switch live (and, if one has not,
+# how much longer the old instances are kept before they are retired anyway).
 ROUTE_TIMEOUT = 30.0
 
 
@@ -230,12 +233,13 @@ class Deployer:
         switched = max(switched, route.mod_revision if route else 0)
         old = [n for n in (await self.registry.units())
                if n.startswith(unit_prefix(app)) and (parse_unit_name(n) or ("",) * 4)[3] != tag]
-        # The old instances may only go once the router no longer sends them traffic: a slow
-        # router pass (a loaded machine, a missed watch event) must not turn into 502s.
+        # The old instances may only go once no router sends them traffic: a slow router
+        # pass (a loaded machine, a missed watch event) must not turn into 502s.
         live = await self._wait_routed(switched, ROUTE_TIMEOUT)
         if not live:
-            emit(f" !     The router has not taken the switch after {ROUTE_TIMEOUT:g}s; "
-                 "old instances are kept a while longer")
+            late = ", ".join(await self._routers_behind(switched))
+            emit(f" !     The router of {late} has not taken the switch after {ROUTE_TIMEOUT:g}s; "
+                 f"old instances are kept up to {ROUTE_TIMEOUT:g}s longer, then retired")
         emit(f"-----> Switched traffic to {release.label}; retiring {len(old)} old instance(s) "
              f"in {DRAIN_SECONDS:g}s")
         # Like Dokku's DOKKU_WAIT_TO_RETIRE, old instances finish their requests in the
@@ -245,19 +249,21 @@ class Deployer:
         task.add_done_callback(self._retiring.discard)
 
     async def _wait_routed(self, revision: int, timeout: float) -> bool:
-        """Wait until this machine's router made store ``revision`` live (True), or
-        ``timeout`` passed (False). Without a local router there is nothing to wait for."""
-        if self.router is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while self.router.revision < revision:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        """Wait until every live router (each machine's that records its progress, and this
+        machine's) made store ``revision`` live (True), or ``timeout`` passed (False)."""
+        late = await wait_routers(self.store, revision, timeout=timeout, clock=SystemClock(),
+                                  local=self.router, poll=0.05)
+        return not late
+
+    async def _routers_behind(self, revision: int) -> list[str]:
+        late = await routers_behind(self.store, revision)
+        here = str(self.config.machine_id)
+        if self.router is not None and self.router.revision < revision and here not in late:
+            late.append(here)
+        return late
 
     async def _retire(self, names: list[str], revision: int, live: bool) -> None:
-        if not live:  # give a struggling router one more chance before the old ones go
+        if not live:  # give a struggling router one more chance, bounded, before they go
             await self._wait_routed(revision, ROUTE_TIMEOUT)
         await asyncio.sleep(DRAIN_SECONDS)
         await self._destroy(names)

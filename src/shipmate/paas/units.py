@@ -115,4 +115,7 @@ def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
     for label, value in labels:
         lines.append(f"Label={label}={value}")
     lines += ["", "[Service]", "Restart=always"]
+    if proc == "web":  # the agent publishes its endpoint for the app's route
+        lines += ["", "[X-Shipmate]", f"Route={app}", f"RoutePort={CONTAINER_PORT}",
+                  f"Release={tag}"]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from shipmate.clock import Clock, SystemClock
 from shipmate.errors import RouterError, StoreError, ValidationError
 from shipmate.router.isolate import Isolation
 from shipmate.router.keys import ENDPOINTS_PREFIX, ROUTES_PREFIX
+from shipmate.router.progress import ProgressWriter
 from shipmate.router.render import RenderOptions, render
 from shipmate.router.routes import RouterState, state_from_kvs
 from shipmate.store.base import Op, Store, Watch
@@ -54,6 +55,7 @@ class RouterController:
         debounce: float = 0.05,
         retry: float = 1.0,
         global_domain: str = "",
+        machine_id: str = "",
     ) -> None:
         self._store = store
         self._proxy = proxy
@@ -70,6 +72,9 @@ class RouterController:
         #: How many passes reloaded nginx, and the last error a pass met (None when it worked).
         self.reloads = 0
         self.last_error: Exception | None = None
+        #: Records the revision made live under the machine's lease, for deploys on any
+        #: machine to wait for (:mod:`shipmate.router.progress`).
+        self._progress = ProgressWriter(store, machine_id) if machine_id else None
 
     async def run(self) -> None:
         """Follow the store until cancelled. Store failures are retried after ``retry``."""
@@ -104,6 +109,8 @@ class RouterController:
         if changed:
             self.reloads += 1
             log.info("router: reloaded nginx for store revision %d", result.revision)
+        if self._progress is not None:
+            await self._progress.record(result.revision)
         return changed
 
     @property
@@ -134,6 +141,8 @@ class RouterController:
                 for watch in watches:
                     tasks.create_task(self._pump(watch, dirty))
                 tasks.create_task(self._tick(dirty))
+                if self._progress is not None:  # known (and waited for) before its 1st pass
+                    await self._progress.record(0)
                 await self.sync()
                 while True:
                     await dirty.wait()

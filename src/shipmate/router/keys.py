@@ -8,7 +8,9 @@ Store keys (values are UTF-8 JSON; see docs/router.md for the full contract):
   (``port`` optional: a dedicated listen port, given to apps without a global domain)
 - ``/shipmate/routes/active/<app>`` -> ``{"release": "v3"}`` (``"*"``: every release)
 - ``/shipmate/endpoints/<app>/<process>/<instance>`` -> ``{"host": "127.0.0.1", "port": 49153,
-  "machine": "m1", "release": "v3", "healthy": true}``
+  "machine": "m1", "release": "v3", "healthy": true}``, written by the agent of the machine
+  that runs the instance, under its machine lease. ``"domains": [...]`` (a ``.container``
+  unit's ``[X-Shipmate] Domain=``) makes ``<app>`` a route of its own, every release active.
 
 Decoding never raises for one bad record: it is skipped and reported as a problem, so one
 broken app cannot stop the router from serving the others.
@@ -58,6 +60,7 @@ class EndpointRecord:
     machine: str = ""
     release: str = ""
     healthy: bool = True
+    domains: tuple[str, ...] = ()  # declared by the unit itself (no app record)
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -143,11 +146,15 @@ def encode_active(release: str) -> str:
 
 
 def encode_endpoint(
-    host: str, port: int, *, release: str, machine: str = "", healthy: bool = True
+    host: str, port: int, *, release: str, machine: str = "", healthy: bool = True,
+    domains: Iterable[str] = (),
 ) -> str:
     """JSON value for :func:`endpoint_key`."""
-    body = {"host": validate_host(host), "port": validate_port(port), "machine": machine,
-            "release": release, "healthy": healthy}
+    body: dict[str, Any] = {"host": validate_host(host), "port": validate_port(port),
+                            "machine": machine, "release": release, "healthy": healthy}
+    names = sorted({validate_domain(d) for d in domains})
+    if names:
+        body["domains"] = names
     return json.dumps(body, sort_keys=True)
 
 
@@ -253,4 +260,6 @@ def _decode_endpoint(key: str, value: object) -> EndpointRecord:
         machine=str(_field(value, "machine", str, "") or ""),
         release=str(_field(value, "release", str, "") or ""),
         healthy=_field(value, "healthy", bool, True) is not False,
+        domains=tuple(sorted({validate_domain(str(d))
+                              for d in _field(value, "domains", list, []) or []})),
     )

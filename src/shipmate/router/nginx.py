@@ -92,9 +92,14 @@ class Nginx:
             os.replace(candidate, self.config_path)
             try:
                 await self._reload()
-            except ValidationError:
-                _write_atomic(self.config_path, current or "")  # the last good config
-                _write_atomic(self.config_path.with_name("nginx.conf.rejected"), config_text)
+            except (ValidationError, RouterError) as exc:
+                # The last good config goes back: a reload that did not happen (refused, or
+                # a master that did not answer in time) must be tried again on the next pass,
+                # not taken for live because the file already holds the text.
+                _write_atomic(self.config_path, current or "")
+                if isinstance(exc, ValidationError):
+                    _write_atomic(self.config_path.with_name("nginx.conf.rejected"),
+                                  config_text)
                 raise
             return True
 

@@ -9,6 +9,9 @@ The rules (docs/router.md says the same for users):
 - Only endpoints of process ``web`` that are healthy and belong to the app's active release
   (``/shipmate/routes/active/<app>``; ``"*"`` means every release) take traffic. No active
   release means no endpoint: the app answers with its 502 page.
+- Endpoints that declare their own domains (a ``.container`` unit's ``[X-Shipmate]
+  Domain=``) make a route named by their ``<app>`` key segment, as if an app of that name had
+  those custom domains and every release active; an app's own record wins over them.
 - A domain claimed twice goes to the app that added it as a custom domain, else to the app
   whose name sorts first; a port claimed twice (or equal to the HTTP port) goes to the first
   app. Every such conflict is reported in :attr:`RouterState.problems`.
@@ -23,6 +26,7 @@ from shipmate.errors import ValidationError
 from shipmate.router.keys import (
     ANY_RELEASE,
     ROUTED_PROCESS,
+    AppDomains,
     EndpointRecord,
     StoreInput,
     decode,
@@ -80,6 +84,7 @@ def compute_routes(
 ) -> RouterState:
     """The routes for ``inp``; ``default_global_domain`` applies when the store sets none."""
     problems = list(inp.problems)
+    inp = _with_unit_routes(inp, problems)
     global_domain = _global_domain(inp.global_domain or default_global_domain, problems)
     owners = _domain_owners(inp, global_domain, problems)
     ports = _port_owners(inp, http_port, problems)
@@ -92,6 +97,25 @@ def compute_routes(
         endpoints = _endpoints(app, inp.active.get(app), inp.endpoints)
         routes.append(Route(app, domains, port, endpoints))
     return RouterState(http_port, tuple(routes), tuple(problems))
+
+
+def _with_unit_routes(inp: StoreInput, problems: list[str]) -> StoreInput:
+    """``inp`` with a route for each name whose endpoints declare domains."""
+    declared: dict[str, set[str]] = {}
+    for rec in inp.endpoints:
+        if rec.domains:
+            declared.setdefault(rec.app, set()).update(rec.domains)
+    if not declared:
+        return inp
+    apps, active = dict(inp.apps), dict(inp.active)
+    for name, domains in sorted(declared.items()):
+        if name in inp.apps:
+            problems.append(f"{name}: unit endpoints declare domains, but the app {name} "
+                            "has its own; the app's are used")
+            continue
+        apps[name] = AppDomains(tuple(sorted(domains)))
+        active[name] = ANY_RELEASE
+    return dataclasses.replace(inp, apps=apps, active=active)
 
 
 def _global_domain(domain: str, problems: list[str]) -> str:

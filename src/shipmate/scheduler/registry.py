@@ -127,6 +127,20 @@ class Registry:
             )
         return existing
 
+    async def replace(self, name: str, text: str) -> UnitRecord:
+        """Store new content for unit ``name`` in place, keeping its desired state and
+        placement (a Shipmate extension: ``fleetctl submit`` refuses new content under an
+        existing name). The agent running it converges to the new content: a container
+        unit is replaced start-first and health-gated, the old container serving until the
+        new one passes its check. A unit that does not exist yet is submitted."""
+        unit = await self._resolve(name, text)
+        record = UnitRecord(unit.name, unit.text, unit.hash, unit.requirements)
+        res = await self.store.txn(
+            [Compare(unit_key(name), "version", ">", 0)],
+            [Op.put(unit_key(name), dumps(record.to_json()))],
+        )
+        return record if res.succeeded else await self.submit(name, text)
+
     async def _resolve(self, name: str, text: str | None) -> Unit:
         info = parse_unit_name(name)
         if text is not None:

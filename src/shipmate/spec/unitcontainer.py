@@ -42,9 +42,10 @@ def default_container_name(unit_name: str) -> str:
     return "shipmate-" + unit_name.rpartition(".")[0].replace("@", "_")
 
 
-def check_container_unit(unit: UnitFile, unit_name: str) -> None:
-    """Refuse a ``.container`` unit that could never become a spec (at submit time)."""
-    container_spec(unit, unit_name, hostname="host", machine_id="machine")
+def check_container_unit(unit: UnitFile, unit_name: str) -> ContainerSpec:
+    """Refuse a ``.container`` unit that could never become a spec (at submit time); the
+    spec it makes on a machine called ``host``."""
+    return container_spec(unit, unit_name, hostname="host", machine_id="machine")
 
 
 def container_spec(

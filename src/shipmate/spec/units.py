@@ -19,6 +19,7 @@ from shipmate.spec.unitcontainer import check_container_unit, container_spec, en
 from shipmate.spec.unitfile import UnitFile, UnitOption, parse, serialize, unit_hash
 from shipmate.spec.unitname import UnitName, expand, parse_unit_name
 from shipmate.spec.unitreqs import Requirements, glob_match, read_requirements
+from shipmate.spec.unitshipmate import unit_options
 
 #: Sections each unit type may have (besides any ``X-...`` extension section).
 ALLOWED_SECTIONS = {
@@ -76,7 +77,7 @@ def parse_unit(name: str, text: str) -> Unit:
         if info.type == "service":
             _check_service(unit_file)
         else:
-            check_container_unit(unit_file, name)
+            unit_options(unit_file, name, check_container_unit(unit_file, name))
     except ValidationError as exc:
         raise ValidationError(f"{name}: {exc.message}", hint=exc.hint) from None
     return Unit(name, text, unit_file, reqs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -187,12 +188,45 @@ async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEng
         await settle(clock, lambda: engine.container_named("shipmate-w") is not None)
         old = engine.container_named("shipmate-w")
         assert old is not None
-        await reg.destroy("w.container")
-        await reg.submit("w.container", WEB.replace("1000", "2000"))
-        await reg.set_desired("w.container", "launched")
-        await place(store, "w.container", "m1")
+        await reg.replace("w.container", WEB.replace("1000", "2000"))
         await settle(clock, lambda: (c := engine.container_named("shipmate-w")) is not None
                      and c.id != old.id and c.state == "running")
+        # start-first: the new one was started before the old one was stopped
+        actions = [(w.action, w.target.split(".next-")[0]) for w in engine.writes]
+        assert actions.index(("start", "shipmate-w"), 2) < actions.index(("stop", "shipmate-w"))
+
+
+async def test_a_changed_unit_that_fails_its_check_keeps_the_old_container(
+        store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = FakeEngine(images=["shipmate/base:bookworm"], health_on_start="starting")
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    checked = WEB + "HealthCmd=true\nHealthInterval=1s\n"
+    async with running(agent, clock):
+        await reg.submit("w.container", checked)
+        await reg.set_desired("w.container", "launched")
+        await place(store, "w.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-w") is not None)
+        old = engine.container_named("shipmate-w")
+        assert old is not None
+        engine.set_health(old.id, "healthy")
+        new_text = checked.replace("1000", "2000") + "\n[X-Shipmate]\nWait=10s\n"
+        record = await reg.replace("w.container", new_text)  # apply --via-daemon's way in
+        await settle(clock, lambda: len(engine.containers) == 2)
+        await settle(clock, lambda: (s := agent._reported.get("w.container")) is not None
+                     and s.hash == record.hash)
+        assert agent._reported["w.container"].active_state == "activating"
+        new = next(c for c in engine.containers.values() if c.id != old.id)
+        engine.set_health(new.id, "unhealthy")
+        await settle(clock, lambda: agent._reported["w.container"].active_state == "failed")
+        assert list(engine.containers) == [old.id] and old.state == "running"
+        detail = agent.local_detail("w.container")
+        assert detail is not None and "failed its health check" in detail["result"]
+        assert detail["container_id"] == old.id
+        writes = len(engine.writes)
+        await settle(clock, steps=20)  # later passes do not try the same spec again
+        assert engine.writes[writes:] == []
 
 
 async def test_publishes_status_and_journal_for_other_machines(
@@ -265,3 +299,33 @@ async def test_adopted_unit_waits_for_the_scheduler_only_if_placed_nowhere(
         await place(store, "stay.container", "m1")  # the scheduler places it back here
         await settle(clock, lambda: "stay.container" in second._reported)
         assert [w.action for w in engine.writes[writes:]] == ["stop", "remove"]
+
+
+async def test_routed_units_publish_their_endpoints_under_the_machine_lease(
+        store: Store, engine: FakeEngine, tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    routed = WEB + "PublishPort=8080\n\n[X-Shipmate]\nDomain=shop.example.com\n"
+    key = "/shipmate/endpoints/shop/web/shop@1-m1"
+    async with running(agent, clock):
+        for name, text in (("shop@1.container", routed), ("plain.container", WEB)):
+            await reg.submit(name, text)
+            await reg.set_desired(name, "launched")
+            await place(store, name, "m1")
+        await settle(clock, lambda: "plain.container" in agent._reported
+                     and "shop@1.container" in agent._reported)
+        await settle(clock, lambda: agent.endpoints._published != {})
+        kv = await store.get(key)
+        assert kv is not None and kv.lease == agent.lease
+        c = engine.container_named("shipmate-shop_1")
+        assert c is not None
+        value = json.loads(kv.value)
+        assert (value["host"], value["port"], value["domains"]) == (
+            "10.0.0.1", c.ports[0].host_port, ["shop.example.com"])
+        kvs, _ = await store.range("/shipmate/endpoints/")
+        assert [k.key for k in kvs] == [key]  # the unit without a route has none
+
+        engine.exit(c.id, 1)  # a dead container takes no traffic
+        await settle(clock, lambda: not agent.endpoints._published)
+        assert await store.get(key) is None

@@ -33,12 +33,19 @@ class FakeFleet:
             return {"text": self.units[(params or {})["unit"]][0]}
         if path == "/v1/fleet/units":
             return self._states()
+        if path == "/v1/fleet/status":
+            name = (params or {})["unit"]
+            return {"unit": name, "machines": [{"machine": "m1", "detail": {
+                "active": "failed", "result": "the new container failed its health check"}}]}
         names = tuple(u["name"] if isinstance(u, dict) else u for u in body["units"])
-        self.writes.append((path.rsplit("/", 1)[1], names))
+        verb = "replace" if body.get("replace") else path.rsplit("/", 1)[1]
+        self.writes.append((verb, names))
         if path == "/v1/fleet/submit":
             for u in body["units"]:
-                assert u["name"] not in self.units, "the registry refuses resubmission"
+                # the registry refuses resubmission, unless asked to replace in place
+                assert body.get("replace") or u["name"] not in self.units
                 self.units[u["name"]] = (u["text"], parse_unit(u["name"], u["text"]).hash)
+                self.ages.pop(u["name"], None)
         elif path == "/v1/fleet/desired":
             for n in names:
                 self.desired[n] = body["state"]
@@ -96,15 +103,16 @@ async def test_second_apply_writes_nothing() -> None:
     assert result.ok and not result.changed and fleet.writes == before
 
 
-async def test_changed_container_is_destroyed_and_submitted_alone() -> None:
+async def test_changed_container_is_replaced_in_place_alone() -> None:
     fleet = FakeFleet()
     await run(fleet)
     mark = len(fleet.writes)
     result = await run(fleet, STACK.replace("QUEUE: jobs", "QUEUE: other"))
     assert result.ok
-    assert fleet.writes[mark:] == [("destroy", (unit("worker"),)),
-                                   ("submit", (unit("worker"),)),
+    # never destroyed: the agent replaces the container start-first, health-gated
+    assert fleet.writes[mark:] == [("replace", (unit("worker"),)),
                                    ("desired", (unit("worker"),))]
+    assert "QUEUE=other" in fleet.units[unit("worker")][0]
 
 
 async def test_stopped_unit_is_started_again() -> None:
@@ -138,6 +146,7 @@ async def test_failed_unit_and_timeout_are_reported() -> None:
     result = await run(fleet)
     assert not result.ok and unit("db") in result.failures[0] and "failed on m1" in \
         result.failures[0]
+    assert "failed its health check" in result.failures[0]  # the machine's reason
     assert ("desired", (unit("api"),)) not in fleet.writes  # dependents were not started
     slow = FakeFleet()
     slow.never.add(unit("worker"))

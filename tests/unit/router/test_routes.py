@@ -134,3 +134,32 @@ def test_order_of_store_records_does_not_matter() -> None:
     for seed in range(5):
         random.Random(seed).shuffle(pairs)
         assert state_from_kvs(pairs) == first
+
+
+def unit_endpoint(route_name: str, inst: str, port: int, names: list[str]) -> tuple[str, bytes]:
+    key = keys.endpoint_key(route_name, "web", inst)
+    return key, keys.encode_endpoint("10.0.0.1", port, release="", domains=names).encode()
+
+
+def test_endpoints_that_declare_domains_make_a_route_of_their_own() -> None:
+    state = state_from_kvs([
+        glob("apps.example.com"),
+        unit_endpoint("shop", "shop@1-m1", 32001, ["shop.example.com"]),
+        unit_endpoint("shop", "shop@2-m2", 32002, ["www.shop.example.com"]),
+    ])
+    shop = route(state, "shop")
+    assert shop.domains == ("shop.apps.example.com", "shop.example.com", "www.shop.example.com")
+    assert [e.port for e in shop.endpoints] == [32001, 32002]  # every release: no active key
+    assert state.problems == ()
+
+
+def test_an_apps_own_record_wins_over_unit_declared_domains() -> None:
+    state = state_from_kvs([
+        domains("shop", ["shop.example.com"]), active("shop", "v1"),
+        endpoint("shop", "1-v1-m1", 32001),
+        unit_endpoint("shop", "shop-m1", 32009, ["evil.example.com"]),
+    ])
+    shop = route(state, "shop")
+    assert shop.domains == ("shop.example.com",)
+    assert [e.port for e in shop.endpoints] == [32001]  # release "" is not the active one
+    assert any("unit endpoints declare domains" in p for p in state.problems)
