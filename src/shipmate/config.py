@@ -58,6 +58,8 @@ class Config:
     # router
     router: bool = setting(True, "run the nginx router on this machine")
     http_port: int = setting(80, "port the router listens on for vhosts")
+    https_port: int = setting(
+        443, "port the router listens on for HTTPS, once an app has a certificate (0: off)")
     global_domain: str = setting("", "domain apps get as APP.DOMAIN (domains:set-global)")
     nginx_bin: str = setting("nginx", "nginx executable")
     # cache

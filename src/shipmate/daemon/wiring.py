@@ -128,7 +128,7 @@ def _router(config: Config, store: Store) -> tuple[RouterController, tuple[Close
     from shipmate.router.nginx import Nginx
 
     nginx = Nginx(config.state_dir / "nginx", nginx_bin=config.nginx_bin,
-                  http_port=config.http_port)
+                  http_port=config.http_port, https_port=config.https_port)
     controller = RouterController(store, nginx, global_domain=config.global_domain,
                                   interval=config.reconcile_interval,
                                   machine_id=config.machine_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Protocol
 
 from shipmate.clock import Clock, SystemClock
@@ -20,21 +21,24 @@ from shipmate.router.keys import ENDPOINTS_PREFIX, ROUTES_PREFIX
 from shipmate.router.progress import ProgressWriter
 from shipmate.router.render import RenderOptions, render
 from shipmate.router.routes import RouterState, state_from_kvs
+from shipmate.router.tlskeys import TLS_PREFIX
 from shipmate.store.base import Op, Store, Watch
 
 log = logging.getLogger(__name__)
 
-WATCHED_PREFIXES = (ROUTES_PREFIX, ENDPOINTS_PREFIX)
+WATCHED_PREFIXES = (ROUTES_PREFIX, ENDPOINTS_PREFIX, TLS_PREFIX)
 
 
 class Proxy(Protocol):
     """What the controller drives: :class:`~shipmate.router.nginx.Nginx`, or a fake in tests."""
 
     http_port: int
+    https_port: int
     render_options: RenderOptions
 
-    async def apply(self, config_text: str) -> bool:
-        """Make ``config_text`` live; False if it already was. ValidationError if refused."""
+    async def apply(self, config_text: str, files: Mapping[str, str] | None = None) -> bool:
+        """Make ``config_text`` live with its certificate ``files`` (name -> PEM); False if
+        it already was. ValidationError if refused."""
         ...
 
     async def check(self, config_text: str) -> str | None:
@@ -96,6 +100,7 @@ class RouterController:
         result = await self._store.txn([], reads)  # one snapshot of both prefixes
         pairs = [(kv.key, kv.value) for response in result.responses for kv in response]
         state = state_from_kvs(pairs, http_port=self._proxy.http_port,
+                               https_port=self._proxy.https_port,
                                default_global_domain=self._global_domain)
         self._report(state.problems)
         try:
@@ -123,12 +128,13 @@ class RouterController:
         options = self._proxy.render_options
         admitted = self._isolation.admitted(state)
         try:
-            return admitted, await self._proxy.apply(render(admitted, options))
+            return admitted, await self._proxy.apply(render(admitted, options),
+                                                     admitted.tls_files)
         except ValidationError:
             if not await self._isolation.examine(admitted, self._proxy):
                 raise  # no single app explains it: the previous config keeps serving
         admitted = self._isolation.admitted(state)
-        return admitted, await self._proxy.apply(render(admitted, options))
+        return admitted, await self._proxy.apply(render(admitted, options), admitted.tls_files)
 
     async def _follow(self) -> None:
         dirty = asyncio.Event()

@@ -71,7 +71,7 @@ class Isolation:
             if route in self._verdicts:
                 continue
             try:
-                text = render(RouterState(state.http_port, (route,)), proxy.render_options)
+                text = render(dataclasses.replace(state, routes=(route,)), proxy.render_options)
                 verdict = await proxy.check(text)
             except ValidationError as exc:  # a name the renderer itself refuses
                 verdict = exc.message

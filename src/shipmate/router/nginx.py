@@ -20,10 +20,11 @@ import logging
 import os
 import re
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 from shipmate.errors import ConflictError, RouterError, ValidationError
-from shipmate.router.render import RenderOptions, render
+from shipmate.router.render import TLS_DIR, RenderOptions, render
 from shipmate.router.routes import RouterState
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,15 @@ class Nginx:
         nginx_bin: str = "nginx",
         http_port: int = 80,
         *,
+        https_port: int = 0,
         options: RenderOptions | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.prefix = Path(prefix_dir).absolute()
         self.nginx_bin = nginx_bin
         self.http_port = http_port
+        #: Where apps with a certificate answer over TLS (0: no HTTPS).
+        self.https_port = https_port
         self.timeout = timeout
         opts = options or RenderOptions()
         #: How configs must be rendered for this nginx (e.g. which user its workers run as).
@@ -54,6 +58,7 @@ class Nginx:
         self.config_path = self.prefix / "conf" / "nginx.conf"
         self.pid_path = self.prefix / "run" / "nginx.pid"
         self.error_log = self.prefix / "logs" / "error.log"
+        self.tls_dir = self.prefix / "conf" / TLS_DIR
         self._lock = asyncio.Lock()
         self._lock_fd: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
@@ -72,11 +77,15 @@ class Nginx:
         async with self._lock:
             await self._start()
 
-    async def apply(self, config_text: str) -> bool:
+    async def apply(self, config_text: str, files: Mapping[str, str] | None = None) -> bool:
         """Make ``config_text`` live. Returns False when it already is (no reload).
 
-        The text is tested with ``nginx -t`` first; if nginx refuses it (at the test or at the
-        reload), the previous config stays live and ValidationError carries nginx's message."""
+        ``files`` (name -> PEM certificate chain and key) are written to ``conf/tls/`` first,
+        mode 0600 (only the master, root, reads them); once the config is live, the files
+        it no longer names are removed. The text is tested with ``nginx -t`` first; if nginx
+        refuses it (at the test or at the reload), the previous config stays live and
+        ValidationError carries nginx's message."""
+        files = files or {}
         async with self._lock:
             if self._lock_fd is None:
                 await self._start()  # apply() before start(): start first
@@ -84,6 +93,7 @@ class Nginx:
                 log.warning("router: nginx master is gone; starting it again")
                 await self._launch()
             current = _read(self.config_path)
+            self._write_tls(files)
             if current == config_text:
                 return False
             candidate = self.config_path.with_name("nginx.conf.new")
@@ -101,6 +111,7 @@ class Nginx:
                     _write_atomic(self.config_path.with_name("nginx.conf.rejected"),
                                   config_text)
                 raise
+            self._prune_tls(set(files))
             return True
 
     async def check(self, config_text: str) -> str | None:
@@ -131,6 +142,23 @@ class Nginx:
                 self._lock_fd = None
 
     # -- internals -------------------------------------------------------------------------
+
+    def _write_tls(self, files: Mapping[str, str]) -> None:
+        self.tls_dir.mkdir(mode=0o700, exist_ok=True)
+        self.tls_dir.chmod(0o700)
+        for name, pem in files.items():
+            path = self.tls_dir / name
+            if path.parent != self.tls_dir or name.startswith("."):
+                raise ValidationError(f"unsafe certificate file name {name!r}")
+            if _read(path) != pem:
+                _write_atomic(path, pem, mode=0o600)
+
+    def _prune_tls(self, keep: set[str]) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.tls_dir):
+                if entry.name not in keep and entry.name.endswith(".pem"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
     async def _start(self) -> None:
         self._prepare_dirs()
@@ -180,7 +208,8 @@ class Nginx:
                 return
             log.warning("router: the kept nginx config fails its test (%s); starting empty",
                         message)
-        empty = render(RouterState(http_port=self.http_port), self.render_options)
+        empty = render(RouterState(http_port=self.http_port, https_port=self.https_port),
+                       self.render_options)
         _write_atomic(self.config_path, empty)
         await self._test_or_reject(self.config_path)
 
@@ -375,9 +404,12 @@ def _read_from(path: Path, offset: int) -> str:
         return ""
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    # Created with its final mode: a private key is never readable by others, even briefly.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
+    with open(fd, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

@@ -13,13 +13,18 @@ The rules (docs/router.md says the same for users):
   Domain=``) make a route named by their ``<app>`` key segment, as if an app of that name had
   those custom domains and every release active; an app's own record wins over them.
 - A domain claimed twice goes to the app that added it as a custom domain, else to the app
-  whose name sorts first; a port claimed twice (or equal to the HTTP port) goes to the first
-  app. Every such conflict is reported in :attr:`RouterState.problems`.
+  whose name sorts first; a port claimed twice (or equal to the HTTP or HTTPS port) goes to
+  the first app. Every such conflict is reported in :attr:`RouterState.problems`.
+- An app with a certificate (``/shipmate/tls/certs/<app>``) answers over HTTPS on the HTTPS
+  port for the domains its certificate covers, and plain HTTP for those redirects there
+  (:class:`RouteTls`); domains it does not cover stay plain HTTP. An HTTPS port of 0 turns
+  HTTPS off. Pending ACME challenges are answered on every HTTP server.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 
 from shipmate.errors import ValidationError
@@ -32,6 +37,7 @@ from shipmate.router.keys import (
     decode,
     validate_domain,
 )
+from shipmate.router.tlskeys import Challenge, TlsInput, covered, decode_tls
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -51,6 +57,18 @@ class Endpoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class RouteTls:
+    """An app's HTTPS: the file its certificate and key go to under the router's prefix
+    (named by their digest, so a new certificate is a new config), the domains it covers
+    and whether responses carry HSTS."""
+
+    file: str
+    domains: tuple[str, ...]
+    hsts: bool = False
+    pem: str = dataclasses.field(default="", repr=False)  # chain, then key
+
+
+@dataclasses.dataclass(frozen=True)
 class Route:
     """How one app is reached: virtual host names on the HTTP port, an optional port of its
     own, and its routable endpoints (sorted, unique by address)."""
@@ -59,6 +77,7 @@ class Route:
     domains: tuple[str, ...] = ()
     port: int | None = None
     endpoints: tuple[Endpoint, ...] = ()
+    tls: RouteTls | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,26 +87,38 @@ class RouterState:
     http_port: int = 80
     routes: tuple[Route, ...] = ()
     problems: tuple[str, ...] = ()
+    https_port: int = 0  # 0: no HTTPS
+    challenges: tuple[Challenge, ...] = ()
+
+    @property
+    def tls_files(self) -> dict[str, str]:
+        """File name -> PEM (chain and key) of every route served over HTTPS."""
+        return {r.tls.file: r.tls.pem for r in self.routes if r.tls is not None}
 
 
 def state_from_kvs(
-    pairs: Iterable[tuple[str, bytes]], *, http_port: int = 80, default_global_domain: str = ""
+    pairs: Iterable[tuple[str, bytes]], *, http_port: int = 80, default_global_domain: str = "",
+    https_port: int = 0,
 ) -> RouterState:
     """Decode store key/value pairs and compute the routes (see :func:`compute_routes`)."""
+    pairs = list(pairs)
     return compute_routes(
-        decode(pairs), http_port=http_port, default_global_domain=default_global_domain
+        decode(pairs), http_port=http_port, default_global_domain=default_global_domain,
+        tls=decode_tls(pairs), https_port=https_port,
     )
 
 
 def compute_routes(
-    inp: StoreInput, *, http_port: int = 80, default_global_domain: str = ""
+    inp: StoreInput, *, http_port: int = 80, default_global_domain: str = "",
+    tls: TlsInput | None = None, https_port: int = 0,
 ) -> RouterState:
     """The routes for ``inp``; ``default_global_domain`` applies when the store sets none."""
-    problems = list(inp.problems)
+    tls = tls or TlsInput()
+    problems = [*inp.problems, *tls.problems]
     inp = _with_unit_routes(inp, problems)
     global_domain = _global_domain(inp.global_domain or default_global_domain, problems)
     owners = _domain_owners(inp, global_domain, problems)
-    ports = _port_owners(inp, http_port, problems)
+    ports = _port_owners(inp, {http_port, https_port} - {0}, problems)
     routes = []
     for app in sorted(inp.apps):
         domains = tuple(sorted(d for d, owner in owners.items() if owner == app))
@@ -95,8 +126,24 @@ def compute_routes(
         if not domains and port is None:
             problems.append(f"{app}: no domain and no port, so it cannot be reached")
         endpoints = _endpoints(app, inp.active.get(app), inp.endpoints)
-        routes.append(Route(app, domains, port, endpoints))
-    return RouterState(http_port, tuple(routes), tuple(problems))
+        route_tls = _route_tls(app, domains, tls, problems) if https_port else None
+        routes.append(Route(app, domains, port, endpoints, route_tls))
+    return RouterState(http_port, tuple(routes), tuple(problems), https_port,
+                       tls.challenges)
+
+
+def _route_tls(app: str, domains: tuple[str, ...], tls: TlsInput,
+               problems: list[str]) -> RouteTls | None:
+    record = tls.certs.get(app)
+    if record is None:
+        return None
+    names = covered(domains, record.names)
+    if not names:
+        problems.append(f"{app}: its certificate covers none of its domains; served over HTTP")
+        return None
+    pem = record.crt.rstrip("\n") + "\n" + record.key.rstrip("\n") + "\n"
+    digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
+    return RouteTls(f"{app}-{digest}.pem", names, app in tls.hsts, pem)
 
 
 def _with_unit_routes(inp: StoreInput, problems: list[str]) -> StoreInput:
@@ -147,14 +194,15 @@ def _domain_owners(inp: StoreInput, global_domain: str, problems: list[str]) -> 
     return owners
 
 
-def _port_owners(inp: StoreInput, http_port: int, problems: list[str]) -> dict[int, str]:
+def _port_owners(inp: StoreInput, router_ports: set[int],
+                 problems: list[str]) -> dict[int, str]:
     owners: dict[int, str] = {}
     for app in sorted(inp.apps):
         port = inp.apps[app].port
         if port is None:
             continue
-        if port == http_port:
-            problems.append(f"{app}: port {port} is the router's HTTP port")
+        if port in router_ports:
+            problems.append(f"{app}: port {port} is the router's HTTP or HTTPS port")
         elif port in owners:
             problems.append(f"{app}: port {port} already belongs to {owners[port]}")
         else:

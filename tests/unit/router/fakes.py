@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from shipmate.errors import ValidationError
 from shipmate.router.render import RenderOptions
 from shipmate.testing import FakeClock
@@ -10,8 +12,10 @@ from shipmate.testing import FakeClock
 class FakeProxy:
     """Stands in for :class:`shipmate.router.nginx.Nginx`: keeps the live text, can refuse."""
 
-    def __init__(self, http_port: int = 8080) -> None:
+    def __init__(self, http_port: int = 8080, https_port: int = 0) -> None:
         self.http_port = http_port
+        self.https_port = https_port
+        self.files: dict[str, str] = {}
         self.render_options = RenderOptions()
         self.live: str | None = None
         self.applied: list[str] = []
@@ -19,7 +23,7 @@ class FakeProxy:
         self.refuse_containing: str | None = None  # configs with this text are refused
         self.checked: list[str] = []
 
-    async def apply(self, config_text: str) -> bool:
+    async def apply(self, config_text: str, files: Mapping[str, str] | None = None) -> bool:
         if self.refuse is not None:
             raise ValidationError(self.refuse)
         if self.refuse_containing and self.refuse_containing in config_text:
@@ -27,6 +31,7 @@ class FakeProxy:
         if config_text == self.live:
             return False
         self.live = config_text
+        self.files = dict(files or {})
         self.applied.append(config_text)
         return True
 
