@@ -62,6 +62,10 @@ class Config:
         443, "port the router listens on for HTTPS, once an app has a certificate (0: off)")
     global_domain: str = setting("", "domain apps get as APP.DOMAIN (domains:set-global)")
     nginx_bin: str = setting("nginx", "nginx executable")
+    acme_ca_bundle: str = setting(
+        "", "CA file to verify the ACME server with ('' = the system's; tests: pebble's)")
+    acme_renew_interval: float = setting(
+        3600.0, "seconds between the scheduler leader's certificate renewal passes")
     # cache
     cache: bool = setting(True, "run the package cache in the daemon")
     cache_bind: str = setting("0.0.0.0", "address the package cache listens on")

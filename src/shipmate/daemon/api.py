@@ -81,4 +81,8 @@ def make_app(daemon: Daemon) -> web.Application:
     wiring = daemon.wiring
     add_fleet_routes(app, wiring.store, wiring.agent)
     add_paas_routes(app, wiring.paas)
+    if wiring.certs is not None:
+        from shipmate.paas.certs_api import add_certs_routes
+
+        add_certs_routes(app, wiring.certs, wiring.letsencrypt)
     return app

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from shipmate.agent.agent import Agent
     from shipmate.cache.server import CacheServer
     from shipmate.daemon.image_transfer import PeerImages
+    from shipmate.paas.certs import Certs
+    from shipmate.paas.letsencrypt import LetsEncrypt
     from shipmate.paas.service import Paas
     from shipmate.router.controller import RouterController
     from shipmate.scheduler.engine import SchedulerEngine
@@ -50,6 +52,8 @@ class Wiring:
     images: PeerImages | None  # fetches images from peers (with an engine and ``api_port``)
     components: tuple[Component, ...]  # in start order; stopped in reverse
     closers: tuple[Closer, ...] = ()  # awaited at shutdown, after the components stop
+    certs: Certs | None = None  # certs:* (HTTPS)
+    letsencrypt: LetsEncrypt | None = None  # letsencrypt:* (ACME)
 
 
 async def open_store(config: Config) -> Store:
@@ -97,9 +101,24 @@ def build(config: Config, store: Store, engine: Engine | None,
         comps.append(Component("router", router.run))
     if cache is not None:
         comps.append(Component("cache", _run_cache(cache)))
+    certs, le, renewer = _tls(config, store, paas, router, scheduler)
+    comps.append(renewer)
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
-                  images=images, components=tuple(comps), closers=closers)
+                  images=images, components=tuple(comps), closers=closers, certs=certs,
+                  letsencrypt=le)
+
+
+def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,
+         scheduler: SchedulerEngine) -> tuple[Certs, LetsEncrypt, Component]:
+    """Certificates, ACME, and the renewal loop (it acts on the scheduler leader only)."""
+    from shipmate.paas.certs import Certs
+    from shipmate.paas.letsencrypt import LetsEncrypt, Renewer
+
+    certs = Certs(store, paas.state)
+    le = LetsEncrypt(store, certs, ca_bundle=config.acme_ca_bundle, router=router)
+    renewer = Renewer(le, lambda: scheduler.is_leader, config.acme_renew_interval)
+    return certs, le, Component("letsencrypt", renewer.run)
 
 
 def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerImages | None:

@@ -116,6 +116,12 @@ COMMANDS: Mapping[str, Remote] = {
                      "releases:rollback",
                      "checks:report", "checks:disable", "checks:enable", "checks:set", "logs",
                      "run"), REMOTE),
+    # HTTPS: a certificate and key come as Dokku's tar on standard input
+    "certs:add": Remote(True, stdin="cert-key.tar", check=_one_name_stdin("cert-key.tar")),
+    **dict.fromkeys(("certs:generate", "certs:report", "certs:show", "certs:remove",
+                     "certs:set", "letsencrypt:enable", "letsencrypt:disable",
+                     "letsencrypt:list", "letsencrypt:revoke", "letsencrypt:set",
+                     "letsencrypt:auto-renew", "letsencrypt:cron-job"), REMOTE),
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
     # the cluster's units, by name; a unit file comes on standard input

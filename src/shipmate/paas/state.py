@@ -113,7 +113,10 @@ class PaasState:
         await self.get_app(name)
         await self.store.txn([], [
             Op.delete(f"{APPS}{name}/", prefix=True),
-            Op.delete(route_keys.domains_key(name)), Op.delete(route_keys.active_key(name))])
+            Op.delete(route_keys.domains_key(name)), Op.delete(route_keys.active_key(name)),
+            # its certificate, HTTPS options and letsencrypt record (router/tlskeys.py)
+            *(Op.delete(f"/shipmate/{part}/{name}")
+              for part in ("tls/certs", "tls/options", "acme/apps"))])
 
     # config, formation, checks --------------------------------------------------------------
 

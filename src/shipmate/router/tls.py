@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from shipmate.errors import ValidationError
 
@@ -206,6 +207,29 @@ def generate_self_signed(domains: Sequence[str], *, now: dt.datetime,
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def verified(crt_pem: bytes, roots_pem: bytes, *, now: dt.datetime) -> str:
+    """Dokku's "Ssl verified": ``self signed``, ``verified by a certificate authority``, or
+    ``not verified: WHY`` against the trusted roots ``roots_pem`` (a CA bundle)."""
+    chain = load_chain(crt_pem)
+    leaf = chain[0]
+    if leaf.issuer == leaf.subject:
+        return "self signed"
+    try:
+        roots = x509.load_pem_x509_certificates(roots_pem)
+    except ValueError:
+        return "not verified: no trusted roots"
+    names = subject_names(leaf)
+    # A wildcard is checked with a name it covers.
+    name = ("www" + names[0][1:] if names[0].startswith("*.") else names[0]) if names else ""
+    try:
+        verifier = (PolicyBuilder().store(Store(roots)).time(now)
+                    .build_server_verifier(x509.DNSName(name)))
+        verifier.verify(leaf, chain[1:])
+    except (VerificationError, ValueError) as exc:
+        return f"not verified: {exc}"
+    return "verified by a certificate authority"
 
 
 def renewal_due(not_after: dt.datetime, now: dt.datetime,

@@ -17,7 +17,8 @@ async def test_everything_on(tmp_path: Path) -> None:
     cfg = config.load({}, state_dir=tmp_path, api_port=7000, cache_port=0, ssh=True)
     w = build(cfg, store, engine)
     assert [c.name for c in w.components] == [
-        "compactor", "agent", "scheduler", "images", "ssh", "router", "cache"]
+        "compactor", "agent", "scheduler", "images", "ssh", "router", "cache",
+        "letsencrypt"]
     # the agent's containers fetch missing images through the peer fetcher built before it
     assert w.agent.containers is not None and w.agent.containers.fetcher is w.images
     # deploys wait for this machine's router, built before the PaaS
@@ -30,7 +31,8 @@ async def test_only_what_the_settings_ask_for(tmp_path: Path) -> None:
     store = await memory_store()
     cfg = config.load({}, state_dir=tmp_path, router=False, cache=False, ssh=False)
     w = build(cfg, store, None, "no Docker engine")
-    assert [c.name for c in w.components] == ["compactor", "agent", "scheduler"]
+    assert [c.name for c in w.components] == ["compactor", "agent", "scheduler",
+                                                "letsencrypt"]
     assert (w.router, w.cache, w.images, w.agent.containers) == (None, None, None, None)
     assert w.paas.deployer.router is None
     assert w.engine_error == "no Docker engine"
