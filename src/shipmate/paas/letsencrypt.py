@@ -22,12 +22,18 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from shipmate.clock import Clock, SystemClock
 from shipmate.errors import NotFoundError, ShipmateError, ValidationError
 from shipmate.paas import renewal
-from shipmate.paas.acme_client import AcmeSession, AcmeSettings, new_account_key, new_cert_key
+from shipmate.paas.acme_client import (
+    AcmeSession,
+    AcmeSettings,
+    Pending,
+    new_account_key,
+    new_cert_key,
+)
 from shipmate.paas.certs import Certs
 from shipmate.router import tlskeys
 from shipmate.router.progress import LocalRouter, wait_routers
@@ -63,13 +69,42 @@ def server_url(value: str) -> str:
     return value
 
 
+class Session(Protocol):
+    """What an issuance needs of an ACME client (:class:`AcmeSession`; a fake in tests)."""
+
+    def register(self) -> str:
+        """The account's URI (made when new)."""
+        ...
+
+    def order(self, domains: list[str], cert_key_pem: str) -> tuple[Any, list[Pending]]:
+        """A new order and its challenges."""
+        ...
+
+    def answer(self, pending: Pending) -> None:
+        """Tell the CA a challenge answer is published."""
+        ...
+
+    def finalize(self, orderr: Any) -> str:
+        """The issued full chain, PEM."""
+        ...
+
+    def revoke(self, crt_pem: str) -> None:
+        """Revoke a certificate."""
+        ...
+
+
+SessionFactory = Callable[[AcmeSettings, str, str], Session]
+
+
 class LetsEncrypt:
     """Issue, renew and revoke an app's certificate with ACME."""
 
     def __init__(self, store: Store, certs: Certs, *, ca_bundle: str = "",
                  router: LocalRouter | None = None, clock: Clock | None = None,
-                 router_timeout: float = 30.0) -> None:
+                 router_timeout: float = 30.0,
+                 session: SessionFactory = AcmeSession) -> None:
         self.store, self.certs, self.ca_bundle = store, certs, ca_bundle
+        self._new_session = session
         self.router, self.clock = router, clock or SystemClock()
         self.router_timeout = router_timeout
         self._lock = asyncio.Lock()  # one issuance at a time on this machine
@@ -112,7 +147,7 @@ class LetsEncrypt:
 
     # the account ----------------------------------------------------------------------------
 
-    async def _session(self, emit: Emit) -> AcmeSession:
+    async def _session(self, emit: Emit) -> Session:
         """A session on the configured server with the kept account (made when missing)."""
         settings = await self._acme_settings()
         kv = await self.store.get(ACCOUNT_KEY)
@@ -124,7 +159,7 @@ class LetsEncrypt:
             assert kv is not None
         account = json.loads(kv.value)
         uri = str(account.get("uris", {}).get(settings.server, ""))
-        session = await asyncio.to_thread(AcmeSession, settings, account["key"], uri)
+        session = await asyncio.to_thread(self._new_session, settings, account["key"], uri)
         if not uri:
             emit(f"-----> Registering with {settings.server}")
             uri = await asyncio.to_thread(session.register)
@@ -183,7 +218,7 @@ class LetsEncrypt:
             await self.certs.add(app, chain.encode(), key_pem.encode(), source="letsencrypt")
             emit(f"=====> Certificate installed for {', '.join(domains)}")
 
-    async def _publish(self, pending: Sequence[Any], emit: Emit) -> None:
+    async def _publish(self, pending: Sequence[Pending], emit: Emit) -> None:
         if not pending:
             return
         res = await self.store.txn([], [

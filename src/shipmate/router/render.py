@@ -209,7 +209,7 @@ def _redirect_server(route: Route, tls: RouteTls, state: RouterState,
     acme = (f"proxy_pass http://{UPSTREAM_PREFIX}{route.app};" if route.endpoints
             else "return 404;")
     return (
-        "    server {\n"
+        "\n    server {\n"
         f"        listen {_listen(opts.bind, state.http_port)};\n"
         f"        server_name {' '.join(tls.domains)};\n"
         f"{_challenges(state)}"
@@ -226,7 +226,7 @@ def _https_server(route: Route, tls: RouteTls, state: RouterState,
     hsts = (f"        add_header Strict-Transport-Security \"{HSTS}\" always;\n"
             if tls.hsts else "")
     return (
-        "    server {\n"
+        "\n    server {\n"
         f"        listen {_listen(opts.bind, state.https_port)} ssl http2;\n"
         f"        server_name {' '.join(tls.domains)};\n"
         f"        ssl_certificate {TLS_DIR}/{tls.file};\n"
