@@ -137,7 +137,9 @@ def test_a_password_set_over_ssh_is_not_logged_and_files_are_private(daemon: Paa
     text = log.read_text()
     assert "DB_PASSWORD=<redacted>" in text and password not in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert stat.S_IMODE(daemon.state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(daemon.state_dir.stat().st_mode) == 0o711  # nginx workers pass through
+    assert stat.S_IMODE((daemon.state_dir / "store.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((daemon.state_dir / "agent").stat().st_mode) == 0o700
 
 
 def test_repositories_are_private(daemon: PaasDaemon, tmp_path: Path) -> None:
