@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
@@ -31,12 +32,14 @@ Emit = Callable[[str], None]
 class Paas:
     """Apps, config, domains, releases, deploys."""
 
-    def __init__(self, store: Store, engine: Engine | None, config: Config) -> None:
+    def __init__(self, store: Store, engine: Engine | None, config: Config,
+                 clock: Clock | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state = PaasState(store)
         self.keys = SshKeys(store)
         self.registry = Registry(store)
-        self.deployer = Deployer(store, engine, config, self.state, self.registry)
+        self.deployer = Deployer(store, engine, config, self.state, self.registry,
+                                 clock or SystemClock())
 
     def _engine(self) -> Engine:
         if self.engine is None:
