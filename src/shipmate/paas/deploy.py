@@ -205,14 +205,6 @@ class Deployer:
                 if on_line:
                     on_line(line)
             code = await self.engine.wait(cid)
-            # Docker 20.10's follow can end before the last output of a container that has
-            # just exited (`run APP node -e ...` printed nothing, now and then); the stored log
-            # is complete, so what the stream missed is its tail.
-            stored = [line async for line in self.engine.logs(cid)]
-            for line in stored[len(lines):]:
-                lines.append(line)
-                if on_line:
-                    on_line(line)
         finally:
             await self.engine.remove(cid, force=True)
         return code, "\n".join(lines)
