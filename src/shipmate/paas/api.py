@@ -93,8 +93,8 @@ async def put_global_domain(request: web.Request) -> web.Response:
 
 
 async def delete_global_domain(request: web.Request) -> web.Response:
-    await _paas(request).state.clear_global_domain()
-    return web.json_response({"domain": ""})
+    ports = await _paas(request).state.clear_global_domain()
+    return web.json_response({"domain": "", "ports": ports})
 
 
 async def get_domains(request: web.Request) -> web.Response:
