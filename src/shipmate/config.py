@@ -1,7 +1,9 @@
 """Settings, declared once: name, type, default, environment variable, help.
 
-Like mitmproxy's ``options.py``: one table is the source for parsing the environment, for
-``shipmate info`` and for the docs. Every setting may be given as ``SHIPMATE_<NAME>`` in the
+Like mitmproxy's ``options.py``: one declaration is the source for parsing the environment,
+for ``shipmate info`` and for the docs. Each setting is one typed field of :class:`Config`
+(its annotation is its type, :func:`setting` gives its default and help), so ``config.http_port``
+is an ``int`` to the type checker too. Every setting may be given as ``SHIPMATE_<NAME>`` in the
 environment (upper case); the daemon passes its resolved settings to what it starts.
 """
 
@@ -10,16 +12,151 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shipmate.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def setting(default: T, help: str) -> T:
+    """Declare a setting: its default and its help text (the field's type parses it)."""
+    field: T = dataclasses.field(default=default, metadata={"help": help})
+    return field
+
+
+def derived(help: str) -> Any:
+    """Declare a setting whose default is computed from others (see :class:`Config`)."""
+    return dataclasses.field(default=None, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Resolved settings. Build with :func:`load`; derived paths are filled in."""
+
+    state_dir: Path = setting(Path("/var/lib/shipmate"), "where the daemon keeps its state")
+    socket: Path = derived("daemon API unix socket (default: STATE_DIR/shipmate.sock)")
+    debug: bool = setting(False, "show tracebacks and debug logs")
+    cluster: str = setting("", "talk to this node of a local cluster: node-2 or NAME/node-2")
+    # store
+    store: str = setting("sqlite", "desired-state store backend: sqlite or etcd")
+    etcd_endpoints: str = setting("http://127.0.0.1:2379", "comma-separated etcd endpoints")
+    etcd_timeout: float = setting(
+        2.0, "seconds before an etcd request is given up (keep it below agent_ttl, so a dead "
+        "member cannot cost a machine its lease)")
+    # engine
+    docker_host: str = setting("unix:///var/run/docker.sock", "Docker engine address")
+    # machine / agent
+    machine_id: str = derived("this machine's ID (default: hostname)")
+    public_ip: str = setting("127.0.0.1", "address other machines reach this one at")
+    metadata: str = setting("", "machine metadata, k=v,k2=v2 (fleet's --metadata)")
+    agent_ttl: float = setting(3.0, "seconds a machine's heartbeat lease lives")
+    reconcile_interval: float = setting(5.0, "seconds between full re-reads of the store")
+    # router
+    router: bool = setting(True, "run the nginx router on this machine")
+    http_port: int = setting(80, "port the router listens on for vhosts")
+    global_domain: str = setting("", "domain apps get as APP.DOMAIN (domains:set-global)")
+    nginx_bin: str = setting("nginx", "nginx executable")
+    # cache
+    cache: bool = setting(True, "run the package cache in the daemon")
+    cache_bind: str = setting("0.0.0.0", "address the package cache listens on")
+    cache_port: int = setting(3142, "port of the package cache (apt-cacher-ng's)")
+    cache_dir: Path = derived("cache storage (default: STATE_DIR/cache)")
+    cache_max_bytes: int = setting(20 * 2**30, "size cap of cached artifacts, LRU-evicted")
+    cache_fresh_seconds: float = setting(
+        300.0, "how long volatile indexes are served unchecked")
+    cache_upstreams: str = setting(
+        "deb.debian.org,security.debian.org,archive.ubuntu.com,security.ubuntu.com,"
+        "ports.ubuntu.com,pypi.org,files.pythonhosted.org,registry.npmjs.org",
+        "hosts the cache may fetch from (comma-separated; not an open proxy)")
+    cache_clients: str = setting(
+        "127.0.0.0/8,::1/128,172.16.0.0/12,10.0.0.0/8,192.168.0.0/16",
+        "client networks allowed to use the cache")
+    cache_pypi_upstream: str = setting(
+        "https://pypi.org", "PyPI index the /pypi/ mirror fetches simple pages from")
+    cache_npm_upstream: str = setting(
+        "https://registry.npmjs.org", "npm registry the /npm/ mirror fetches metadata from")
+    cache_upstream_timeout: float = setting(
+        30.0, "seconds of upstream silence before a download is abandoned")
+    cache_sndbuf: int = setting(
+        0, "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
+        "twice that; 0: the kernel's autotuning (see docs/cache.md before changing it)")
+    cache_local_sndbuf: int = setting(
+        524288, "send buffer of the cache's connections from this machine (through loopback), "
+        "in bytes; Linux keeps twice that; 0: as cache_sndbuf gives (see docs/cache.md)")
+    # paas
+    ssh: bool = setting(True, "run the SSH server (git push, CLI over SSH)")
+    ssh_port: int = setting(2222, "SSH server port")
+    push_max_bytes: int = setting(
+        256 * 2**20, "largest git push accepted: the pack, and the pushed tree as a tar, in bytes")
+    debian_mirror: str = setting("http://deb.debian.org/debian", "mirror for base images")
+    # builds
+    build_sandbox: bool = setting(
+        True, "build on build_network, fenced so it reaches only the package cache (off: on the "
+        "host's network, not isolated)")
+    build_network: str = setting(
+        "shipmate-build", "internal Docker network builds run on (see docs/paas.md)")
+    build_timeout: float = setting(1800.0, "seconds a build may take before it is stopped")
+    build_max_image_bytes: int = setting(8 * 2**30, "largest image a build may produce")
+    build_max_output_bytes: int = setting(
+        8 * 2**20, "build output streamed to the pusher, in bytes; beyond it lines are left out")
+    # image distribution between machines (no registry)
+    api_port: int = setting(
+        0, "TCP port serving other machines this machine's app images (0: off; same on all)")
+    api_bind: str = setting("0.0.0.0", "address the TCP image route listens on")
+    api_clients: str = setting(
+        "127.0.0.0/8,::1/128", "client networks allowed on api_port (the cluster's subnet)")
+    image_pull_timeout: float = setting(
+        300.0, "seconds a unit waits for its image from another machine before it fails")
+
+    def __post_init__(self) -> None:
+        """Fill in the derived settings left unset, then refuse what cannot work."""
+        state = Path(self.state_dir)
+        derived_values = {"socket": state / "shipmate.sock", "cache_dir": state / "cache",
+                          "machine_id": socket.gethostname()}
+        for name, value in derived_values.items():
+            if not getattr(self, name):  # frozen: set once, here, before anyone reads it
+                object.__setattr__(self, name, value)
+        _check(self)
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """A copy with some values replaced (unknown names are refused)."""
+        for name in overrides:
+            if name not in _BY_NAME:
+                raise ConfigError(f"unknown setting {name!r}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        out = {}
+        for s in SETTINGS:
+            v = getattr(self, s.name)
+            if v is not None:
+                out[s.env] = ("1" if v else "0") if s.type is bool else str(v)
+        return out
+
+
+def _check(config: Config) -> None:
+    if config.store not in ("sqlite", "etcd"):
+        raise ConfigError(
+            f"unknown store backend {config.store!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
+        )
+    for name in ("cache_sndbuf", "cache_local_sndbuf"):
+        value = getattr(config, name)
+        if value < 0:
+            raise ConfigError(
+                f"{name} is {value}, below 0",
+                hint=f"set SHIPMATE_{name.upper()} to a size in bytes, or 0 (see the send "
+                "buffer in docs/cache.md)",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One declared setting."""
+    """One declared setting, as ``shipmate info`` and the environment see it."""
 
     name: str
     type: type
@@ -32,75 +169,13 @@ class Setting:
         return "SHIPMATE_" + self.name.upper()
 
 
-def _default_machine_id() -> str:
-    return socket.gethostname()
+def _settings() -> tuple[Setting, ...]:
+    types = typing.get_type_hints(Config)
+    return tuple(Setting(f.name, types[f.name], f.default, f.metadata["help"])
+                 for f in dataclasses.fields(Config))
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("state_dir", Path, Path("/var/lib/shipmate"), "where the daemon keeps its state"),
-    Setting("socket", Path, None, "daemon API unix socket (default: STATE_DIR/shipmate.sock)"),
-    Setting("debug", bool, False, "show tracebacks and debug logs"),
-    Setting("cluster", str, "", "talk to this node of a local cluster: node-2 or NAME/node-2"),
-    # store
-    Setting("store", str, "sqlite", "desired-state store backend: sqlite or etcd"),
-    Setting("etcd_endpoints", str, "http://127.0.0.1:2379", "comma-separated etcd endpoints"),
-    Setting("etcd_timeout", float, 2.0,
-            "seconds before an etcd request is given up (keep it below agent_ttl, so a dead "
-            "member cannot cost a machine its lease)"),
-    # engine
-    Setting("docker_host", str, "unix:///var/run/docker.sock", "Docker engine address"),
-    # machine / agent
-    Setting("machine_id", str, None, "this machine's ID (default: hostname)"),
-    Setting("public_ip", str, "127.0.0.1", "address other machines reach this one at"),
-    Setting("metadata", str, "", "machine metadata, k=v,k2=v2 (fleet's --metadata)"),
-    Setting("agent_ttl", float, 3.0, "seconds a machine's heartbeat lease lives"),
-    Setting("reconcile_interval", float, 5.0, "seconds between full re-reads of the store"),
-    # router
-    Setting("router", bool, True, "run the nginx router on this machine"),
-    Setting("http_port", int, 80, "port the router listens on for vhosts"),
-    Setting("global_domain", str, "", "domain apps get as APP.DOMAIN (domains:set-global)"),
-    Setting("nginx_bin", str, "nginx", "nginx executable"),
-    # cache
-    Setting("cache", bool, True, "run the package cache in the daemon"),
-    Setting("cache_bind", str, "0.0.0.0", "address the package cache listens on"),
-    Setting("cache_port", int, 3142, "port of the package cache (apt-cacher-ng's)"),
-    Setting("cache_dir", Path, None, "cache storage (default: STATE_DIR/cache)"),
-    Setting("cache_max_bytes", int, 20 * 2**30, "size cap of cached artifacts, LRU-evicted"),
-    Setting("cache_fresh_seconds", float, 300.0, "how long volatile indexes are served unchecked"),
-    Setting(
-        "cache_upstreams", str,
-        "deb.debian.org,security.debian.org,archive.ubuntu.com,security.ubuntu.com,"
-        "ports.ubuntu.com,pypi.org,files.pythonhosted.org,registry.npmjs.org",
-        "hosts the cache may fetch from (comma-separated; not an open proxy)",
-    ),
-    Setting("cache_clients", str, "127.0.0.0/8,::1/128,172.16.0.0/12,10.0.0.0/8,192.168.0.0/16",
-            "client networks allowed to use the cache"),
-    Setting("cache_pypi_upstream", str, "https://pypi.org",
-            "PyPI index the /pypi/ mirror fetches simple pages from"),
-    Setting("cache_npm_upstream", str, "https://registry.npmjs.org",
-            "npm registry the /npm/ mirror fetches metadata from"),
-    Setting("cache_upstream_timeout", float, 30.0,
-            "seconds of upstream silence before a download is abandoned"),
-    Setting("cache_sndbuf", int, 0,
-            "send buffer (SO_SNDBUF) of the cache's client connections, in bytes; Linux keeps "
-            "twice that; 0: the kernel's autotuning (see docs/cache.md before changing it)"),
-    Setting("cache_local_sndbuf", int, 524288,
-            "send buffer of the cache's connections from this machine (through loopback), in "
-            "bytes; Linux keeps twice that; 0: as cache_sndbuf gives (see docs/cache.md)"),
-    # paas
-    Setting("ssh", bool, True, "run the SSH server (git push, CLI over SSH)"),
-    Setting("ssh_port", int, 2222, "SSH server port"),
-    Setting("debian_mirror", str, "http://deb.debian.org/debian", "mirror for base images"),
-    # image distribution between machines (no registry)
-    Setting("api_port", int, 0,
-            "TCP port serving other machines this machine's app images (0: off; same on all)"),
-    Setting("api_bind", str, "0.0.0.0", "address the TCP image route listens on"),
-    Setting("api_clients", str, "127.0.0.0/8,::1/128",
-            "client networks allowed on api_port (the cluster's subnet)"),
-    Setting("image_pull_timeout", float, 300.0,
-            "seconds a unit waits for its image from another machine before it fails"),
-)
-
+SETTINGS: tuple[Setting, ...] = _settings()
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -129,70 +204,20 @@ def parse_value(setting: Setting, text: str) -> Any:
         ) from exc
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Resolved settings. Build with :func:`load`; derived paths are filled in."""
-
-    values: Mapping[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def with_overrides(self, **overrides: Any) -> Config:
-        """A copy with some values replaced (unknown names are refused)."""
-        for name in overrides:
-            if name not in _BY_NAME:
-                raise ConfigError(f"unknown setting {name!r}")
-        return _derive({**self.values, **overrides})
-
-    def to_env(self) -> dict[str, str]:
-        """The environment that reproduces these settings in a child process."""
-        out = {}
-        for s in SETTINGS:
-            v = self.values[s.name]
-            if v is not None:
-                out[s.env] = ("1" if v else "0") if s.type is bool else str(v)
-        return out
-
-
-def _derive(values: dict[str, Any]) -> Config:
-    state = Path(values["state_dir"])
-    if values.get("socket") is None:
-        values["socket"] = state / "shipmate.sock"
-    if values.get("cache_dir") is None:
-        values["cache_dir"] = state / "cache"
-    if not values.get("machine_id"):
-        values["machine_id"] = _default_machine_id()
-    if values["store"] not in ("sqlite", "etcd"):
-        raise ConfigError(
-            f"unknown store backend {values['store']!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
-        )
-    for name in ("cache_sndbuf", "cache_local_sndbuf"):
-        if values[name] < 0:
-            raise ConfigError(
-                f"{name} is {values[name]}, below 0",
-                hint=f"set SHIPMATE_{name.upper()} to a size in bytes, or 0 (see the send "
-                "buffer in docs/cache.md)",
-            )
-    return Config(values)
-
-
 def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Resolve every setting from defaults, then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for s in SETTINGS:
-        values[s.name] = parse_value(s, env[s.env]) if s.env in env else s.default
+    values = {s.name: parse_value(s, env[s.env]) for s in SETTINGS if s.env in env}
     values.update(overrides)
-    return _derive(values)
+    unknown = sorted(set(values) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}")
+    return Config(**values)
 
 
 def describe(config: Config) -> list[dict[str, str]]:
     """Rows for ``shipmate info``: name, value, environment variable, help."""
     return [
-        {"name": s.name, "value": str(config.values[s.name]), "env": s.env, "help": s.help}
+        {"name": s.name, "value": str(getattr(config, s.name)), "env": s.env, "help": s.help}
         for s in SETTINGS
     ]

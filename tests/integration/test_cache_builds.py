@@ -61,10 +61,12 @@ async def build_twice(docker_host: str, cache: CacheServer, app: str,
     args = build_settings("127.0.0.1", cache.port)
     try:
         one: list[str] = []
-        await build(engine, app, "a" * 40, tree(first), one.append, buildargs=args)
+        await build(engine, app, "a" * 40, tree(first), one.append, buildargs=args,
+                    network="host")
         stats = json.dumps(cache.snapshot()["formats"])
         two: list[str] = []
-        await build(engine, app, "b" * 40, tree(second), two.append, buildargs=args)
+        await build(engine, app, "b" * 40, tree(second), two.append, buildargs=args,
+                    network="host")
         return two, stats
     finally:
         await engine.close()

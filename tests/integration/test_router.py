@@ -360,3 +360,63 @@ async def test_a_new_daemon_adopts_the_running_nginx(tmp_path: Path) -> None:
     finally:
         await nginx.stop()
     assert nginx.pid is None
+
+
+LONG_DOMAIN = ".".join(["a" * 62, "b" * 62, "c" * 61]) + ".io"  # 190 characters, valid
+
+
+async def test_a_long_domain_no_longer_freezes_routing(router: Router,
+                                                       backends: list[Backend]) -> None:
+    # The freeze: a 190-character name made nginx refuse every later config (its
+    # server_names_hash did not fit), so another app's deploy switch never went live.
+    assert len(LONG_DOMAIN) == 190
+    await add_app(router.store, "long", [LONG_DOMAIN])
+    await add_endpoint(router.store, "long", "1", backends[0])
+    await add_app(router.store, "other", ["o.test"])
+    await add_endpoint(router.store, "other", "1", backends[1])
+    await router.synced()
+    assert set(await router.backends_seen(LONG_DOMAIN, 2)) == {"a"}
+    assert set(await router.backends_seen("o.test", 2)) == {"b"}
+    # the other app's switch to a new release goes live
+    await add_endpoint(router.store, "other", "2", backends[2], release="v2")
+    await router.store.put(keys.active_key("other"), keys.encode_active("v2"))
+    await router.synced()
+    assert set(await router.backends_seen("o.test", 4)) == {"c"}
+    assert router.controller.excluded == {}
+
+
+async def test_an_app_nginx_refuses_is_left_out_and_reported(tmp_path: Path,
+                                                             backends: list[Backend]) -> None:
+    # A bucket size forced too small stands for any name nginx refuses: only the app that
+    # has it is left out, and every other app keeps being routed and switched.
+    store = await memory_store()
+    nginx = Nginx(tmp_path / "router", http_port=free_port(),
+                  options=RenderOptions(bind="127.0.0.1", worker_processes="1",
+                                        names_hash_bucket_size=64))
+    await nginx.start()
+    controller = RouterController(store, nginx, interval=0.5, debounce=0.02)
+    task = asyncio.create_task(controller.run())
+    router = Router(store, nginx, controller)
+    try:
+        await add_app(store, "other", ["o.test"])
+        await add_endpoint(store, "other", "1", backends[1])
+        await router.synced()
+        await add_app(store, "long", [LONG_DOMAIN])
+        await add_endpoint(store, "long", "1", backends[0])
+        await add_endpoint(store, "other", "2", backends[2], release="v2")
+        await store.put(keys.active_key("other"), keys.encode_active("v2"))
+        await router.synced()
+        assert set(await router.backends_seen("o.test", 4)) == {"c"}
+        assert list(controller.excluded) == ["long"]
+        assert "server_names_hash" in controller.excluded["long"]
+        assert (await router.get(LONG_DOMAIN))[0] == 404  # left out: the default server
+        # Its name removed, the app is routed again.
+        await store.put(keys.domains_key("long"), keys.encode_domains(["l.test"]))
+        await router.synced()
+        assert set(await router.backends_seen("l.test", 2)) == {"a"}
+        assert controller.excluded == {}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await nginx.stop()
+        await store.close()

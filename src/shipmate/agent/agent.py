@@ -30,7 +30,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipmate.agent.containers import ContainerUnits
+from shipmate.agent.containers import ContainerUnits, ImageFetcher
 from shipmate.agent.publish import Publisher
 from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
 from shipmate.agent.service import parse_environment_file, service_config
@@ -65,7 +65,8 @@ class Agent:
     """Runs the units the scheduler places on this machine."""
 
     def __init__(self, store: Store, engine: Engine | None, config: Config, *,
-                 clock: Clock | None = None, hostname: str | None = None) -> None:
+                 clock: Clock | None = None, hostname: str | None = None,
+                 fetcher: ImageFetcher | None = None) -> None:
         self.store = store
         self.registry = Registry(store)
         self.config = config
@@ -75,7 +76,8 @@ class Agent:
         self.hostname = hostname or socket.gethostname()
         state = Path(config.state_dir) / "agent"
         self.supervisor = Supervisor(state, on_change=lambda _name: self._report_soon.set())
-        self.containers = ContainerUnits(engine, config.machine_id) if engine else None
+        self.containers = (ContainerUnits(engine, config.machine_id, fetcher=fetcher)
+                           if engine else None)
         self.heartbeat = Heartbeat(float(config.agent_ttl), self.clock.now())
         self.publisher = Publisher(store, config.machine_id)
         self.lease = 0

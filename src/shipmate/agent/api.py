@@ -1,10 +1,9 @@
 """The fleet routes of the daemon's HTTP API (``shipmate fleet`` talks to these).
 
-Wiring (done by the daemon, :mod:`shipmate.daemon.wiring`): ``add_fleet_routes(app,
-services)`` where ``services`` has ``.store`` (the :class:`~shipmate.store.base.Store`) and
-``.services`` (a dict) holding ``"agent"`` (this machine's
-:class:`~shipmate.agent.agent.Agent`, optional: without it, status and journal come from what
-agents published to the store). The registry is built over ``services.store``.
+Wiring (done by the daemon's API): ``add_fleet_routes(app, store, agent)`` with the
+:class:`~shipmate.store.base.Store` the registry is built over and this machine's
+:class:`~shipmate.agent.agent.Agent` (optional: without it, status and journal come from what
+agents published to the store).
 
 Routes (JSON in, JSON out; journal streams text lines)::
 
@@ -27,40 +26,50 @@ file (or the container's logs) directly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from shipmate.agent.publish import new_lines, read_published
-from shipmate.daemon.api import json_body, stream_lines
 from shipmate.errors import NotFoundError, ValidationError
+from shipmate.httpapi.server import json_body, stream_lines
 from shipmate.scheduler.model import Machine
 from shipmate.scheduler.registry import Registry, Snapshot
 from shipmate.spec.unitfile import parse
 from shipmate.spec.unitname import parse_unit_name
 from shipmate.spec.unitredact import environment_values, redact_environment, scrub
 from shipmate.spec.units import parse_unit
+from shipmate.store.base import Store
+
+if TYPE_CHECKING:
+    from shipmate.agent.agent import Agent
 
 FOLLOW_POLL = 1.0
 MAX_JOURNAL_LINES = 10_000
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fleet:
+    store: Store
+    agent: Agent | None
+
+
+_FLEET: web.AppKey[_Fleet] = web.AppKey("fleet")
+
+
 def _registry(request: web.Request) -> Registry:
-    return Registry(request.app[_SERVICES].store)
+    return Registry(request.app[_FLEET].store)
 
 
-def _agent(request: web.Request) -> Any:
-    services = request.app[_SERVICES]
-    return getattr(services, "services", {}).get("agent")
+def _agent(request: web.Request) -> Agent | None:
+    return request.app[_FLEET].agent
 
 
-_SERVICES: web.AppKey[Any] = web.AppKey("fleet_services")
-
-
-def add_fleet_routes(app: web.Application, services: Any) -> None:
+def add_fleet_routes(app: web.Application, store: Store, agent: Agent | None = None) -> None:
     """Add the ``/v1/fleet/...`` routes to the daemon's API ``app``."""
-    app[_SERVICES] = services
+    app[_FLEET] = _Fleet(store, agent)
     r = app.router
     r.add_get("/v1/fleet/machines", list_machines)
     r.add_get("/v1/fleet/units", list_units)
@@ -205,7 +214,7 @@ async def status(request: web.Request) -> web.Response:
         raise NotFoundError(f"Unit {name} does not exist.",
                             hint="list-unit-files shows the units")
     agent = _agent(request)
-    published = await read_published(request.app[_SERVICES].store, name)
+    published = await read_published(request.app[_FLEET].store, name)
     machines = []
     for mid, rec in sorted(published.items()):
         if agent is not None and mid == agent.machine_id:
@@ -253,7 +262,7 @@ async def journal(request: web.Request) -> web.StreamResponse:
     agent = _agent(request)
     if agent is not None and agent.local_detail(name) is not None:
         return await stream_lines(request, _local_journal(agent, name, lines, follow))
-    store = request.app[_SERVICES].store
+    store = request.app[_FLEET].store
     if not await read_published(store, name):
         reg = _registry(request)
         if await reg.unit(name) is None:

@@ -11,7 +11,7 @@ removed before the unit starts here: the scheduler placed the unit here, so that
 is a duplicate of a machine that went away.
 
 A unit whose image is not here (an app image built on another machine) gets it through
-:attr:`ContainerUnits.fetcher` (the daemon binds :class:`~shipmate.daemon.image_transfer.
+:attr:`ContainerUnits.fetcher` (the daemon passes :class:`~shipmate.daemon.image_transfer.
 PeerImages`) before its container is created; meanwhile the unit shows ``activating
 start-pre`` with the pull's progress as its result, and a failed pull fails the unit.
 """
@@ -85,13 +85,14 @@ def container_state(info: ContainerInfo | None) -> tuple[str, str, str]:
 class ContainerUnits:
     """Runs, adopts, replaces, reports and removes this machine's container units."""
 
-    def __init__(self, engine: Engine, machine_id: str, *, stop_timeout: float = 10.0) -> None:
+    def __init__(self, engine: Engine, machine_id: str, *, stop_timeout: float = 10.0,
+                 fetcher: ImageFetcher | None = None) -> None:
         self.engine = engine
         self.machine_id = machine_id
         self.stop_timeout = stop_timeout
-        #: Fetches missing images from other machines (bound by the daemon; None: a missing
-        #: image fails the create as the engine reports it).
-        self.fetcher: ImageFetcher | None = None
+        #: Fetches missing images from other machines (None: a missing image fails the
+        #: create as the engine reports it).
+        self.fetcher = fetcher
         self._status: dict[str, ContainerStatus] = {}
         self._pulling: dict[str, ContainerStatus] = {}  # units waiting for their image
         self._pulls: dict[str, asyncio.Task[None]] = {}  # one transfer per image

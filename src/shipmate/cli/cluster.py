@@ -12,8 +12,7 @@ from typing import Any
 
 from shipmate.cli import output
 from shipmate.cli.registry import Context, arg, command
-from shipmate.cluster import lifecycle, nodes, status
-from shipmate.cluster import spec as sp
+from shipmate.cluster import spec as sp  # pure: names and defaults for the arguments
 from shipmate.errors import NotFoundError
 
 _NAME = arg("--name", default=sp.DEFAULT_NAME,
@@ -36,6 +35,7 @@ _NODE = arg("node", help="node-1, node-2, ...")
 )
 async def cluster_up(ctx: Context, args: argparse.Namespace) -> int:
     """Start (or complete) the cluster and print where everything is."""
+    from shipmate.cluster import lifecycle
     from shipmate.engine.docker import DockerEngine
 
     opts = lifecycle.UpOptions(
@@ -72,6 +72,8 @@ async def cluster_up(ctx: Context, args: argparse.Namespace) -> int:
                     help="also remove the nodes' Docker volumes (the images loaded into them)"))
 async def cluster_down(ctx: Context, args: argparse.Namespace) -> int:
     """Tear the cluster down."""
+    from shipmate.cluster import lifecycle
+
     removed = await lifecycle.down(ctx.config, args.name, purge=args.purge)
     if removed:
         output.step(f"Removed {', '.join(removed)} and network {args.name}-cluster")
@@ -90,6 +92,8 @@ def _daemon_text(daemon: dict[str, Any]) -> str:
 @command("cluster status", "show nodes, addresses, etcd health and daemons", _NAME)
 async def cluster_status(ctx: Context, args: argparse.Namespace) -> int:
     """One line per node; ``--format json`` for everything."""
+    from shipmate.cluster import status
+
     data = await status.collect(ctx.config, args.name)
     if ctx.format == "json":
         output.as_json(data)
@@ -108,6 +112,8 @@ async def cluster_status(ctx: Context, args: argparse.Namespace) -> int:
 @command("cluster kill", "SIGKILL a node (the whole machine)", _NODE, _NAME)
 async def cluster_kill(ctx: Context, args: argparse.Namespace) -> int:
     """Fault injection: a machine dies."""
+    from shipmate.cluster import nodes
+
     await nodes.kill(args.name, args.node)
     output.step(f"Killed {args.node}")
     return 0
@@ -116,6 +122,8 @@ async def cluster_kill(ctx: Context, args: argparse.Namespace) -> int:
 @command("cluster start", "start a killed node again", _NODE, _NAME)
 async def cluster_start(ctx: Context, args: argparse.Namespace) -> int:
     """The machine boots again: dockerd, its etcd member, the daemon."""
+    from shipmate.cluster import nodes
+
     await nodes.start(args.name, args.node)
     output.step(f"Started {args.node}")
     return 0
@@ -124,6 +132,8 @@ async def cluster_start(ctx: Context, args: argparse.Namespace) -> int:
 @command("cluster partition", "cut a node off the cluster network", _NODE, _NAME)
 async def cluster_partition(ctx: Context, args: argparse.Namespace) -> int:
     """Fault injection: the machine runs on but nobody reaches it, nor it anybody."""
+    from shipmate.cluster import nodes
+
     await nodes.partition(args.name, args.node)
     output.step(f"Partitioned {args.node} (disconnected from {args.name}-cluster)")
     return 0
@@ -132,6 +142,8 @@ async def cluster_partition(ctx: Context, args: argparse.Namespace) -> int:
 @command("cluster heal", "connect a partitioned node again", _NODE, _NAME)
 async def cluster_heal(ctx: Context, args: argparse.Namespace) -> int:
     """End a partition."""
+    from shipmate.cluster import nodes
+
     await nodes.heal(args.name, args.node)
     output.step(f"Healed {args.node}")
     return 0

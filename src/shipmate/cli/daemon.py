@@ -17,7 +17,7 @@ from shipmate.errors import DaemonUnavailableError, ShipmateError
 
 @command("daemon", "run the daemon in the foreground (`up` runs it in the background)")
 async def daemon_cmd(ctx: Context, args: argparse.Namespace) -> int:
-    from shipmate.daemon.main import Daemon
+    from shipmate.daemon.main import run_daemon
 
     logging.basicConfig(
         level=logging.DEBUG if ctx.debug else logging.INFO,
@@ -25,7 +25,7 @@ async def daemon_cmd(ctx: Context, args: argparse.Namespace) -> int:
     )
     process.write_pidfile(ctx.config)
     try:
-        await Daemon(ctx.config).run()
+        await run_daemon(ctx.config)
     finally:
         process.remove_pidfile(ctx.config)
     return 0

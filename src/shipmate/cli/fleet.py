@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shipmate.cli import output
+from shipmate.cli.inputs import read_file, read_stdin
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ShipmateError, ValidationError
 
@@ -161,22 +162,26 @@ async def list_unit_files(ctx: Context, args: argparse.Namespace) -> int:
     return await _table(ctx, args, "/v1/fleet/unit-files", UNIT_FILE_FIELDS)
 
 
-def local_units(args: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+def local_units(args: Sequence[str], *, remote: bool = False
+                ) -> tuple[list[str], list[dict[str, str]]]:
     """Names for the arguments, and the local unit files among them to submit (a missing
-    instance file falls back to its local template, as fleetctl does)."""
+    instance file falls back to its local template, as fleetctl does). ``remote`` (a command
+    run over SSH): arguments are names only and no file is read."""
     names: list[str] = []
     files: list[dict[str, str]] = []
     for a in args:
         name = mangle(a)
         names.append(name)
+        if remote:
+            continue
         path = Path(a)
         if path.is_file():
-            files.append({"name": name, "text": path.read_text()})
+            files.append({"name": name, "text": read_file(path, "the unit file")})
             continue
         prefix, at, rest = name.partition("@")
         template = path.with_name(f"{prefix}@{rest[rest.find('.'):]}") if at else None
         if template is not None and template.is_file():
-            files.append({"name": template.name, "text": template.read_text()})
+            files.append({"name": template.name, "text": read_file(template, "the unit file")})
             files.append({"name": name})
     return names, files
 
@@ -187,7 +192,7 @@ def missing_files(units: Sequence[str]) -> list[str]:
 
 
 async def _submit(ctx: Context, units: Sequence[str], *, announce: bool) -> list[str]:
-    names, files = local_units(units)
+    names, files = local_units(units, remote=ctx.remote)
     if files:
         done = await ctx.client().request("POST", "/v1/fleet/submit", json_body={"units": files})
         if announce:
@@ -199,6 +204,14 @@ async def _submit(ctx: Context, units: Sequence[str], *, announce: bool) -> list
 @command("fleet submit", "upload unit files into the cluster (they do not start)",
          arg("units", nargs="+", metavar="UNIT", help="unit files"))
 async def submit(ctx: Context, args: argparse.Namespace) -> int:
+    if ctx.remote:  # over SSH: `fleet submit NAME < FILE`, never a file on the server
+        name = mangle(args.units[0])
+        text = read_stdin(f"the unit file of {name}")
+        done = await ctx.client().request("POST", "/v1/fleet/submit",
+                                          json_body={"units": [{"name": name, "text": text}]})
+        for item in done:
+            print(f"Unit {item['unit']} inactive")
+        return 0
     missing = missing_files(args.units)
     if missing:
         raise ShipmateError(f"unable to find unit file {missing[0]}",

@@ -10,7 +10,6 @@ import time
 
 from shipmate.cli import output
 from shipmate.cli.registry import Context, arg, command
-from shipmate.engine import images_recipes
 
 # docker-py and the engine adapter are imported inside the commands: every CLI invocation
 # imports this module, and only these two commands need them.
@@ -54,6 +53,7 @@ async def images_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
 @command("images:list", "list Shipmate's base images")
 async def images_list(ctx: Context, args: argparse.Namespace) -> int:
     """Base images present in the engine, with the recipe each should match."""
+    from shipmate.engine import images_recipes
     from shipmate.engine.docker import DockerEngine
 
     engine = DockerEngine(ctx.config.docker_host)

@@ -1,17 +1,21 @@
-"""Entry point of the ``shipmate`` command. ``asyncio.run`` lives here, at the edge."""
+"""Entry point of the ``shipmate`` command. ``asyncio.run`` lives here, at the edge.
+
+A command is a thin client: at start-up it loads the command modules, which import what
+their commands need (aiohttp, docker-py, YAML, the manifest and cluster stacks...) inside
+those commands, and builds the parser of the one command named. ``--version`` loads no
+command module. ``tests/unit/core/test_cli_imports.py`` holds this; ``bench/cli.py`` times it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shipmate import __version__, config
+from shipmate import __version__
 from shipmate.cli import output
 from shipmate.cli.registry import COMMANDS, CommandDef, Context
 from shipmate.errors import ShipmateError
@@ -57,13 +61,39 @@ def _add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(_command=cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every registered command."""
-    _load_commands()
+def _version_parser(**kwargs: Any) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shipmate", description="Shipmate: git-push deploys, a cluster scheduler, a router "
-        "and a package cache for your own servers.")
+        "and a package cache for your own servers.", **kwargs)
     parser.add_argument("--version", action="version", version=f"shipmate {__version__}")
+    return parser
+
+
+_VALUE_OPTIONS = ("--format", "--state-dir", "--cluster")  # global options with a value
+
+
+def _split(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The global options before the command, and the rest (the command's words first)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in _VALUE_OPTIONS else 1
+    return list(args[:i]), list(args[i:])
+
+
+def _named_command(rest: Sequence[str]) -> str | None:
+    """The registered command the words name (``apps:list``, ``fleet list-units``), if any."""
+    for n in (1, 2):
+        name = " ".join(rest[:n])
+        if len(rest) >= n and name in COMMANDS:
+            return name
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with every registered command, or with command ``only`` alone (enough to
+    parse a command line that names it, at a fraction of the cost)."""
+    _load_commands()
+    parser = _version_parser()
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--format", dest="global_format", choices=("text", "json"),
                         default="text", help="output format")
@@ -72,11 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for cmd in sorted(COMMANDS.values(), key=lambda c: c.name):
-        _add_command(subparsers, groups, cmd)
+        if only is None or cmd.name == only:
+            _add_command(subparsers, groups, cmd)
     return parser
 
 
+def parse(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse a command line. ``--version`` before the command answers (and exits) before
+    the command modules load; ``shipmate run APP python --version`` still runs a command."""
+    leading, rest = _split(argv)
+    if "--version" in leading:
+        _version_parser(add_help=False).parse_known_args(["--version"])
+    _load_commands()
+    parser = build_parser(_named_command(rest))
+    return parser, parser.parse_args(argv)
+
+
 def _context(ns: argparse.Namespace) -> Context:
+    from shipmate import config  # here: --version needs no settings
+
     overrides: dict[str, Any] = {}
     if ns.state_dir:
         overrides["state_dir"] = Path(ns.state_dir)
@@ -95,8 +139,7 @@ def _context(ns: argparse.Namespace) -> Context:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit status 0 on success, 1 on a reported error."""
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    parser, ns = parse(sys.argv[1:] if argv is None else argv)
     if not getattr(ns, "_command", None):
         parser.print_help()
         return 0
@@ -104,10 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = _context(ns)
         debug = ctx.debug
+        import asyncio  # here, not at the top: --version exits before it is needed
+
         result = asyncio.run(ns._command.func(ctx, ns))
         return int(result or 0)
     except ShipmateError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         output.error(str(exc))
         return 1
@@ -117,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # a bug: say so briefly unless --debug
         if debug:
+            import traceback
+
             traceback.print_exc()
         output.error(f"internal error: {type(exc).__name__}: {exc}")
         output.error("run again with --debug for the traceback, and please report it")

@@ -12,12 +12,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipmate.cli import output
+from shipmate.cli.inputs import read_stdin
 from shipmate.cli.registry import Context, arg, command
-from shipmate.converge.plan import Plan
 from shipmate.errors import ValidationError
+
+if TYPE_CHECKING:  # the manifest stack (YAML, converge) loads only for the commands using it
+    from shipmate.converge.plan import Plan
 
 _VERBS = {"build": "build image", "import": "import image", "create": "create",
           "update": "update in place", "replace": "replace", "delete": "delete"}
@@ -186,6 +189,8 @@ def _saved_plan(path: str) -> Plan | None:
         return None  # YAML flow style: let the manifest parser say what is wrong
     if not isinstance(data, dict) or "fingerprint" not in data:
         return None
+    from shipmate.converge.plan import Plan
+
     return Plan.from_json(data)
 
 
@@ -198,10 +203,17 @@ def _confirm(lines: Sequence[tuple[str, str]]) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _import(kind: str, args: argparse.Namespace) -> int:
-    from shipmate.importers import translate_file
+def _import(ctx: Context, kind: str, args: argparse.Namespace) -> int:
+    from shipmate.importers import translate_file, translate_text
 
-    result = translate_file(kind, args.file, args.name)
+    if ctx.remote or args.file == "-":  # over SSH: text in, manifest out, no server files
+        if ctx.remote and (args.out or args.file != "-"):
+            raise ValidationError("over SSH, import reads standard input and prints the manifest",
+                                  hint=f"run `import {kind} < FILE > manifest.yaml`")
+        source = read_stdin("the input")
+        result = translate_text(kind, source, "<stdin>", args.name or "imported")
+    else:
+        result = translate_file(kind, args.file, args.name)
     text = result.render()
     if args.out:
         Path(args.out).write_text(text)
@@ -218,12 +230,14 @@ _IMPORT_ARGS = (arg("-o", "--out", metavar="FILE.yaml", help="write the manifest
 
 
 @command("import chef", "translate a Chef recipe's docker_image/docker_container to a manifest",
-         arg("file", metavar="RECIPE.rb"), *_IMPORT_ARGS)
+         arg("file", metavar="RECIPE.rb", nargs="?", default="-",
+             help="the recipe (default: standard input)"), *_IMPORT_ARGS)
 async def import_chef(ctx: Context, args: argparse.Namespace) -> int:
-    return _import("chef", args)
+    return _import(ctx, "chef", args)
 
 
 @command("import puppet", "translate a Puppet manifest's docker::image/docker::run to a manifest",
-         arg("file", metavar="MANIFEST.pp"), *_IMPORT_ARGS)
+         arg("file", metavar="MANIFEST.pp", nargs="?", default="-",
+             help="the manifest (default: standard input)"), *_IMPORT_ARGS)
 async def import_puppet(ctx: Context, args: argparse.Namespace) -> int:
-    return _import("puppet", args)
+    return _import(ctx, "puppet", args)

@@ -140,6 +140,18 @@ async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
 
 # config -------------------------------------------------------------------------------------
 
+def decode_base64(key: str, value: str) -> str:
+    """A ``config:set --encoded`` value; the error names the key, never the value."""
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise ValidationError(f"{key}: the value is not valid base64 of UTF-8 text",
+                              hint="encode it with `base64 -w0`") from None
+
+
 @command("config:set", "set config vars (restarts the app unless --no-restart)", APP,
          arg("pairs", nargs="+", metavar="KEY=VALUE"),
          arg("--no-restart", action="store_true", help="do not deploy the change now"),
@@ -147,11 +159,12 @@ async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
 async def config_set(ctx: Context, args: argparse.Namespace) -> int:
     values = parse_assignments(args.pairs)
     if args.encoded:
-        import base64
-        values = {k: base64.b64decode(v).decode() for k, v in values.items()}
+        values = {k: decode_base64(k, v) for k, v in values.items()}
+    # Keys only: values stay out of terminals, CI logs and SSH session recordings
+    # (`config:get APP KEY` prints one when asked).
     output.step("Setting config vars")
-    for key, value in values.items():
-        output.detail(f"{key}:  {value}")
+    for key in values:
+        output.detail(key)
     return await _stream(ctx, "PATCH", f"/v1/apps/{_app(args)}/config",
                          {"set": values, "restart": not args.no_restart})
 
@@ -248,7 +261,8 @@ async def domains_remove(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-_DOMAIN_FLAGS = ["--domains-app-vhosts", "--domains-global-vhosts", "--domains-app-port"]
+_DOMAIN_FLAGS = ["--domains-app-vhosts", "--domains-global-vhosts", "--domains-app-port",
+                 "--domains-routing"]
 
 
 @command("domains:report", "show an app's domains", APP, FMT, *_flag_args(_DOMAIN_FLAGS))
@@ -259,7 +273,8 @@ async def domains_report(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     items = [("--domains-app-vhosts", "Domains app vhosts", " ".join(data["vhosts"])),
              ("--domains-global-vhosts", "Domains global vhosts", data["global"]),
-             ("--domains-app-port", "Domains app port", data.get("port") or "")]
+             ("--domains-app-port", "Domains app port", data.get("port") or ""),
+             ("--domains-routing", "Domains routing", data.get("routing", ""))]
     if not _single(args.flag, items):
         output.report(f"{args.app} domains information", [(lb, v) for _, lb, v in items])
     return 0
@@ -306,6 +321,7 @@ async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
     output.report(f"{args.app} ps information", [
         ("Deployed", "true" if data["release"] else "false"),
         ("Release", data["release"] or "-"),
+        ("Routing", data.get("routing", "")),
         *[(f"Status {p['instance']}", f"{p['state']} ({p['machine']} {p['endpoint']})")
           for p in data["processes"]]])
     return 0
@@ -314,6 +330,16 @@ async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
 @command("ps:restart", "restart an app (a fresh deploy of its current release)", APP)
 async def ps_restart(ctx: Context, args: argparse.Namespace) -> int:
     return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/restart")
+
+
+@command("ps:stop", "stop an app's instances (cancels a running deploy)", APP)
+async def ps_stop(ctx: Context, args: argparse.Namespace) -> int:
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/stop")
+
+
+@command("ps:start", "start the instances ps:stop stopped", APP)
+async def ps_start(ctx: Context, args: argparse.Namespace) -> int:
+    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/start")
 
 
 @command("releases", "list an app's releases", APP, FMT)

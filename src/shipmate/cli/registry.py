@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shipmate.config import Config
+if TYPE_CHECKING:
+    from shipmate.config import Config
+    from shipmate.httpapi.client import DaemonClient
 
 CommandFunc = Callable[["Context", argparse.Namespace], Awaitable[int | None]]
 
@@ -25,11 +27,21 @@ class Context:
     debug: bool = False
     format: str = "text"
 
-    def client(self) -> Any:
-        """A client of the local daemon's API (see :mod:`shipmate.daemon.client`)."""
-        from shipmate.daemon.client import DaemonClient
+    @property
+    def remote(self) -> bool:
+        """True when an SSH key holder runs this command (through the daemon's SSH server):
+        then files come on standard input only and no path given is ever opened."""
+        import os
 
-        return DaemonClient(self.config)
+        from shipmate.paas.sshpolicy import is_remote
+
+        return is_remote(os.environ)
+
+    def client(self) -> DaemonClient:
+        """A client of the local daemon's API (see :mod:`shipmate.httpapi.client`)."""
+        from shipmate.httpapi.client import DaemonClient
+
+        return DaemonClient(self.config.socket)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from shipmate.cli import output
+from shipmate.cli.inputs import read_file, read_stdin
 from shipmate.cli.registry import Context, arg, command
 
 FMT = arg("--format", choices=("text", "json"), default=None, help="output format")
@@ -14,11 +14,8 @@ FMT = arg("--format", choices=("text", "json"), default=None, help="output forma
 @command("ssh-keys:add", "allow an SSH public key to push and run commands",
          arg("name"), arg("file", nargs="?", default="-", help="public key file, or - for stdin"))
 async def ssh_keys_add(ctx: Context, args: argparse.Namespace) -> int:
-    if args.file == "-":
-        text = sys.stdin.read()
-    else:
-        with open(args.file, encoding="utf-8") as fh:
-            text = fh.read()
+    # Over SSH the key always comes on standard input: no path on the server is opened.
+    text = read_stdin("the public key") if ctx.remote else read_file(args.file, "the public key")
     rec = await ctx.client().request("POST", "/v1/ssh-keys",
                                      json_body={"name": args.name, "key": text})
     print(rec["fingerprint"])

@@ -18,10 +18,10 @@ async def daemon_status(config: Config, cluster: str, node: str,
                         *, timeout: float = 3.0) -> dict[str, Any]:
     """The node's daemon ``/v1/status`` through its socket on the host, digested, or
     ``{"error": ...}`` when it does not answer."""
-    from shipmate.daemon.client import DaemonClient
+    from shipmate.httpapi.client import DaemonClient
 
     sock = sp.host_dir(config.state_dir, cluster, node) / "shipmate.sock"
-    client = DaemonClient(config.with_overrides(socket=sock), timeout=timeout)
+    client = DaemonClient(sock, timeout=timeout)
     try:
         data = await client.request("GET", "/v1/status", timeout=timeout)
     except ShipmateError as exc:

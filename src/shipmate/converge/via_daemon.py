@@ -31,7 +31,7 @@ Report = Callable[[str], None]
 
 
 class FleetClient(Protocol):
-    """What this needs of :class:`shipmate.daemon.client.DaemonClient`."""
+    """What this needs of :class:`shipmate.httpapi.client.DaemonClient`."""
 
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       params: dict[str, str] | None = None,

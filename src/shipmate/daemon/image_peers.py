@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from shipmate import netaddr
 from shipmate.errors import ValidationError
-from shipmate.paas.units import APP_LABEL, IMAGE_SOURCE_LABEL
+from shipmate.spec.labels import APP_LABEL, IMAGE_SOURCE_LABEL
 
 IMAGE_ROUTE = "/v1/images/{ref:.+}"
 Network = netaddr.Network

@@ -15,36 +15,32 @@ from aiohttp import web
 
 from shipmate import __version__
 from shipmate.config import Config
-from shipmate.daemon import wiring
+from shipmate.daemon import process
 from shipmate.daemon.api import make_app
-from shipmate.daemon.components import Component, supervise
-from shipmate.engine.base import Engine
+from shipmate.daemon.components import supervise
+from shipmate.daemon.wiring import Wiring, build, open_engine, open_store
 from shipmate.errors import ShipmateError
-from shipmate.store.base import Store
 
 log = logging.getLogger(__name__)
 
 
 class Daemon:
-    """The running daemon: settings, store, engine, components and API server."""
+    """The running daemon: its wiring (settings, store, engine, components) and API server."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, wiring: Wiring) -> None:
+        self.wiring = wiring
+        self.config = wiring.config
         self.started = time.time()
-        self.store: Store = None  # type: ignore[assignment]  # set in run()
-        self.engine: Engine | None = None
-        self.engine_error: str | None = None
-        self.components: list[Component] = []
-        self.services: dict[str, Any] = {}  # shared objects components expose to the API
         self._stop = asyncio.Event()
 
     async def status(self) -> dict[str, Any]:
         """What runs, for ``shipmate status``."""
+        w = self.wiring
         engine: dict[str, Any] = {"address": self.config.docker_host, "version": None,
-                                  "api_version": None, "error": self.engine_error}
-        if self.engine is not None:
+                                  "api_version": None, "error": w.engine_error}
+        if w.engine is not None:
             try:
-                v = await self.engine.version()
+                v = await w.engine.version()
                 engine.update(version=v.get("Version"), api_version=v.get("ApiVersion"))
             except ShipmateError as exc:
                 engine["error"] = str(exc)
@@ -53,12 +49,12 @@ class Daemon:
                        "uptime": round(time.time() - self.started, 1),
                        "socket": str(self.config.socket),
                        "machine_id": self.config.machine_id},
-            "store": {"backend": self.config.store, "revision": await self.store.revision(),
+            "store": {"backend": self.config.store, "revision": await w.store.revision(),
                       **({"endpoints": self.config.etcd_endpoints}
                          if self.config.store == "etcd" else
                          {"path": str(self.config.state_dir / "store.db")})},
             "engine": engine,
-            "components": [c.describe() for c in self.components],
+            "components": [c.describe() for c in w.components],
         }
 
     def request_stop(self) -> None:
@@ -66,20 +62,14 @@ class Daemon:
         self._stop.set()
 
     async def run(self) -> None:
-        """Run until SIGTERM/SIGINT or :meth:`request_stop`."""
-        cfg = self.config
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await wiring.open_store(cfg)
-        self.engine, self.engine_error = await wiring.open_engine(cfg)
-        app = make_app(self)
-        self.components = wiring.components(self, app)
-        runner = await self._serve(app)
+        """Serve the API and run the components until SIGTERM/SIGINT or :meth:`request_stop`."""
+        runner = await self._serve(make_app(self))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        for comp in self.components:
+        for comp in self.wiring.components:
             comp.task = asyncio.create_task(supervise(comp), name=comp.name)
-        log.info("shipmate daemon %s up on %s", __version__, cfg.socket)
+        log.info("shipmate daemon %s up on %s", __version__, self.config.socket)
         try:
             await self._stop.wait()
         finally:
@@ -98,19 +88,33 @@ class Daemon:
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         log.info("shutting down")
-        for comp in reversed(self.components):
+        components = self.wiring.components
+        for comp in reversed(components):
             if comp.task:
                 comp.task.cancel()
-        for comp in reversed(self.components):
+        for comp in reversed(components):
             if comp.task:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(comp.task, 20)
-        for closer in self.services.get("closers", []):
+        for closer in self.wiring.closers:
             with contextlib.suppress(Exception):
                 await closer()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             self.config.socket.unlink()
-        if self.engine is not None:
-            await self.engine.close()
-        await self.store.close()
+
+
+async def run_daemon(config: Config) -> None:
+    """``shipmate daemon``: open the store and the engine, build this machine's wiring, and
+    run until stopped; the engine and the store are closed last."""
+    process.make_state_dir(config)
+    store = await open_store(config)
+    try:
+        engine, engine_error = await open_engine(config)
+        try:
+            await Daemon(build(config, store, engine, engine_error)).run()
+        finally:
+            if engine is not None:
+                await engine.close()
+    finally:
+        await store.close()

@@ -25,6 +25,15 @@ def logfile(config: Config) -> Path:
     return Path(config.state_dir) / "daemon.log"
 
 
+def make_state_dir(config: Config) -> Path:
+    """The state dir, made if missing and private to the daemon's user (0700): it holds the
+    store (config values), repositories, keys and logs."""
+    path = Path(config.state_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def read_pid(config: Config) -> int | None:
     """The PID of a live daemon for this state dir, or None (a stale pidfile is ignored)."""
     try:
@@ -75,9 +84,11 @@ def remove_pidfile(config: Config) -> None:
 
 def spawn(config: Config) -> int:
     """Start ``shipmate daemon`` detached, output to the log file; returns its PID."""
-    Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-    log = open(logfile(config), "ab")  # noqa: SIM115 - handed to the child
-    with log:
+    make_state_dir(config)
+    # 0600: the log names apps, keys and errors; only root reads it (docs/security.md).
+    fd = os.open(logfile(config), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # also when an older, world-readable log exists
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shipmate.cli.main", "daemon"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,

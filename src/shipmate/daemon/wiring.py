@@ -1,15 +1,22 @@
-"""Which components a daemon runs and how they are built from settings. The one place that
-knows every subsystem's constructor; each import is local so a machine configured without a
-component never loads it."""
+"""The daemon's composition root: which components this machine runs and how they are built
+from settings, in one typed :class:`Wiring` made once by :func:`build`.
+
+Each part is built after what it needs and gets it through its constructor, never bound on
+afterwards: the image fetcher before the agent that uses it, the router before the PaaS
+whose deploys wait for it. This is the one place that knows every subsystem's constructor;
+the imports are local, so a machine configured without the router or the cache never loads
+them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
+from shipmate.clock import SystemClock
 from shipmate.config import Config
 from shipmate.daemon.components import Component
 from shipmate.engine.base import Engine
@@ -18,9 +25,32 @@ from shipmate.store.base import Store
 
 if TYPE_CHECKING:
     from shipmate.agent.agent import Agent
-    from shipmate.daemon.main import Daemon
+    from shipmate.cache.server import CacheServer
+    from shipmate.daemon.image_transfer import PeerImages
+    from shipmate.paas.service import Paas
+    from shipmate.router.controller import RouterController
+    from shipmate.scheduler.engine import SchedulerEngine
 
 log = logging.getLogger(__name__)
+Closer = Callable[[], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Wiring:
+    """Everything this machine's daemon runs, and what the API reaches into."""
+
+    config: Config
+    store: Store
+    engine: Engine | None
+    engine_error: str | None  # why the engine does not answer, when it does not
+    agent: Agent
+    scheduler: SchedulerEngine
+    paas: Paas
+    router: RouterController | None  # with the ``router`` setting
+    cache: CacheServer | None  # with the ``cache`` setting
+    images: PeerImages | None  # fetches images from peers (with an engine and ``api_port``)
+    components: tuple[Component, ...]  # in start order; stopped in reverse
+    closers: tuple[Closer, ...] = ()  # awaited at shutdown, after the components stop
 
 
 async def open_store(config: Config) -> Store:
@@ -44,77 +74,75 @@ async def open_engine(config: Config) -> tuple[Engine | None, str | None]:
     return engine, None
 
 
-def components(daemon: Daemon, app: web.Application) -> list[Component]:
-    """Build this machine's components and add their API routes to ``app``."""
-    cfg = daemon.config
-    comps: list[Component] = []
-    from shipmate.daemon.compactor import Compactor
-
-    comps.append(Component("compactor", Compactor(daemon.store).run))
-    builders = [_fleet, _paas]
-    if cfg.router:
-        builders.append(_router)
-    if cfg.cache:
-        builders.append(_cache)
-    for build in builders:
-        comps.extend(build(daemon, app))
-    return comps
-
-
-def _fleet(daemon: Daemon, app: web.Application) -> list[Component]:
+def build(config: Config, store: Store, engine: Engine | None,
+          engine_error: str | None = None) -> Wiring:
+    """This machine's components, each built after (and with) what it needs."""
     from shipmate.agent.agent import Agent
-    from shipmate.agent.api import add_fleet_routes
+    from shipmate.daemon.compactor import Compactor
+    from shipmate.paas.service import Paas
     from shipmate.scheduler.engine import SchedulerEngine
 
-    cfg = daemon.config
-    agent = Agent(daemon.store, daemon.engine, cfg)
-    scheduler = SchedulerEngine(daemon.store, cfg.machine_id, ttl=cfg.agent_ttl,
-                                reconcile_interval=cfg.reconcile_interval)
-    daemon.services.update(agent=agent, scheduler=scheduler)
-    add_fleet_routes(app, daemon)
-    comps = [Component("agent", agent.run), Component("scheduler", scheduler.run)]
-    return comps + _images(daemon, agent)
+    clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
+    images = _peer_images(config, store, engine)
+    agent = Agent(store, engine, config, fetcher=images, clock=clock)
+    scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
+                                reconcile_interval=config.reconcile_interval)
+    router, closers = _router(config, store) if config.router else (None, ())
+    paas = Paas(store, engine, config, router=router, clock=clock)  # deploys wait for router
+    cache = _cache(config) if config.cache else None
+    comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
+             Component("scheduler", scheduler.run)]
+    if images is not None and engine is not None:
+        comps.append(Component("images", _serve_images(config, engine)))
+    comps += _paas_components(config, store, engine, paas)
+    if router is not None:
+        comps.append(Component("router", router.run))
+    if cache is not None:
+        comps.append(Component("cache", _run_cache(cache)))
+    return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
+                  agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
+                  images=images, components=tuple(comps), closers=closers)
 
 
-def _images(daemon: Daemon, agent: Agent) -> list[Component]:
-    """Image distribution (with ``api_port``): this machine serves its app images to its
-    peers over TCP, and its agent fetches the images it lacks from them."""
-    from shipmate.daemon.image_transfer import PeerImages, serve_images
+def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerImages | None:
+    """Image distribution (with ``api_port``): this machine's agent fetches the images it
+    lacks from its peers. Every machine of a cluster serves on the same port: without one,
+    there is no peer to ask either, and a missing image fails the unit as the engine says."""
+    if engine is None or not config.api_port:
+        return None
+    from shipmate.daemon.image_transfer import PeerImages
 
-    cfg, engine = daemon.config, daemon.engine
-    # Every machine of a cluster serves on the same port: without one, there is no peer to
-    # ask either, and a missing image fails the unit as the engine reports it.
-    if engine is None or agent.containers is None or not cfg.api_port:
-        return []
-    agent.containers.fetcher = PeerImages(daemon.store, engine, cfg)
+    return PeerImages(store, engine, config)
+
+
+def _serve_images(config: Config, engine: Engine) -> Callable[[], Awaitable[None]]:
+    """Serve this machine's app images to its peers over TCP."""
+    from shipmate.daemon.image_transfer import serve_images
 
     async def run() -> None:
-        await serve_images(cfg, engine)
+        await serve_images(config, engine)
 
-    return [Component("images", run)]
+    return run
 
 
-def _router(daemon: Daemon, app: web.Application) -> list[Component]:
+def _router(config: Config, store: Store) -> tuple[RouterController, tuple[Closer, ...]]:
     from shipmate.router.controller import RouterController
     from shipmate.router.nginx import Nginx
 
-    cfg = daemon.config
-    nginx = Nginx(cfg.state_dir / "nginx", nginx_bin=cfg.nginx_bin, http_port=cfg.http_port)
-    controller = RouterController(daemon.store, nginx, global_domain=cfg.global_domain,
-                                  interval=cfg.reconcile_interval)
-    daemon.services["router"] = controller
-    if "paas" in daemon.services:  # deploys wait for this router to take a switch
-        daemon.services["paas"].deployer.router = controller
-    daemon.services.setdefault("closers", []).append(nginx.stop)
-    return [Component("router", controller.run)]
+    nginx = Nginx(config.state_dir / "nginx", nginx_bin=config.nginx_bin,
+                  http_port=config.http_port)
+    controller = RouterController(store, nginx, global_domain=config.global_domain,
+                                  interval=config.reconcile_interval)
+    return controller, (nginx.stop,)
 
 
-def _cache(daemon: Daemon, app: web.Application) -> list[Component]:
+def _cache(config: Config) -> CacheServer:
     from shipmate.cache.server import CacheServer
 
-    server = CacheServer(daemon.config)
-    daemon.services["cache"] = server
+    return CacheServer(config)
 
+
+def _run_cache(server: CacheServer) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         await server.start()
         try:
@@ -122,25 +150,21 @@ def _cache(daemon: Daemon, app: web.Application) -> list[Component]:
         finally:
             await server.stop()
 
-    return [Component("cache", run)]
+    return run
 
 
-def _paas(daemon: Daemon, app: web.Application) -> list[Component]:
-    from shipmate.paas.api import add_paas_routes
-    from shipmate.paas.endpoints import EndpointPublisher
-    from shipmate.paas.service import Paas
-    from shipmate.paas.sshserver import SshServer
-
-    cfg = daemon.config
-    paas = Paas(daemon.store, daemon.engine, cfg)
-    daemon.services["paas"] = paas
-    add_paas_routes(app)
+def _paas_components(config: Config, store: Store, engine: Engine | None,
+                     paas: Paas) -> list[Component]:
+    """The PaaS's own loops: endpoint publishing (with an engine) and the SSH front door."""
     comps = []
-    if daemon.engine is not None:
-        publisher = EndpointPublisher(daemon.store, daemon.engine, host=cfg.public_ip,
-                                      machine=cfg.machine_id, ttl=cfg.agent_ttl)
+    if engine is not None:
+        from shipmate.paas.endpoints import EndpointPublisher
+
+        publisher = EndpointPublisher(store, engine, host=config.public_ip,
+                                      machine=config.machine_id, ttl=config.agent_ttl)
         comps.append(Component("endpoints", publisher.run))
-    if cfg.ssh:
-        ssh = SshServer(cfg, paas.state, paas.keys)
-        comps.append(Component("ssh", ssh.run))
+    if config.ssh:
+        from shipmate.paas.sshserver import SshServer
+
+        comps.append(Component("ssh", SshServer(config, paas.state, paas.keys).run))
     return comps

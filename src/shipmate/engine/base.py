@@ -45,6 +45,17 @@ class ImageInfo:
     id: str  # sha256:...
     tags: tuple[str, ...]
     labels: Mapping[str, str]
+    size: int = 0  # bytes, with its parent layers
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkInfo:
+    """A bridge network of the engine."""
+
+    name: str
+    subnet: str  # 172.18.0.0/16
+    gateway: str  # the host's address on it: 172.18.0.1
+    internal: bool  # no route out of the host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +131,12 @@ class Engine(Protocol):
 
     async def wait(self, container: str) -> int:
         """Wait for the container to stop; returns its exit code."""
+        ...
+
+    async def ensure_network(self, name: str, *, internal: bool,
+                             labels: Mapping[str, str] | None = None) -> NetworkInfo:
+        """The bridge network ``name``, created (``internal``: no route beyond the host)
+        when missing."""
         ...
 
     async def build(

@@ -23,7 +23,7 @@ import docker.errors
 import requests.exceptions
 
 from shipmate.engine import docker_spec
-from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo
+from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo, NetworkInfo
 from shipmate.engine.docker_streams import (
     NO_STAMP,
     LogStamp,
@@ -241,6 +241,23 @@ class DockerEngine:
         """Wait for the container to stop; its exit code."""
         result = await self._call(lambda api: api.wait(container, timeout=None))
         return int(result.get("StatusCode", 0))
+
+    async def ensure_network(self, name: str, *, internal: bool,
+                             labels: Mapping[str, str] | None = None) -> NetworkInfo:
+        """The bridge network ``name``, created when missing (``internal``: no route beyond
+        the host). Two daemons asking at once get the same network."""
+
+        def run(api: Any) -> NetworkInfo:
+            if not [n for n in api.networks(names=[name]) if n.get("Name") == name]:
+                with contextlib.suppress(docker.errors.APIError):  # made meanwhile: fine
+                    api.create_network(name, driver="bridge", internal=internal,
+                                       labels=dict(labels or {}), check_duplicate=True)
+            raw = api.inspect_network(name)
+            ipam = ((raw.get("IPAM") or {}).get("Config") or [{}])[0]
+            return NetworkInfo(raw["Name"], ipam.get("Subnet", ""), ipam.get("Gateway", ""),
+                               bool(raw.get("Internal")))
+
+        return await self._call(run)
 
     async def build(
         self,

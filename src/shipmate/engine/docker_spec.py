@@ -176,7 +176,7 @@ def image_info(raw: Mapping[str, Any]) -> ImageInfo:
     """``docker image inspect`` output -> :class:`ImageInfo`."""
     config = raw.get("Config") or {}
     return ImageInfo(id=raw["Id"], tags=tuple(raw.get("RepoTags") or ()),
-                     labels=dict(config.get("Labels") or {}))
+                     labels=dict(config.get("Labels") or {}), size=int(raw.get("Size") or 0))
 
 
 def engine_event(raw: Mapping[str, Any]) -> EngineEvent:

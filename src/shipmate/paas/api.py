@@ -8,23 +8,41 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from shipmate.daemon.api import daemon_of, json_body, stream_lines
-from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
-from shipmate.paas.model import validate_config_key, validate_domain
+from shipmate.httpapi.server import json_body, lines_of, stream_lines
+from shipmate.paas.cancel import stream_deploy
+from shipmate.paas.model import validate_config_key
 from shipmate.spec.names import validate_app_name
 
 if TYPE_CHECKING:
     from shipmate.paas.service import Paas
 
 
+_PAAS: web.AppKey[Paas] = web.AppKey("paas")
+
+
 def _paas(request: web.Request) -> Paas:
-    paas: Paas = daemon_of(request).services["paas"]
-    return paas
+    return request.app[_PAAS]
 
 
 def _app(request: web.Request) -> str:
     return validate_app_name(request.match_info["app"])
+
+
+def str_list(body: dict[str, Any], key: str) -> list[str]:
+    """``body[key]`` as a list of strings (missing: empty), or a 400 saying so."""
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{key} must be a list of strings")
+    return value
+
+
+def flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """``body[key]`` as a boolean (missing: ``default``), or a 400 saying so."""
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(f"{key} must be true or false")
+    return value
 
 
 def _iso(ts: float) -> str:
@@ -74,21 +92,21 @@ async def get_config(request: web.Request) -> web.Response:
 async def patch_config(request: web.Request) -> web.StreamResponse:
     paas, app, body = _paas(request), _app(request), await json_body(request)
     set_ = body.get("set") or {}
-    unset = body.get("unset") or []
+    unset = str_list(body, "unset")
     if not isinstance(set_, dict) or not all(isinstance(v, str) for v in set_.values()):
         raise ValidationError("set must map config keys to string values")
     for key in [*set_, *unset]:
         validate_config_key(str(key))
     await paas.state.get_app(app)
-    restart = bool(body.get("restart", True))
-    return await stream_lines(request, lines_of(
-        lambda emit: paas.change_config(app, set_, tuple(unset), restart, emit)))
+    restart = flag(body, "restart", True)
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.change_config(app, set_, tuple(unset),
+                                                               restart, emit))
 
 
 async def put_global_domain(request: web.Request) -> web.Response:
     body = await json_body(request)
-    domain = validate_domain(str(body.get("domain", "")))
-    await _paas(request).state.set_global_domain(domain)
+    domain = await _paas(request).state.set_global_domain(str(body.get("domain", "")))
     return web.json_response({"domain": domain})
 
 
@@ -97,16 +115,25 @@ async def delete_global_domain(request: web.Request) -> web.Response:
     return web.json_response({"domain": "", "ports": ports})
 
 
+def _routing(request: web.Request, app: str) -> str:
+    """Why this machine's router leaves the app out ('' when it routes it)."""
+    router = _paas(request).router
+    why = router.excluded.get(app, "") if router is not None else ""
+    return f"left out by the router: {why}" if why else "routed"
+
+
 async def get_domains(request: web.Request) -> web.Response:
-    return web.json_response(await _paas(request).domains_report(_app(request)))
+    app = _app(request)
+    report = await _paas(request).domains_report(app)
+    return web.json_response({**report, "routing": _routing(request, app)})
 
 
 async def post_domains(request: web.Request) -> web.Response:
     paas, app, body = _paas(request), _app(request), await json_body(request)
-    add = [validate_domain(str(d)) for d in body.get("add", [])]
-    remove = {validate_domain(str(d)) for d in body.get("remove", [])}
-    current, port = await paas.state.domains(app)
-    await paas.state.set_domains(app, sorted((set(current) | set(add)) - remove), port)
+    add, remove = body.get("add", []), body.get("remove", [])
+    if not isinstance(add, list) or not isinstance(remove, list):
+        raise ValidationError("add and remove must be lists of domains")
+    await paas.state.change_domains(app, [str(d) for d in add], [str(d) for d in remove])
     return web.json_response(await paas.domains_report(app))
 
 
@@ -120,17 +147,33 @@ async def scale(request: web.Request) -> web.StreamResponse:
     if not isinstance(formation, dict):
         raise ValidationError("formation must map process types to counts")
     await paas.state.get_app(app)
-    return await stream_lines(request, lines_of(lambda emit: paas.scale(app, formation, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.scale(app, formation, emit))
 
 
 async def ps(request: web.Request) -> web.Response:
-    return web.json_response(await _paas(request).ps(_app(request)))
+    app = _app(request)
+    report = await _paas(request).ps(app)
+    return web.json_response({**report, "routing": _routing(request, app)})
 
 
 async def restart(request: web.Request) -> web.StreamResponse:
     paas, app = _paas(request), _app(request)
     await paas.state.get_app(app)
-    return await stream_lines(request, lines_of(lambda emit: paas.restart(app, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.restart(app, emit))
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    paas, app = _paas(request), _app(request)
+    await paas.state.get_app(app)
+    return await stream_lines(request, lines_of(lambda emit: paas.stop(app, emit)))
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    paas, app = _paas(request), _app(request)
+    await paas.state.get_app(app)
+    return await stream_lines(request, lines_of(lambda emit: paas.start(app, emit)))
 
 
 async def releases(request: web.Request) -> web.Response:
@@ -149,7 +192,8 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     if not isinstance(version, int):
         raise ValidationError("version must be a release number")
     await paas.state.release(app, version)
-    return await stream_lines(request, lines_of(lambda emit: paas.rollback(app, version, emit)))
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.rollback(app, version, emit))
 
 
 async def get_checks(request: web.Request) -> web.Response:
@@ -163,10 +207,15 @@ async def post_checks(request: web.Request) -> web.Response:
 
 async def logs(request: web.Request) -> web.StreamResponse:
     paas, app, body = _paas(request), _app(request), await json_body(request)
+    num = body.get("num", 100)
+    if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num <= 100_000:
+        raise ValidationError("num must be a number of lines from 0 to 100000")
+    process = body.get("process", "")
+    if not isinstance(process, str):
+        raise ValidationError("process must be a process type such as web")
     await paas.state.get_app(app)
-    return await stream_lines(request, paas.logs(app, int(body.get("num", 100)),
-                                                 bool(body.get("follow")),
-                                                 str(body.get("process", ""))))
+    return await stream_lines(request, paas.logs(app, num, flag(body, "follow", False),
+                                                 process))
 
 
 async def run(request: web.Request) -> web.StreamResponse:
@@ -182,8 +231,27 @@ async def build(request: web.Request) -> web.StreamResponse:
     """A push: the git hook sends the tree of the pushed revision as a tar body."""
     paas, app = _paas(request), validate_app_name(request.match_info["app"])
     rev = request.query.get("rev", "")
-    tar = await request.read()
-    return await stream_lines(request, lines_of(lambda emit: paas.push(app, rev, tar, emit)))
+    tar = await read_push(request, paas.config.push_max_bytes)
+    return await stream_deploy(request, paas.running, app,
+                               lambda emit: paas.push(app, rev, tar, emit))
+
+
+async def read_push(request: web.Request, limit: int) -> bytes:
+    """The pushed tree's tar body, refused past ``push_max_bytes`` with a message that names
+    the setting (the API's own body limit would give a bare 413)."""
+    too_big = ValidationError(f"the pushed tree is larger than push_max_bytes "
+                              f"({limit // 2**20} MiB)",
+                              hint="raise push_max_bytes (SHIPMATE_PUSH_MAX_BYTES) on the server")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(2**20):
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -202,8 +270,9 @@ async def remove_key(request: web.Request) -> web.Response:
     return web.json_response({"removed": True})
 
 
-def add_paas_routes(app: web.Application) -> None:
-    """Register every PaaS route."""
+def add_paas_routes(app: web.Application, paas: Paas) -> None:
+    """Register every PaaS route, served by ``paas``."""
+    app[_PAAS] = paas
     r = app.router
     r.add_get("/v1/apps", list_apps)
     r.add_post("/v1/apps", create_app)
@@ -222,6 +291,8 @@ def add_paas_routes(app: web.Application) -> None:
     r.add_post("/v1/apps/{app}/scale", scale)
     r.add_get("/v1/apps/{app}/ps", ps)
     r.add_post("/v1/apps/{app}/restart", restart)
+    r.add_post("/v1/apps/{app}/stop", stop)
+    r.add_post("/v1/apps/{app}/start", start)
     r.add_get("/v1/apps/{app}/releases", releases)
     r.add_post("/v1/apps/{app}/rollback", rollback)
     r.add_get("/v1/apps/{app}/checks", get_checks)

@@ -4,6 +4,7 @@ the package cache's settings as build arguments, and read what the deploy needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import os
@@ -12,8 +13,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from shipmate.config import Config
 from shipmate.engine.base import Engine
-from shipmate.errors import ValidationError
+from shipmate.errors import ShipmateError, ValidationError
 from shipmate.paas.builders.checks import CheckPlan, plan_checks
 from shipmate.paas.builders.detect import BuildPlan, detect, processes
 from shipmate.paas.model import parse_procfile
@@ -23,6 +25,29 @@ LABELS = {"dockerfile": "Dockerfile", "nodejs": "Node.js", "python": "Python",
           "static": "Static site", "procfile": "Procfile"}
 GENERATED_DOCKERFILE = ".shipmate.Dockerfile"
 MAX_SOURCE_BYTES = 512 * 2**20
+
+
+class BuildError(ShipmateError):
+    """A build went past one of its limits (time, image size)."""
+
+    status = 422
+    code = "build_failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildLimits:
+    """Bounds of one build (settings ``build_timeout``, ``build_max_image_bytes``,
+    ``build_max_output_bytes``)."""
+
+    timeout: float = 1800.0
+    max_image_bytes: int = 8 * 2**30
+    max_output_bytes: int = 8 * 2**20
+
+    @staticmethod
+    def from_config(config: Config) -> BuildLimits:
+        """The limits the settings give."""
+        return BuildLimits(float(config.build_timeout), int(config.build_max_image_bytes),
+                           int(config.build_max_output_bytes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,16 +115,54 @@ def prepare(tar: bytes, root: Path) -> tuple[BuildPlan, dict[str, str], CheckPla
 
 
 async def build(engine: Engine, app: str, rev: str, tar: bytes, emit: Emit, *,
-                buildargs: Mapping[str, str]) -> BuildResult:
-    """Build the pushed tree of ``app`` at ``rev`` into an image."""
+                buildargs: Mapping[str, str], network: str,
+                limits: BuildLimits | None = None) -> BuildResult:
+    """Build the pushed tree of ``app`` at ``rev`` into an image, on Docker network
+    ``network`` (the sandbox's, see :mod:`.sandbox`; ``host`` for none), within ``limits``."""
+    bounds = limits or BuildLimits()
     with tempfile.TemporaryDirectory(prefix=f"shipmate-build-{app}-") as tmp:
         plan, procfile, checks, dockerfile = await asyncio.to_thread(prepare, tar, Path(tmp))
         emit(f"-----> {LABELS[plan.builder]} app detected")
         emit(f"-----> Building {app} from {LABELS[plan.builder]}...")
-        image = await engine.build(
-            tmp, f"shipmate/app-{app}:{rev[:12] or 'latest'}", dockerfile=dockerfile,
-            buildargs=dict(buildargs), network_mode="host",
-            labels={"shipmate.app": app, "shipmate.git-rev": rev},
-            on_line=lambda line: emit(f"       {line}"))
+        try:
+            # Closing the engine's build stream (on the timeout) makes dockerd stop the build.
+            async with asyncio.timeout(bounds.timeout):
+                image = await engine.build(
+                    tmp, f"shipmate/app-{app}:{rev[:12] or 'latest'}", dockerfile=dockerfile,
+                    buildargs=dict(buildargs), network_mode=network,
+                    labels={"shipmate.app": app, "shipmate.git-rev": rev},
+                    on_line=_capped(emit, bounds.max_output_bytes))
+        except TimeoutError:
+            raise BuildError(f"the build of {app} took longer than {bounds.timeout:g}s and "
+                             "was stopped",
+                             hint="make it faster, or raise SHIPMATE_BUILD_TIMEOUT") from None
+    await _check_size(engine, app, image, bounds.max_image_bytes)
     return BuildResult(image, plan.builder, processes(plan, procfile),
                        procfile.get("release", ""), checks)
+
+
+def _capped(emit: Emit, limit: int) -> Emit:
+    """``emit`` for build output, leaving out what goes past ``limit`` bytes (once said)."""
+    sent = 0
+
+    def out(line: str) -> None:
+        nonlocal sent
+        sent += len(line) + 1
+        if sent <= limit:
+            emit(f"       {line}")
+        elif sent - len(line) - 1 <= limit:
+            emit(f" !     build output past {limit} bytes is left out "
+                 "(SHIPMATE_BUILD_MAX_OUTPUT_BYTES)")
+
+    return out
+
+
+async def _check_size(engine: Engine, app: str, image: str, limit: int) -> None:
+    info = await engine.image(image)
+    if info is None or info.size <= limit:
+        return
+    with contextlib.suppress(ShipmateError):
+        await engine.remove_image(image, force=True)
+    raise BuildError(f"the image of {app} is {info.size / 2**20:.0f} MiB, more than the "
+                     f"{limit / 2**20:.0f} MiB a build may produce",
+                     hint="make the image smaller, or raise SHIPMATE_BUILD_MAX_IMAGE_BYTES")

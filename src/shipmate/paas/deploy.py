@@ -45,6 +45,11 @@ class RouterProgress(Protocol):
 
     revision: int
 
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Apps the router leaves out (nginx refused their routes), with the reason."""
+        ...
+
 
 class DeployError(ShipmateError):
     """A deploy failed before the switch; the old release still serves."""
@@ -58,12 +63,13 @@ class Deployer:
     ``clock`` (a FakeClock in unit tests)."""
 
     def __init__(self, store: Store, engine: Engine | None, config: Config,
-                 state: PaasState, registry: Registry, clock: Clock | None = None) -> None:
+                 state: PaasState, registry: Registry, *,
+                 router: RouterProgress | None = None, clock: Clock | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state, self.registry = state, registry
         self.clock: Clock = clock or SystemClock()
-        #: This machine's router, when it runs one (bound by the API at start-up).
-        self.router: RouterProgress | None = None
+        #: This machine's router, when it runs one (deploys wait for it to take a switch).
+        self.router = router
         self._retiring: set[asyncio.Task[None]] = set()
 
     # the deploy ---------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 from shipmate import config
-from shipmate.daemon.client import DaemonClient
-from shipmate.errors import ShipmateError
+from shipmate.errors import ShipmateError, ValidationError
+from shipmate.httpapi.client import DaemonClient
 from shipmate.spec.names import validate_app_name
 
 DEPLOY_BRANCHES = ("refs/heads/main", "refs/heads/master")
@@ -27,7 +27,7 @@ def _error(message: str) -> None:
 
 
 async def _deploy(app: str, rev: str, tar: bytes) -> int:
-    client = DaemonClient(config.load())
+    client = DaemonClient(config.load().socket)
     async for line in client.stream("POST", f"/v1/apps/{app}/builds", params={"rev": rev},
                                     data=tar):
         print(line, flush=True)
@@ -47,13 +47,32 @@ def main() -> int:
     if new == ZERO:
         _error(f"Refusing to delete {ref}: it is what {app} deploys from")
         return 1
-    tar = subprocess.run(["git", "archive", "--format=tar", new], check=True,
-                         capture_output=True).stdout
     try:
+        cfg = config.load()
+        tar = archive(new, cfg.push_max_bytes)
         return asyncio.run(_deploy(app, new, tar))
     except ShipmateError as exc:
         _error(str(exc))
         return 1
+
+
+def archive(rev: str, max_bytes: int) -> bytes:
+    """The tree of ``rev`` as a tar (``git archive``), refused past ``max_bytes``."""
+    proc = subprocess.Popen(["git", "archive", "--format=tar", rev],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    tar = proc.stdout.read(max_bytes + 1)
+    if len(tar) > max_bytes:
+        proc.kill()
+        proc.wait()
+        raise ValidationError(
+            f"the pushed tree is larger than push_max_bytes ({max_bytes // 2**20} MiB)",
+            hint="leave build outputs and large assets out of the repository, or raise "
+                 "push_max_bytes (SHIPMATE_PUSH_MAX_BYTES) on the server")
+    err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+    if proc.wait() != 0:
+        raise ValidationError(f"cannot read the pushed tree: {err[-1] if err else 'git failed'}")
+    return tar
 
 
 if __name__ == "__main__":

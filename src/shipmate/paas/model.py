@@ -12,8 +12,6 @@ from shipmate.errors import ValidationError
 
 CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PROCESS_TYPE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-DOMAIN = re.compile(rf"^(?=.{{1,253}}$)(\*|{_LABEL})(\.{_LABEL})*$")
 MAX_SCALE = 50
 # Config keys Shipmate sets itself in every container; users may not override them.
 RESERVED_KEYS = frozenset({"PORT", "DYNO", "GIT_REV"})
@@ -39,15 +37,6 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
             raise ValidationError(f"Invalid env pair {pair!r}", hint="use KEY=VALUE")
         out[validate_config_key(key)] = value
     return out
-
-
-def validate_domain(domain: str) -> str:
-    """A hostname (lower case, dots, hyphens; a leading ``*.`` wildcard allowed)."""
-    d = domain.strip().lower()
-    if not DOMAIN.fullmatch(d) or "*" in d[1:] or d == "*":
-        raise ValidationError(f"Invalid domain {domain!r}",
-                              hint="use a hostname such as app.example.com")
-    return d
 
 
 def parse_scale(pairs: list[str]) -> dict[str, int]:

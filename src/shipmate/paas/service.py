@@ -16,9 +16,12 @@ from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.paas import build as builder
-from shipmate.paas.deploy import Deployer
+from shipmate.paas.builders.checks import check_setting
+from shipmate.paas.cancel import RunningDeploys
+from shipmate.paas.deploy import Deployer, RouterProgress
 from shipmate.paas.gitserver import repo_path
 from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
+from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.state import PaasState
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
@@ -32,14 +35,17 @@ Emit = Callable[[str], None]
 class Paas:
     """Apps, config, domains, releases, deploys."""
 
-    def __init__(self, store: Store, engine: Engine | None, config: Config,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, store: Store, engine: Engine | None, config: Config, *,
+                 router: RouterProgress | None = None, clock: Clock | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state = PaasState(store)
         self.keys = SshKeys(store)
         self.registry = Registry(store)
+        self.router = router
         self.deployer = Deployer(store, engine, config, self.state, self.registry,
-                                 clock or SystemClock())
+                                 router=router, clock=clock or SystemClock())
+        #: Deploys running on this daemon, which ps:stop and apps:destroy cancel.
+        self.running = RunningDeploys()
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -105,8 +111,10 @@ class Paas:
         if a.locked:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
         emit(f"-----> Building {app} (revision {rev[:7]})")
-        result = await builder.build(self._engine(), app, rev, tar, emit,
-                                     buildargs=self._cache_args())
+        network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
+        result = await builder.build(self._engine(), app, rev, tar, emit, buildargs=buildargs,
+                                     network=network,
+                                     limits=builder.BuildLimits.from_config(self.config))
         config = await self.state.config(app)
         await self._ensure_formation(app, result.processes)
         release = await self.deployer.deploy(app, lambda v: Release(
@@ -120,13 +128,6 @@ class Paas:
         if "web" in processes and "web" not in formation:
             formation["web"] = 1
         await self.state.set_formation(app, formation)
-
-    def _cache_args(self) -> dict[str, str]:
-        if not self.config.cache:
-            return {}
-        from shipmate.cache import build_settings
-
-        return dict(build_settings("127.0.0.1", self.config.cache_port))
 
     async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
         emit(f"=====> Application deployed: {release.label}")
@@ -188,8 +189,37 @@ class Paas:
         """``ps:restart``: start fresh instances of the current release, then stop the old."""
         await self._redeploy(app, emit)
 
+    async def stop(self, app: str, emit: Emit) -> None:
+        """``ps:stop``: cancel a running deploy, then stop every instance (their units stay,
+        inactive, until ``ps:start``, ``ps:restart`` or the next deploy)."""
+        await self._cancel(app, "ps:stop", emit)
+        async with self.deployer.lock(app):
+            names = await self._app_units(app)
+            for name in names:
+                with contextlib.suppress(ShipmateError):
+                    await self.registry.set_desired(name, "loaded")
+            emit(f"-----> Stopped {len(names)} instance(s) of {app}")
+
+    async def start(self, app: str, emit: Emit) -> None:
+        """``ps:start``: start the instances ``ps:stop`` stopped."""
+        async with self.deployer.lock(app):
+            names = await self._app_units(app)
+            for name in names:
+                with contextlib.suppress(ShipmateError):
+                    await self.registry.set_desired(name, "launched")
+            emit(f"-----> Started {len(names)} instance(s) of {app}")
+
+    async def _app_units(self, app: str) -> list[str]:
+        await self.state.get_app(app)
+        return sorted(n for n in await self.registry.units() if n.startswith(unit_prefix(app)))
+
+    async def _cancel(self, app: str, reason: str, emit: Emit) -> None:
+        if await self.running.cancel(app, reason):
+            emit(f"-----> Cancelled the running deploy of {app}")
+
     async def destroy(self, app: str, emit: Emit) -> None:
-        """``apps:destroy``: units, records, repository."""
+        """``apps:destroy``: cancel a running deploy, then units, records, repository."""
+        await self._cancel(app, "apps:destroy", emit)
         async with self.deployer.lock(app):
             removed = await self.deployer.destroy_all(app)
             emit(f"-----> Removed {len(removed)} instance(s)")
@@ -206,12 +236,10 @@ class Paas:
             disabled = set()
         checks["disabled"] = sorted(disabled)
         for key, value in (body.get("set") or {}).items():
-            if key not in ("wait", "timeout", "attempts"):
-                raise ValidationError(f"unknown checks property {key!r}")
             if value is None:
                 checks.pop(key, None)
             else:
-                checks[key] = value
+                checks[key] = check_setting(str(key), value)
         await self.state.set_checks(app, checks)
         return checks
 

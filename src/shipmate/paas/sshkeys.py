@@ -12,12 +12,30 @@ from shipmate.store.base import Compare, Op, Store
 
 PREFIX = "/shipmate/ssh-keys/"
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_RSA_BITS = 2048
+MAX_KEY_TEXT = 16384  # an RSA-16384 public key line is about 2.8 kB
+
+
+def weakness(key: Any) -> str | None:
+    """Why an (asyncssh) public key is too weak to let in, or None. DSA keys are 1024-bit by
+    definition and OpenSSH has dropped them; RSA under 2048 bits is refused (NIST's floor)."""
+    algorithm = key.get_algorithm()
+    if algorithm == "ssh-dss":
+        return "DSA (ssh-dss) keys are refused"
+    if algorithm == "ssh-rsa":
+        bits = int(key.pyca_key.key_size)
+        if bits < MIN_RSA_BITS:
+            return f"RSA keys need at least {MIN_RSA_BITS} bits, this one has {bits}"
+    return None
 
 
 def parse_public_key(text: str) -> tuple[str, str]:
     """Validate one OpenSSH public key line; returns (normalised key, SHA256 fingerprint)."""
     import asyncssh
 
+    if len(text) > MAX_KEY_TEXT:
+        raise ValidationError(f"A public key is one line of less than {MAX_KEY_TEXT} bytes",
+                              hint="give the contents of a .pub file")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if len(lines) != 1:
         raise ValidationError("Expected exactly one public key",
@@ -27,6 +45,10 @@ def parse_public_key(text: str) -> tuple[str, str]:
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise ValidationError(f"Invalid public key: {exc}",
                               hint="give the contents of a .pub file, not a private key") from exc
+    problem = weakness(key)
+    if problem is not None:
+        raise ValidationError(f"Refusing a weak public key: {problem}",
+                              hint="make a new key: ssh-keygen -t ed25519")
     return key.export_public_key("openssh").decode().strip(), str(key.get_fingerprint("sha256"))
 
 

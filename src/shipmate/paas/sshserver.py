@@ -5,44 +5,79 @@ get in; every command runs with an argument list, never through a shell."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import shlex
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 
 from shipmate.config import Config
-from shipmate.errors import ShipmateError
+from shipmate.errors import ShipmateError, ValidationError
 from shipmate.paas.gitserver import ensure_repo, parse_git_command
-from shipmate.paas.sshkeys import SshKeys
+from shipmate.paas.sshkeys import SshKeys, weakness
+from shipmate.paas.sshpolicy import REMOTE_ENV, SSH_USER, check_remote, redact
 from shipmate.paas.state import PaasState
 
 log = logging.getLogger(__name__)
-# Commands that manage the daemon itself make no sense from a remote key holder.
-REFUSED_REMOTE = frozenset({"daemon", "up", "down"})
-# The only global options a remote command line may start with: the others would point the
-# CLI at another daemon (--state-dir, --cluster) or show tracebacks (--debug).
-_REMOTE_FLAGS = frozenset({"--help", "-h", "--version"})
+
+
+class Reader(Protocol):
+    """What a session reads its standard input from (an SSH channel, or a test's stream)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class Writer(Protocol):
+    """Where a session writes its output (an SSH channel, or a test's buffer)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+Closed = Callable[[], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Streams:
+    """One session's standard streams, and how to learn that its client has gone."""
+
+    stdin: Reader
+    stdout: Writer
+    stderr: Writer
+    closed: Closed | None = None
+
+
+MAX_COMMAND = 65536  # bytes of one SSH command line; argv limits make longer ones fail later
 
 
 def remote_argv(argv: list[str]) -> list[str]:
-    """Check a CLI command line received over SSH and return it (pure). The command is found
-    after the allowed global options, so ``--format json down`` is refused like ``down``."""
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        option, eq, _ = argv[i].partition("=")
-        if option in _REMOTE_FLAGS:
-            return argv
-        if option != "--format":
-            raise ShipmateError(f"option {option} cannot be used over SSH",
-                                hint="run the command on the machine itself")
-        i += 1 if eq else 2
-    if i < len(argv) and argv[i] in REFUSED_REMOTE:
-        raise ShipmateError(f"`{argv[i]}` can only be run on the machine itself")
+    """Check a CLI command line received over SSH against the allowlist
+    (:data:`shipmate.paas.sshpolicy.COMMANDS`) and return it, or raise ShipmateError."""
+    check_remote(argv)
     return argv
+
+
+def parse_command(command: str) -> list[str]:
+    """Split an SSH command line into words, refusing what no command can contain."""
+    if "\0" in command:
+        raise ValidationError("the command contains a NUL byte",
+                            hint="arguments cannot contain NUL; send data on standard input")
+    if len(command.encode(errors="surrogatepass")) > MAX_COMMAND:
+        raise ValidationError(f"the command is longer than {MAX_COMMAND} bytes",
+                            hint="send data on standard input")
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise ValidationError(f"cannot parse command: {exc}",
+                            hint="check the quoting of the command") from None
 
 
 def host_key(state_dir: Path) -> asyncssh.SSHKey:
@@ -77,10 +112,18 @@ class _Server(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        record = await self.keys.find(str(key.get_fingerprint("sha256")))
+        fingerprint = str(key.get_fingerprint("sha256"))
+        if username != SSH_USER:
+            # Like Dokku's single `dokku` user: other names are mistakes or probes.
+            log.warning("refused ssh user %r (only %s is served)", username[:64], SSH_USER)
+            return False
+        problem = weakness(key)
+        if problem is not None:  # a key stored before weak keys were refused at ssh-keys:add
+            log.warning("refused weak ssh key %s: %s", fingerprint, problem)
+            return False
+        record = await self.keys.find(fingerprint)
         if record is None:
-            log.warning("refused unknown ssh key %s for %s", key.get_fingerprint("sha256"),
-                        username)
+            log.warning("refused unknown ssh key %s", fingerprint)
             return False
         if self.conn is not None:
             self.conn.set_extra_info(shipmate_key=record["name"])
@@ -98,6 +141,9 @@ class SshServer:
 
     async def run(self) -> None:
         """Serve until cancelled."""
+        # asyncssh logs every command line at INFO, values of config:set included: only its
+        # warnings reach the daemon log; commands are logged here, redacted (see _dispatch).
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
         self._server = await asyncssh.create_server(
             lambda: _Server(self.keys), "", self.config.ssh_port,
             server_host_keys=[host_key(self.config.state_dir)],
@@ -110,71 +156,96 @@ class SshServer:
             await self._server.wait_closed()
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
-        try:
-            code = await self._dispatch(process)
-        except ShipmateError as exc:
-            for line in str(exc).splitlines():
-                process.stderr.write(f" !     {line}\n".encode())
-            code = 1
-        except Exception as exc:  # never let one session take the server down
-            log.exception("ssh session failed")
-            process.stderr.write(f" !     internal error: {exc}\n".encode())
-            code = 1
+        key = str(process.get_extra_info("shipmate_key") or "")
+        code = await self.dispatch(process.command, key, process.stdin, process.stdout,
+                                   process.stderr, closed=process.wait_closed)
         process.exit(code)
 
-    async def _dispatch(self, process: asyncssh.SSHServerProcess[bytes]) -> int:
-        command = process.command
-        if not command:
-            process.stdout.write(b"Shipmate: run a command, e.g. "
-                                 b"`ssh -p 2222 shipmate@host apps:list` or `help`\n")
-            return 1
+    async def dispatch(self, command: str | None, key: str, stdin: Reader, stdout: Writer,
+                       stderr: Writer, *, closed: Closed | None = None) -> int:
+        """Run one SSH command line for ``key``; errors become `` !     `` lines on
+        ``stderr`` and exit status 1, never a traceback (the log has it). ``closed`` returns
+        when the client has gone: the command is then stopped (a deploy it started is
+        cancelled)."""
         try:
-            argv = shlex.split(command)
-        except ValueError as exc:
-            raise ShipmateError(f"cannot parse command: {exc}") from exc
+            return await self._dispatch(command, key, Streams(stdin, stdout, stderr, closed))
+        except ShipmateError as exc:
+            for line in str(exc).splitlines():
+                stderr.write(f" !     {line}\n".encode(errors="backslashreplace"))
+        except Exception:  # never let one session take the server down
+            log.exception("ssh session of key %s failed", key)
+            stderr.write(b" !     internal error: the daemon log has the details\n")
+        return 1
+
+    async def _dispatch(self, command: str | None, key: str, io: Streams) -> int:
+        if not command:
+            io.stdout.write(b"Shipmate: run a command, e.g. "
+                            b"`ssh -p 2222 shipmate@host apps:list` or `help`\n")
+            return 1
+        argv = parse_command(command)
         git = parse_git_command(argv)
         if git is not None:
-            return await self._git(process, *git)
+            log.info("ssh: key %s: %s %s", key, *git)
+            return await self._git(git, key, io)
         if argv == ["help"]:
             argv = ["--help"]
-        return await self._run(process, [sys.executable, "-m", "shipmate.cli.main",
-                                         *remote_argv(argv)], {})
+        log.info("ssh: key %s: %s", key, redact(argv)[:500])
+        check_remote(argv)
+        return await self._run([sys.executable, "-m", "shipmate.cli.main", *argv],
+                               {REMOTE_ENV: key or "-"}, io)
 
-    async def _git(self, process: asyncssh.SSHServerProcess[bytes], verb: str, app: str) -> int:
+    async def _git(self, git: tuple[str, str], key: str, io: Streams) -> int:
+        verb, app = git
         if verb == "git-receive-pack":
             if not await self.state.exists(app):
                 await self.state.create_app(app)
-                process.stderr.write(f"-----> Creating {app}...\n".encode())
-            repo = ensure_repo(self.config.state_dir, app)
+                io.stderr.write(f"-----> Creating {app}...\n".encode())
         else:
             await self.state.get_app(app)
-            repo = ensure_repo(self.config.state_dir, app)
-        return await self._run(process, [verb, str(repo)], {"SHIPMATE_APP": app})
+        repo = await asyncio.to_thread(ensure_repo, self.config.state_dir, app,
+                                       self.config.push_max_bytes)
+        return await self._run([verb, str(repo)], {"SHIPMATE_APP": app, REMOTE_ENV: key or "-"},
+                               io)
 
-    async def _run(self, process: asyncssh.SSHServerProcess[bytes], argv: list[str],
-                   extra_env: dict[str, str]) -> int:
+    async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
         env = {**os.environ, **self.config.to_env(), **extra_env}
         env.pop("SHIPMATE_DEBUG", None)
+        # A session of its own, so that a client who leaves takes down the whole command
+        # (git's hook included): a deploy it started is then cancelled, not left running.
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env)
+            stderr=asyncio.subprocess.PIPE, env=env, cwd="/", start_new_session=True)
         assert proc.stdin and proc.stdout and proc.stderr
-        feed = asyncio.create_task(_pump_in(process.stdin, proc.stdin))
-        await asyncio.gather(_pump_out(proc.stdout, process.stdout),
-                             _pump_out(proc.stderr, process.stderr))
-        code = await proc.wait()
-        feed.cancel()
-        return code
+        feed = asyncio.create_task(_pump_in(io.stdin, proc.stdin))
+        pumps = asyncio.gather(_pump_out(proc.stdout, io.stdout),
+                               _pump_out(proc.stderr, io.stderr))
+        closed = asyncio.ensure_future(io.closed() if io.closed else asyncio.Event().wait())
+        try:
+            either: set[asyncio.Future[Any]] = {pumps, closed}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not pumps.done():
+                log.info("ssh: the client of %s went away; stopping it", argv[-1][:60])
+                return 255
+            await pumps
+            return await proc.wait()
+        finally:
+            feed.cancel()
+            closed.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                pumps.cancel()
+                await proc.wait()
 
 
-async def _pump_out(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
+async def _pump_out(source: asyncio.StreamReader, sink: Writer) -> None:
     # Copy the child's output to the channel until EOF, so nothing is lost before exit().
     while chunk := await source.read(65536):
         sink.write(chunk)
         await sink.drain()
 
 
-async def _pump_in(source: asyncssh.SSHReader[bytes], sink: asyncio.StreamWriter) -> None:
+async def _pump_in(source: Reader, sink: asyncio.StreamWriter) -> None:
     try:
         while chunk := await source.read(65536):
             sink.write(chunk)

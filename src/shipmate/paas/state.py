@@ -16,12 +16,14 @@ Domains and routing live under the router's keys (:mod:`shipmate.router.keys`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from shipmate.errors import ConflictError, NotFoundError
+from shipmate.paas import domains as claims_rules
 from shipmate.paas.model import App, Release
 from shipmate.router import keys as route_keys
 from shipmate.spec.names import validate_app_name
@@ -29,6 +31,19 @@ from shipmate.store.base import Compare, Op, Store
 
 APPS = "/shipmate/apps/"
 SSH_KEYS = "/shipmate/ssh-keys/"
+_CAS_TRIES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    claims: claims_rules.Claims
+    guards: list[Compare]
+    ports: dict[str, int | None]
+
+
+def _busy() -> ConflictError:
+    return ConflictError("domains kept changing while this change was checked",
+                         hint="try again")
 
 
 def app_key(app: str, part: str) -> str:
@@ -53,16 +68,23 @@ class PaasState:
     # apps ---------------------------------------------------------------------------------
 
     async def create_app(self, name: str) -> App:
-        """Create an app; refuses an existing name."""
+        """Create an app; refuses an existing name, and a name whose ``APP.GLOBALDOMAIN``
+        another app already answers for (:mod:`.domains`)."""
         app = App(validate_app_name(name), time.time())
         meta = _dump({"name": app.name, "created": app.created, "locked": False})
-        res = await self.store.txn(
-            [Compare.missing(app_key(name, "meta"))],
-            [Op.put(app_key(name, "meta"), meta), Op.put(app_key(name, "formation"), '{"web": 1}'),
-             Op.put(app_key(name, "config"), "{}")])
-        if not res.succeeded:
-            raise ConflictError(f"Name is already taken: {name}")
-        return app
+        for _ in range(_CAS_TRIES):
+            if await self.exists(name):
+                raise ConflictError(f"Name is already taken: {name}")
+            snap = await self._claims()
+            claims_rules.check_new_app(app.name, snap.claims)
+            res = await self.store.txn(
+                [Compare.missing(app_key(name, "meta")), *snap.guards],
+                [Op.put(app_key(name, "meta"), meta),
+                 Op.put(app_key(name, "formation"), '{"web": 1}'),
+                 Op.put(app_key(name, "config"), "{}")])
+            if res.succeeded:
+                return app
+        raise _busy()
 
     async def get_app(self, name: str) -> App:
         """The app, or NotFoundError in Dokku's words."""
@@ -178,10 +200,17 @@ class PaasState:
         data = await self._json(route_keys.GLOBAL_DOMAIN_KEY, {})
         return str(data.get("domain", ""))
 
-    async def set_global_domain(self, domain: str) -> None:
-        """Set the global domain (``domains:set-global``)."""
-        await self.store.put(route_keys.GLOBAL_DOMAIN_KEY,
-                             route_keys.encode_global_domain(domain))
+    async def set_global_domain(self, domain: str) -> str:
+        """Set the global domain (``domains:set-global``); refused when it would give an app
+        a name another app has. Returns the domain in normal form."""
+        for _ in range(_CAS_TRIES):
+            snap = await self._claims()
+            name = claims_rules.check_new_global(domain, snap.claims)
+            res = await self.store.txn(snap.guards, [Op.put(
+                route_keys.GLOBAL_DOMAIN_KEY, route_keys.encode_global_domain(name))])
+            if res.succeeded:
+                return name
+        raise _busy()
 
     async def clear_global_domain(self) -> dict[str, int]:
         """Remove the global domain (``domains:clear-global``). Every routed app without a
@@ -201,6 +230,45 @@ class PaasState:
         """An app's custom domains and its dedicated port (if any)."""
         data = await self._json(route_keys.domains_key(name), {})
         return list(data.get("domains", [])), data.get("port")
+
+    async def change_domains(self, name: str, add: list[str], remove: list[str]) -> list[str]:
+        """``domains:add`` / ``domains:remove``: checked against every other app's names
+        (:mod:`.domains`) and written only if none changed meanwhile. Returns the app's
+        domains."""
+        await self.get_app(name)
+        for _ in range(_CAS_TRIES):
+            snap = await self._claims()
+            added = [claims_rules.check_new_domain(name, d, snap.claims) for d in add]
+            domains = claims_rules.merged(snap.claims.custom.get(name, ()), added,
+                                          claims_rules.check_removals(remove))
+            res = await self.store.txn(snap.guards, [Op.put(
+                route_keys.domains_key(name),
+                route_keys.encode_domains(domains, snap.ports.get(name)))])
+            if res.succeeded:
+                return domains
+        raise _busy()
+
+    async def _claims(self) -> _Snapshot:
+        """Apps, custom domains and the global domain in one snapshot, with the guards that
+        hold while none of them changed."""
+        res = await self.store.txn([], [
+            Op.get(APPS, prefix=True), Op.get(route_keys.DOMAINS_PREFIX, prefix=True),
+            Op.get(route_keys.GLOBAL_DOMAIN_KEY)])
+        apps_kvs, domain_kvs, global_kvs = res.responses
+        apps = {kv.key[len(APPS):-len("/meta")] for kv in apps_kvs if kv.key.endswith("/meta")}
+        custom: dict[str, list[str]] = {}
+        ports: dict[str, int | None] = {}
+        guards = [Compare.mod_is(route_keys.GLOBAL_DOMAIN_KEY,
+                                 global_kvs[0].mod_revision if global_kvs else 0)]
+        for kv in domain_kvs:
+            app = kv.key[len(route_keys.DOMAINS_PREFIX):]
+            data = json.loads(kv.value)
+            custom[app], ports[app] = list(data.get("domains", [])), data.get("port")
+            guards.append(Compare.mod_is(kv.key, kv.mod_revision))
+        glob = json.loads(global_kvs[0].value).get("domain", "") if global_kvs else ""
+        for app in apps - set(custom):  # a record made meanwhile must not go unseen
+            guards.append(Compare.missing(route_keys.domains_key(app)))
+        return _Snapshot(claims_rules.claims_from(apps, custom, str(glob)), guards, ports)
 
     async def set_domains(self, name: str, domains: list[str], port: int | None) -> None:
         """Replace an app's custom domains and dedicated port."""

@@ -13,13 +13,14 @@ from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
 
+# Declared below the PaaS (the daemon's image distribution reads them too); re-exported here.
+from shipmate.spec.labels import APP_LABEL as APP_LABEL
+from shipmate.spec.labels import IMAGE_SOURCE_LABEL as IMAGE_SOURCE_LABEL
+
 CONTAINER_PORT = 5000
-APP_LABEL = "shipmate.app"
 PROCESS_LABEL = "shipmate.process"
 INSTANCE_LABEL = "shipmate.instance"
 RELEASE_LABEL = "shipmate.release"  # the route tag: vN-XXXX
-# The machine that built the image (and so has it): where another machine fetches it from.
-IMAGE_SOURCE_LABEL = "shipmate.image-source"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from shipmate.clock import Clock, SystemClock
 from shipmate.errors import RouterError, StoreError, ValidationError
+from shipmate.router.isolate import Isolation
 from shipmate.router.keys import ENDPOINTS_PREFIX, ROUTES_PREFIX
 from shipmate.router.render import RenderOptions, render
 from shipmate.router.routes import RouterState, state_from_kvs
@@ -33,6 +34,10 @@ class Proxy(Protocol):
 
     async def apply(self, config_text: str) -> bool:
         """Make ``config_text`` live; False if it already was. ValidationError if refused."""
+        ...
+
+    async def check(self, config_text: str) -> str | None:
+        """nginx's complaint about ``config_text`` (None: it passes); nothing goes live."""
         ...
 
 
@@ -58,6 +63,7 @@ class RouterController:
         self._retry = retry
         self._global_domain = global_domain
         self._problems: tuple[str, ...] = ()
+        self._isolation = Isolation()
         #: The state last made live, and the store revision it was read at.
         self.state: RouterState | None = None
         self.revision = 0
@@ -88,18 +94,34 @@ class RouterController:
                                default_global_domain=self._global_domain)
         self._report(state.problems)
         try:
-            text = render(state, self._proxy.render_options)
-            changed = await self._proxy.apply(text)
+            live, changed = await self._apply(state)
         except (ValidationError, RouterError) as exc:
             if exc.message != getattr(self.last_error, "message", None):
                 log.error("router: %s", exc)
             self.last_error = exc
             return False
-        self.state, self.revision, self.last_error = state, result.revision, None
+        self.state, self.revision, self.last_error = live, result.revision, None
         if changed:
             self.reloads += 1
             log.info("router: reloaded nginx for store revision %d", result.revision)
         return changed
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """App -> why nginx refuses its routes, which are left out (:mod:`.isolate`)."""
+        return dict(self._isolation.excluded)
+
+    async def _apply(self, state: RouterState) -> tuple[RouterState, bool]:
+        """Make ``state`` live less the apps whose routes nginx refuses on their own."""
+        options = self._proxy.render_options
+        admitted = self._isolation.admitted(state)
+        try:
+            return admitted, await self._proxy.apply(render(admitted, options))
+        except ValidationError:
+            if not await self._isolation.examine(admitted, self._proxy):
+                raise  # no single app explains it: the previous config keeps serving
+        admitted = self._isolation.admitted(state)
+        return admitted, await self._proxy.apply(render(admitted, options))
 
     async def _follow(self) -> None:
         dirty = asyncio.Event()

@@ -66,9 +66,16 @@ class EndpointRecord:
 def validate_domain(name: str) -> str:
     """Return ``name`` lower-cased if it is a valid DNS name, else raise ValidationError.
 
-    This is the gate in front of the nginx config: anything else (``;``, ``{``, quotes, spaces,
-    newlines, ``$``) could change the config's meaning."""
+    The one domain rule, for the API (``domains:add``, ``domains:set-global``) and the router
+    alike. It is the gate in front of the nginx config: anything else (``;``, ``{``, quotes,
+    spaces, newlines, ``$``) could change the config's meaning. Wildcards (``*.example.com``)
+    are refused: a wildcard would answer for names other apps may claim later."""
     low = name.lower()
+    if low.startswith("*"):
+        raise ValidationError(
+            f"wildcard domains are not supported: {name!r}",
+            hint="add each name the app answers on, e.g. www.example.com (see docs/router.md)",
+        )
     labels = low.split(".")
     if len(low) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValidationError(

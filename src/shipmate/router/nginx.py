@@ -98,6 +98,18 @@ class Nginx:
                 raise
             return True
 
+    async def check(self, config_text: str) -> str | None:
+        """What ``nginx -t`` says against ``config_text`` (None: it passes). Nothing goes
+        live; used to find which app's routes a refused config cannot hold."""
+        probe = self.config_path.with_name(f"nginx.conf.probe-{os.getpid()}")
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(probe, config_text)
+        try:
+            ok, message = await self._test(probe)
+        finally:
+            probe.unlink(missing_ok=True)
+        return None if ok else message
+
     async def stop(self) -> None:
         """Stop the master gracefully (in-flight requests finish), then release the prefix."""
         async with self._lock:

@@ -35,15 +35,23 @@ class RenderOptions:
     read_timeout: int = 60
     client_max_body_size: str = "64m"
     access_log: bool = True
+    # 0: computed from the names (see names_hash_sizes); a number forces it (tests use a
+    # small one to make nginx refuse a long name).
+    names_hash_bucket_size: int = 0
 
 
 def render(state: RouterState, options: RenderOptions | None = None) -> str:
     """The nginx.conf for ``state``. Raises ValidationError if a name in it is not safe."""
     opts = options or RenderOptions()
     _check_options(opts)
-    out = [HEADER, *_main(opts), "http {\n", *_http_common(opts)]
     for route in state.routes:
         _check_route(route)
+    max_size, bucket = names_hash_sizes(
+        [d for route in state.routes for d in route.domains], opts.names_hash_bucket_size)
+    out = [HEADER, *_main(opts), "http {\n", *_http_common(opts),
+           f"    server_names_hash_bucket_size {bucket};\n",
+           f"    server_names_hash_max_size {max_size};\n"]
+    for route in state.routes:
         if route.endpoints:
             out.append(_upstream(route, opts))
     out.append(_default_server(state.http_port, opts))
@@ -52,6 +60,27 @@ def render(state: RouterState, options: RenderOptions | None = None) -> str:
             out.append(_server(route, state.http_port, opts))
     out.append("}\n")
     return "".join(out)
+
+
+def names_hash_sizes(names: list[str], bucket: int = 0) -> tuple[int, int]:
+    """``server_names_hash_max_size`` and ``server_names_hash_bucket_size`` that fit ``names``.
+
+    nginx refuses the whole config when one name does not fit a bucket: a bucket must hold
+    one entry (a pointer, the name and 2 bytes, aligned to 8) and the terminating pointer
+    (``NGX_HASH_ELT_SIZE`` in ngx_hash.c). A valid name has at most 253 characters, so 512
+    always fits; powers of two from 128 keep the usual configs as they were. The max size
+    bounds nginx's search for a table size: 4096, or more for many names.
+    """
+    longest = max((len(n) for n in names), default=0)
+    need = 8 + (longest + 2 + 7) // 8 * 8 + 8
+    if not bucket:
+        bucket = 128
+        while bucket < need:
+            bucket *= 2
+    max_size = 4096
+    while max_size < 4 * len(names):
+        max_size *= 2
+    return max_size, bucket
 
 
 def _main(opts: RenderOptions) -> list[str]:
@@ -71,7 +100,6 @@ def _http_common(opts: RenderOptions) -> list[str]:
         "client_body_temp_path tmp/client_body;", "proxy_temp_path tmp/proxy;",
         "fastcgi_temp_path tmp/fastcgi;", "uwsgi_temp_path tmp/uwsgi;", "scgi_temp_path tmp/scgi;",
         access, "server_tokens off;", "default_type application/octet-stream;",
-        "server_names_hash_bucket_size 128;", "server_names_hash_max_size 4096;",
         f"client_max_body_size {opts.client_max_body_size};",
         # Websocket upgrade when asked; otherwise an empty Connection header keeps upstream
         # keepalive connections usable.
@@ -190,5 +218,7 @@ def _check_options(opts: RenderOptions) -> None:
         raise ValidationError(f"invalid nginx worker user {user!r}")
     if opts.worker_processes != "auto" and not opts.worker_processes.isdigit():
         raise ValidationError(f"invalid worker_processes {opts.worker_processes!r}")
+    if not 0 <= opts.names_hash_bucket_size <= 65536:
+        raise ValidationError(f"invalid names_hash_bucket_size {opts.names_hash_bucket_size!r}")
     if not opts.client_max_body_size.rstrip("kmgKMG").isdigit():
         raise ValidationError(f"invalid client_max_body_size {opts.client_max_body_size!r}")

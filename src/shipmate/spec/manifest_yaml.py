@@ -19,6 +19,7 @@ INT = "tag:yaml.org,2002:int"
 FLOAT = "tag:yaml.org,2002:float"
 BOOL = "tag:yaml.org,2002:bool"
 NULL = "tag:yaml.org,2002:null"
+MAX_DEPTH = 64
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -40,6 +41,7 @@ class Source:
     def compose(self, text: str) -> yaml.Node:
         """Parse ``text`` into a node tree; syntax errors name the line."""
         try:
+            self._check_depth(text)
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -54,6 +56,21 @@ class Source:
             raise ValidationError(f"{self.path}: the manifest is empty",
                                   hint="declare at least `containers:`")
         return node
+
+    def _check_depth(self, text: str) -> None:
+        # PyYAML's composer recurses once per level: a few thousand `[` would end in a
+        # RecursionError. Its parser does not, so the depth is checked on the events first.
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = f":{event.start_mark.line + 1}" if event.start_mark else ""
+                    raise ValidationError(
+                        f"{self.path}{line}: nested more than {MAX_DEPTH} levels deep",
+                        hint="a manifest needs a handful of levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
 
     # -- typed readers -------------------------------------------------------------------
 

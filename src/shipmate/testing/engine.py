@@ -23,7 +23,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo
+from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo, NetworkInfo
 from shipmate.engine.docker_spec import container_labels
 from shipmate.errors import EngineConflictError, EngineError, NotFoundError
 from shipmate.spec.container import ContainerSpec, PortMapping
@@ -64,6 +64,7 @@ class FakeEngine:
     def __init__(self, *, images: Iterable[str] = (), health_on_start: str = "healthy") -> None:
         self.containers: dict[str, FakeContainer] = {}
         self.images: dict[str, ImageInfo] = {}  # by reference and by ID
+        self.networks: dict[str, NetworkInfo] = {}
         self.writes: builtins.list[Write] = []
         self.emitted: builtins.list[EngineEvent] = []  # every event, for assertions
         self.health_on_start = health_on_start
@@ -251,6 +252,15 @@ class FakeEngine:
         while c.state == "running":
             await self._wait_change()
         return c.exit_code
+
+    async def ensure_network(self, name: str, *, internal: bool,
+                             labels: Mapping[str, str] | None = None) -> NetworkInfo:
+        """A network record (made once per name, on a made-up subnet)."""
+        self._maybe_fail("ensure_network")
+        if name not in self.networks:
+            n = len(self.networks) + 18
+            self.networks[name] = NetworkInfo(name, f"172.{n}.0.0/16", f"172.{n}.0.1", internal)
+        return self.networks[name]
 
     async def build(
         self,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -43,7 +42,7 @@ async def store() -> AsyncIterator[Store]:
 
 async def call(store: Store, handler: Any, query: str) -> dict[str, Any]:
     app = web.Application()
-    fleet_api.add_fleet_routes(app, SimpleNamespace(store=store, services={}))
+    fleet_api.add_fleet_routes(app, store)
     response = await handler(make_mocked_request("GET", f"/?{query}", app=app))
     return dict(json.loads(response.body))
 

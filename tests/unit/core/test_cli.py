@@ -68,3 +68,21 @@ def test_state_dir_flag(tmp_path, capsys) -> None:
     assert main(["--state-dir", str(tmp_path / "s"), "info", "--format", "json"]) == 0
     rows = {r["name"]: r["value"] for r in json.loads(capsys.readouterr().out)}
     assert rows["socket"] == str(tmp_path / "s" / "shipmate.sock")
+
+
+def test_a_named_command_parses_as_with_the_full_parser(capsys) -> None:
+    from shipmate.cli.main import build_parser, parse
+
+    for argv in (["--format", "json", "--state-dir", "/s", "fleet", "list-units", "--full"],
+                 ["--debug", "apps:list"], ["run", "web", "python", "--version"]):
+        parser, ns = parse(argv)
+        full = build_parser().parse_args(argv)
+        assert ns == full
+        assert "apps:create" not in parser.format_help()  # only the command it names
+    assert parse(["run", "web", "python", "--version"])[1].cmd == ["python", "--version"]
+    with pytest.raises(SystemExit) as exc:
+        parse(["--debug", "--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("shipmate ")
+    _, ns = parse(["status"])
+    assert ns._command.name == "status"

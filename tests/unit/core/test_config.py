@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,26 @@ def test_cache_send_buffer_defaults() -> None:
 def test_to_env_round_trips() -> None:
     cfg = config.load({"SHIPMATE_STATE_DIR": "/srv/s", "SHIPMATE_SSH": "0"})
     again = config.load(cfg.to_env())
-    assert again.values == cfg.values
+    assert again == cfg
+
+
+def test_settings_are_typed_fields_declared_once() -> None:
+    cfg = config.Config(state_dir=Path("/srv/s"), http_port=8080)
+    assert cfg.socket == Path("/srv/s/shipmate.sock")  # derived, as load() does
+    assert cfg.http_port == 8080
+    assert [s.name for s in config.SETTINGS] == [f.name for f in dataclasses.fields(cfg)]
+    http = next(s for s in config.SETTINGS if s.name == "http_port")
+    assert (http.type, http.default, http.env) == (int, 80, "SHIPMATE_HTTP_PORT")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.http_port = 81  # type: ignore[misc]
+
+
+def test_unknown_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
+        config.load({}, nope=1)
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
+        config.load({}).with_overrides(nope=1)
+    assert config.load({}).with_overrides(ssh_port=2022).ssh_port == 2022
 
 
 def test_every_setting_has_help_and_env() -> None:

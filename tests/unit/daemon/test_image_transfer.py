@@ -60,16 +60,16 @@ class _SlowFetcher:
 @pytest.mark.parametrize("fail", [False, True])
 async def test_a_unit_waits_for_its_image_then_runs_or_fails(fail: bool) -> None:
     engine = FakeEngine()
-    units = ContainerUnits(engine, "node-2")
-    fetcher = _SlowFetcher(engine, [units], fail)
-    units.fetcher = fetcher
+    units: list[ContainerUnits] = []
+    fetcher = _SlowFetcher(engine, units, fail)
+    units.append(ContainerUnits(engine, "node-2", fetcher=fetcher))
     spec = make_spec("web", APP_IMAGE)
     if fail:
         with pytest.raises(EngineError, match="404"):
-            await units.start("web.container", spec)
-        assert units.status("web.container") is None
+            await units[0].start("web.container", spec)
+        assert units[0].status("web.container") is None
         assert engine.containers == {}
     else:
-        status = await units.start("web.container", spec)
+        status = await units[0].start("web.container", spec)
         assert (status.active, status.sub) == ("active", "running")
     assert fetcher.seen == [("activating", "start-pre", "halfway")]

@@ -71,3 +71,12 @@ def test_plan_checks_prefers_app_json_and_round_trips() -> None:
     assert plan.checks["web"][0].path == "/a"
     assert CheckPlan.from_json(plan.to_json()) == plan
     assert plan_checks({}).checks == {}
+
+
+def test_declared_checks_are_bounded_too() -> None:
+    with pytest.raises(ValidationError, match=r"attempts 1000 is out of range"):
+        parse_app_json('{"healthchecks": {"web": [{"attempts": 1000}]}}')
+    with pytest.raises(ValidationError, match=r"timeout 0\.1 is out of range"):
+        parse_app_json('{"healthchecks": {"web": [{"timeout": 0.1}]}}')
+    with pytest.raises(ValidationError, match=r"CHECKS line 1: wait 100000 is out of range"):
+        parse_checks_file("WAIT=100000\n/ ok\n")

@@ -26,7 +26,7 @@ class Router:
 async def _deployer(tmp_path: Path, clock: FakeClock) -> Deployer:
     store = await memory_store(clock)
     cfg = config.load({}, state_dir=tmp_path)
-    return Deployer(store, None, cfg, PaasState(store), Registry(store), clock)
+    return Deployer(store, None, cfg, PaasState(store), Registry(store), clock=clock)
 
 
 @pytest.fixture

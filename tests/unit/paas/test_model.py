@@ -7,7 +7,6 @@ from shipmate.paas.model import (
     parse_procfile,
     parse_release_label,
     parse_scale,
-    validate_domain,
 )
 
 
@@ -37,17 +36,6 @@ def test_procfile() -> None:
                                     "release": "node migrate"}
     with pytest.raises(ValidationError, match="Procfile line 1"):
         parse_procfile("just a command")
-
-
-@pytest.mark.parametrize("bad", ["a;b", "a b", "x{", "a..b", "*", "a\nb", "-a.com"])
-def test_bad_domains(bad: str) -> None:
-    with pytest.raises(ValidationError):
-        validate_domain(bad)
-
-
-def test_domains_normalised() -> None:
-    assert validate_domain("App.Example.COM") == "app.example.com"
-    assert validate_domain("*.example.com") == "*.example.com"
 
 
 def test_release_round_trip_and_label() -> None:

@@ -16,15 +16,25 @@ class FakeProxy:
         self.live: str | None = None
         self.applied: list[str] = []
         self.refuse: str | None = None  # when set, every apply is refused with this message
+        self.refuse_containing: str | None = None  # configs with this text are refused
+        self.checked: list[str] = []
 
     async def apply(self, config_text: str) -> bool:
         if self.refuse is not None:
             raise ValidationError(self.refuse)
+        if self.refuse_containing and self.refuse_containing in config_text:
+            raise ValidationError(f"nginx refuses {self.refuse_containing}")
         if config_text == self.live:
             return False
         self.live = config_text
         self.applied.append(config_text)
         return True
+
+    async def check(self, config_text: str) -> str | None:
+        self.checked.append(config_text)
+        if self.refuse_containing and self.refuse_containing in config_text:
+            return f"nginx refuses {self.refuse_containing}"
+        return None
 
 
 class WatchedClock(FakeClock):

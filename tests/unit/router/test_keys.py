@@ -41,6 +41,12 @@ def test_good_domains_are_normalised(name: str, normal: str) -> None:
     assert validate_domain(name) == normal
 
 
+def test_wildcards_are_refused_with_their_own_reason() -> None:
+    # One rule for the API and the router (issue 17): a wildcard is refused at domains:add.
+    with pytest.raises(ValidationError, match="wildcard domains are not supported"):
+        validate_domain("*.example.com")
+
+
 @pytest.mark.parametrize("port", [0, -1, 65536, True, "80", 80.0, None])
 def test_bad_ports(port: object) -> None:
     with pytest.raises(ValidationError):

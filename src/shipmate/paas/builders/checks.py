@@ -17,6 +17,10 @@ from shipmate.errors import ValidationError
 DEFAULT_WAIT = 3.0
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 5
+# Bounds of every health-check setting (checks:set, app.json, CHECKS): a deploy ends within a
+# bounded time, and every check gives the app at least a second to answer.
+BOUNDS: Mapping[str, tuple[float, float]] = {
+    "wait": (0, 600), "initialDelay": (0, 600), "timeout": (1, 300), "attempts": (1, 100)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +55,27 @@ class CheckPlan:
         return CheckPlan(checks, float(data.get("wait", DEFAULT_WAIT)))
 
 
+def check_setting(key: str, value: Any, where: str = "checks:set") -> float:
+    """``value`` of the health-check setting ``key`` (wait, timeout, attempts...) as a number
+    within :data:`BOUNDS`, else ValidationError saying the range."""
+    if key not in BOUNDS:
+        raise ValidationError(f"unknown checks property {key!r}",
+                              hint="use wait, timeout or attempts")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValidationError(f"{where}: {key} must be a number, got {value!r}")
+    low, high = BOUNDS[key]
+    if not low <= value <= high or (key == "attempts" and value != int(value)):
+        unit = "a whole number" if key == "attempts" else "seconds"
+        raise ValidationError(f"{where}: {key} {value:g} is out of range",
+                              hint=f"{key} is {unit} from {low:g} to {high:g}")
+    return float(value)
+
+
 def _num(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"app.json healthchecks: {what} must be a number, got {value!r}")
-    return float(value)
+    return check_setting(what, value, "app.json healthchecks") if what in BOUNDS \
+        else float(value)
 
 
 def parse_app_json(text: str) -> dict[str, tuple[Check, ...]]:
@@ -97,9 +118,10 @@ def parse_checks_file(text: str) -> tuple[tuple[Check, ...], float]:
         key, sep, value = line.partition("=")
         if sep and key in settings and "/" not in key:
             try:
-                settings[key] = float(value)
+                number = float(value)
             except ValueError:
                 raise ValidationError(f"CHECKS line {n}: {key} must be a number") from None
+            settings[key] = check_setting(key.lower(), number, f"CHECKS line {n}")
             continue
         path, _, content = line.partition(" ")
         if not path.startswith("/") and not path.startswith("//"):

@@ -7,9 +7,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from shipmate.daemon.api import stream_lines
-from shipmate.daemon.streaming import lines_of
 from shipmate.errors import ValidationError
+from shipmate.httpapi.server import lines_of, stream_lines
 
 
 async def _serve(work) -> list[str]:
