@@ -153,10 +153,11 @@ class PaasDaemon:
 
     # the router --------------------------------------------------------------------------------
 
-    def get(self, app: str, path: str = "/", timeout: float = 10, host: str = ""
-            ) -> tuple[int, str]:
-        """GET through the router with ``Host: APP.DOMAIN`` (or ``host``): (status, body)."""
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
+    def get(self, app: str, path: str = "/", timeout: float = 10, host: str = "",
+            port: int = 0) -> tuple[int, str]:
+        """GET through the router with ``Host: APP.DOMAIN`` (or ``host``), on its HTTP port
+        (or an app's own ``port``): (status, body)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{port or self.http_port}{path}",
                                      headers={"Host": host or f"{app}.{DOMAIN}"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
