@@ -8,6 +8,7 @@ test). Benchmarks use :class:`PaasDaemon` directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -281,13 +282,15 @@ def head(tree: Path) -> str:
     return run(["git", "rev-parse", "HEAD"], cwd=tree).stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def paas() -> Iterator[PaasDaemon]:
-    """A running daemon for a test module; stopped, with its apps destroyed, afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="shipmate-paas-"))
-    state = base / "state"
-    state.mkdir()
-    daemon = PaasDaemon(state)
+@contextlib.contextmanager
+def running_daemon(prefix: str, *, cache: bool = True,
+                   env: dict[str, str] | None = None) -> Iterator[PaasDaemon]:
+    """A daemon in a fresh temporary state dir, with ``env`` added to its settings; stopped,
+    with its apps destroyed, and its files removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    (base / "state").mkdir()
+    daemon = PaasDaemon(base / "state", cache=cache)
+    daemon.env.update(env or {})
     try:
         daemon.up()
         yield daemon
@@ -296,3 +299,10 @@ def paas() -> Iterator[PaasDaemon]:
             daemon.down()
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def paas() -> Iterator[PaasDaemon]:
+    """A running daemon for a test module; stopped, with its apps destroyed, afterwards."""
+    with running_daemon("shipmate-paas-") as daemon:
+        yield daemon
