@@ -48,10 +48,11 @@ ROUTES = {"/shipmate/routes/domains/codeit": '{"domains": ["code.it"]}',
 
 
 def unit_text(i: int) -> str:
-    """A routed web container (the PaaS labels make its machine publish the endpoint)."""
+    """A routed web container (``[X-Shipmate]`` makes its machine's agent publish the
+    endpoint under the machine's lease)."""
     return (f"[Container]\nImage=shipmate/python:3.11\nExec=python3 -m http.server 5000\n"
-            f"PublishPort=5000\nLabel=shipmate.app=codeit\nLabel=shipmate.process=web\n"
-            f"Label=shipmate.instance=web.{i}\nLabel=shipmate.release=r1\n")
+            f"PublishPort=5000\nLabel=shipmate.instance=web.{i}\n\n"
+            f"[X-Shipmate]\nRoute=codeit\nRoutePort=5000\nRelease=r1\n")
 
 
 class Load:

@@ -111,8 +111,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
 
 def codeit_unit(i: int) -> str:
     """A code.it-style unit: a web container answering ``codeit-I``, routed as app codeit
-    (the PaaS labels make every machine publish its endpoint under its lease), at most one
-    per machine."""
+    (``[X-Shipmate]`` makes the agent of its machine publish its endpoint under the machine's
+    lease), at most one per machine. The label is only for the tests to find it."""
     page = f"mkdir -p /srv && echo codeit-{i} > /srv/index.html && cd /srv && " \
            "exec python3 -m http.server 5000"
     return f"""[Unit]
@@ -122,10 +122,12 @@ Description=code.it {i}
 Image=shipmate/python:3.11
 Exec=sh -c "{page}"
 PublishPort=5000
-Label=shipmate.app=codeit
-Label=shipmate.process=web
 Label=shipmate.instance=web.{i}
-Label=shipmate.release=r1
+
+[X-Shipmate]
+Route=codeit
+RoutePort=5000
+Release=r1
 
 [X-Fleet]
 Conflicts=codeit.*.container

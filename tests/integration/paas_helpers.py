@@ -8,6 +8,7 @@ test). Benchmarks use :class:`PaasDaemon` directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -153,10 +154,11 @@ class PaasDaemon:
 
     # the router --------------------------------------------------------------------------------
 
-    def get(self, app: str, path: str = "/", timeout: float = 10, host: str = ""
-            ) -> tuple[int, str]:
-        """GET through the router with ``Host: APP.DOMAIN`` (or ``host``): (status, body)."""
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
+    def get(self, app: str, path: str = "/", timeout: float = 10, host: str = "",
+            port: int = 0) -> tuple[int, str]:
+        """GET through the router with ``Host: APP.DOMAIN`` (or ``host``), on its HTTP port
+        (or an app's own ``port``): (status, body)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{port or self.http_port}{path}",
                                      headers={"Host": host or f"{app}.{DOMAIN}"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -280,13 +282,15 @@ def head(tree: Path) -> str:
     return run(["git", "rev-parse", "HEAD"], cwd=tree).stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def paas() -> Iterator[PaasDaemon]:
-    """A running daemon for a test module; stopped, with its apps destroyed, afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="shipmate-paas-"))
-    state = base / "state"
-    state.mkdir()
-    daemon = PaasDaemon(state)
+@contextlib.contextmanager
+def running_daemon(prefix: str, *, cache: bool = True,
+                   env: dict[str, str] | None = None) -> Iterator[PaasDaemon]:
+    """A daemon in a fresh temporary state dir, with ``env`` added to its settings; stopped,
+    with its apps destroyed, and its files removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    (base / "state").mkdir()
+    daemon = PaasDaemon(base / "state", cache=cache)
+    daemon.env.update(env or {})
     try:
         daemon.up()
         yield daemon
@@ -295,3 +299,10 @@ def paas() -> Iterator[PaasDaemon]:
             daemon.down()
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def paas() -> Iterator[PaasDaemon]:
+    """A running daemon for a test module; stopped, with its apps destroyed, afterwards."""
+    with running_daemon("shipmate-paas-") as daemon:
+        yield daemon

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import time
@@ -204,6 +205,35 @@ async def test_a_hung_member_is_noticed_by_keepalive(cluster: list[EtcdServer],
     finally:
         victim.proc.send_signal(signal.SIGCONT)
 
+
+
+async def test_a_partition_leaves_no_task_pending(single: EtcdServer,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Keepalives and a watch that fail during a partition leave no gRPC task behind: the
+    daemon log stays free of "Task was destroyed but it is pending!"."""
+    store = await EtcdStore.connect([single.endpoint], prefix="/it/", timeout=2.0)
+    try:
+        watch = await store.watch("/p/")
+        lease = await store.grant(10)
+        assert single.proc is not None
+        single.proc.send_signal(signal.SIGSTOP)  # connections open, nothing answers
+        try:
+            for _ in range(3):
+                with pytest.raises(StoreError):
+                    await store.keepalive(lease)
+        finally:
+            single.proc.send_signal(signal.SIGCONT)
+        single.stop()  # then nothing listens at all
+        with pytest.raises(StoreError):
+            await store.keepalive(lease)
+        await watch.close()
+    finally:
+        await store.close()
+    gc.collect()  # a pending task would be reported as it is collected
+    await asyncio.sleep(0)
+    logged = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert not [m for m in logged if "Task was destroyed" in m], logged
+    assert not [m for m in logged if "never retrieved" in m], logged
 
 async def test_watch_resumes_after_etcd_restarts(single: EtcdServer) -> None:
     store = await EtcdStore.connect([single.endpoint], prefix="/it/", timeout=5.0)

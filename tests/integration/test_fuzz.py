@@ -11,9 +11,7 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import string
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from shipmate.paas.sshserver import SshServer, Streams
 from shipmate.paas.state import PaasState
 from shipmate.spec.manifest import parse_manifest
 from shipmate.testing.store import memory_store
-from tests.integration.paas_helpers import PaasDaemon, run, unique
+from shipmate.testing.streams import BufferWriter, EmptyReader
+from tests.integration.paas_helpers import PaasDaemon, run, running_daemon, unique
 
 pytestmark = pytest.mark.integration
 SEED = int(os.environ.get("SHIPMATE_FUZZ_SEED", "23"))
@@ -90,36 +89,11 @@ def _clean(text: str, where: str, *paths: str) -> None:
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[PaasDaemon]:
-    base = Path(tempfile.mkdtemp(prefix="shipmate-fuzz-"))
-    (base / "state").mkdir()
-    d = PaasDaemon(base / "state", cache=False)
-    try:
-        d.up()
+    with running_daemon("shipmate-fuzz-", cache=False) as d:
         yield d
-    finally:
-        try:
-            d.down()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 # SSH command lines ---------------------------------------------------------------------------
-
-class _Out:
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    async def drain(self) -> None:
-        return None
-
-
-class _NoInput:
-    async def read(self, n: int = -1) -> bytes:
-        return b""
-
 
 class _Recording(SshServer):
     """The real parsing, allowlist and git routing; what would be started is recorded."""
@@ -138,8 +112,8 @@ async def _dispatch_many(commands: list[str], state_dir: Path) -> list[list[str]
     server.ran = []
     try:
         for command in commands:
-            out, err = _Out(), _Out()
-            code = await server.dispatch(command, "fuzz", _NoInput(), out, err)
+            out, err = BufferWriter(), BufferWriter()
+            code = await server.dispatch(command, "fuzz", EmptyReader(), out, err)
             text = err.data.decode(errors="replace")
             _clean(text, f"ssh {command!r}", str(state_dir))
             if code:

@@ -110,6 +110,12 @@ def test_apply_via_daemon_runs_units_and_converges(daemon, docker_host: str,
     assert [(p.container_port, p.host_ip) for p in web.ports] == [(8080, "127.0.0.1")]
     assert web.raw["HostConfig"]["Binds"] == ["/tmp:/host-tmp:ro"]
     assert db.raw["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    # The environment runs, but is not shown: fleet cat and fleet status give names only.
+    cat = shipmate(env, "fleet", "cat", web_unit)
+    assert cat.returncode == 0 and "VALUE=<redacted>" in cat.stdout
+    status = shipmate(env, "fleet", "status", web_unit, "--format", "json")
+    for shown in (cat.stdout, status.stdout):
+        assert "two words" not in shown and "second line" not in shown
     files = unit_files(env)
     assert files[web_unit]["dstate"] == "launched"
     assert [m["id"] for m in files[web_unit]["machines"]] == [machine]  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.paas_helpers import (
+    DOMAIN,
     PaasDaemon,
     commit,
     container_env,
@@ -221,6 +222,26 @@ def test_urls_domains_and_reports(paas: PaasDaemon, logged: str) -> None:
     releases = json.loads(paas.ok("releases", logged, "--format", "json"))
     assert isinstance(releases, list) and releases[0]["image"].startswith("sha256:")
 
+
+
+def test_clearing_the_global_domain_gives_the_app_a_port(paas: PaasDaemon, logged: str) -> None:
+    try:
+        out = paas.ok("domains:clear-global")
+        line = next(x for x in out.splitlines()
+                    if x.startswith(f"-----> {logged} now answers on port "))
+        port = int(line.rsplit(" ", 1)[1])
+        assert paas.ok("urls", logged).splitlines() == [f"http://127.0.0.1:{port}"]
+        deadline = time.monotonic() + 20
+        while True:  # the router serves it there, whatever the Host
+            status, body = paas.get(logged, host="anything.invalid", port=port)
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 200 and "Served by web.1" in body
+    finally:
+        paas.ok("domains:set-global", DOMAIN)
+    assert paas.ok("urls", logged).splitlines() == [
+        f"http://{logged}.{DOMAIN}:{paas.http_port}"]
 
 def test_errors_are_dokku_style_on_stderr_with_exit_1(paas: PaasDaemon) -> None:
     for args in (("config:get", "no-such-app", "X"), ("apps:report", "no-such-app"),

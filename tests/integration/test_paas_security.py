@@ -7,17 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 
-from tests.integration.paas_helpers import PaasDaemon, commit, run, unique, work_tree
+from tests.integration.paas_helpers import (
+    PaasDaemon,
+    commit,
+    run,
+    running_daemon,
+    unique,
+    work_tree,
+)
 
 pytestmark = pytest.mark.integration
 PUSH_MAX = 2**20
@@ -28,18 +33,9 @@ RECIPE = "docker_image 'nginx' do\n  tag '1.25'\nend\n"
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[PaasDaemon]:
     """A daemon with a small push limit (1 MiB), so the limit's message can be seen."""
-    base = Path(tempfile.mkdtemp(prefix="shipmate-sec-"))
-    (base / "state").mkdir()
-    d = PaasDaemon(base / "state", cache=False)
-    d.env["SHIPMATE_PUSH_MAX_BYTES"] = str(PUSH_MAX)
-    try:
-        d.up()
+    with running_daemon("shipmate-sec-", cache=False,
+                        env={"SHIPMATE_PUSH_MAX_BYTES": str(PUSH_MAX)}) as d:
         yield d
-    finally:
-        try:
-            d.down()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def _ssh(d: PaasDaemon, *args: str, input: str | None = None, user: str = "shipmate",
@@ -137,7 +133,9 @@ def test_a_password_set_over_ssh_is_not_logged_and_files_are_private(daemon: Paa
     text = log.read_text()
     assert "DB_PASSWORD=<redacted>" in text and password not in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert stat.S_IMODE(daemon.state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(daemon.state_dir.stat().st_mode) == 0o711  # nginx workers pass through
+    assert stat.S_IMODE((daemon.state_dir / "store.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((daemon.state_dir / "agent").stat().st_mode) == 0o700
 
 
 def test_repositories_are_private(daemon: PaasDaemon, tmp_path: Path) -> None:

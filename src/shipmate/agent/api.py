@@ -37,7 +37,9 @@ from shipmate.errors import NotFoundError, ValidationError
 from shipmate.httpapi.server import json_body, stream_lines
 from shipmate.scheduler.model import Machine
 from shipmate.scheduler.registry import Registry, Snapshot
+from shipmate.spec.unitfile import parse
 from shipmate.spec.unitname import parse_unit_name
+from shipmate.spec.unitredact import environment_values, redact_environment, scrub
 from shipmate.spec.units import parse_unit
 from shipmate.store.base import Store
 
@@ -200,7 +202,9 @@ async def cat(request: web.Request) -> web.Response:
     rec = await _registry(request).unit(name)
     if rec is None:
         raise NotFoundError(f"Unit {name} not found", hint="list-unit-files shows the units")
-    return web.json_response({"unit": name, "text": rec.text, "hash": rec.hash})
+    # Environment= values are often secrets: shown by name only (the hash is the real one's).
+    return web.json_response({"unit": name, "text": redact_environment(rec.text),
+                              "hash": rec.hash})
 
 
 async def status(request: web.Request) -> web.Response:
@@ -224,6 +228,9 @@ async def status(request: web.Request) -> web.Response:
         if detail is not None:
             machines.append({"machine": agent.machine_id, "detail": detail,
                              "lines": await agent.journal_lines(name, 10)})
+    secrets = environment_values(parse(snap.units[name].text))
+    for block in machines:  # what the engine said may quote the unit's environment
+        block["detail"] = _scrubbed(block.get("detail"), secrets)
     placement = snap.placements.get(name)
     return web.json_response({
         "unit": name, "dstate": snap.desired.get(name, "inactive"),
@@ -232,6 +239,13 @@ async def status(request: web.Request) -> web.Response:
         "states": [s.to_json() for s in snap.states if s.unit == name],
         "machines": machines,
     })
+
+
+def _scrubbed(detail: Any, secrets: list[str]) -> Any:
+    """A status detail with the unit's environment values cut out of its messages."""
+    if not isinstance(detail, dict):
+        return detail
+    return {k: scrub(v, secrets) if isinstance(v, str) else v for k, v in detail.items()}
 
 
 def _lines_param(request: web.Request) -> int:

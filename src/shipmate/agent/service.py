@@ -21,10 +21,10 @@ from typing import Any
 from shipmate.errors import ValidationError
 from shipmate.spec.unitfile import UnitFile
 from shipmate.spec.unitname import expand
+from shipmate.spec.units import SERVICE_TYPES
 
 RESTART_POLICIES = ("no", "always", "on-success", "on-failure", "on-abnormal", "on-abort",
                     "on-watchdog")
-SERVICE_TYPES = ("simple", "exec", "notify", "oneshot", "idle")
 #: systemd's "clean" signals: a process ended by one of them exited cleanly.
 CLEAN_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE})
 DEFAULT_RESTART_SEC = 0.1  # systemd's default

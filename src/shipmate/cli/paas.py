@@ -238,8 +238,10 @@ async def domains_set_global(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("domains:clear-global", "remove the global domain")
 async def domains_clear_global(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("DELETE", "/v1/domains/global")
+    result = await ctx.client().request("DELETE", "/v1/domains/global")
     output.step("Cleared global domain")
+    for app, port in sorted(dict(result.get("ports") or {}).items()):
+        output.step(f"{app} now answers on port {port}")
     return 0
 
 

@@ -25,12 +25,23 @@ def logfile(config: Config) -> Path:
     return Path(config.state_dir) / "daemon.log"
 
 
+#: Directories under the state dir that hold what only root may read: repositories, the
+#: agent's unit files and journals (environment values), local cluster nodes' state.
+PRIVATE_DIRS = ("repos", "agent", "cluster")
+
+
 def make_state_dir(config: Config) -> Path:
-    """The state dir, made if missing and private to the daemon's user (0700): it holds the
-    store (config values), repositories, keys and logs."""
+    """The state dir, made if missing. It is 0711: others may pass through it (nginx's workers
+    run as ``nobody`` and must reach the router's prefix, ``STATE_DIR/nginx``) but not list
+    it; what is secret in it is private on its own (the store 0600, ``daemon.log`` 0600, the
+    SSH host key 0600, :data:`PRIVATE_DIRS` 0700)."""
     path = Path(config.state_dir)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    path.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.chmod(path, 0o711)  # noqa: S103 (traverse only: see the docstring)
+    for name in PRIVATE_DIRS:
+        sub = path / name
+        sub.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(sub, 0o700)
     return path
 
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from shipmate.clock import SystemClock
 from shipmate.config import Config
 from shipmate.daemon.components import Component
 from shipmate.engine.base import Engine
@@ -85,12 +86,13 @@ def build(config: Config, store: Store, engine: Engine | None,
     from shipmate.paas.service import Paas
     from shipmate.scheduler.engine import SchedulerEngine
 
+    clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
-    agent = Agent(store, engine, config, fetcher=images)
-    scheduler = SchedulerEngine(store, config.machine_id, ttl=config.agent_ttl,
+    agent = Agent(store, engine, config, fetcher=images, clock=clock)
+    scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
                                 reconcile_interval=config.reconcile_interval)
     router, closers = _router(config, store) if config.router else (None, ())
-    paas = Paas(store, engine, config, router=router)  # deploys wait for this router
+    paas = Paas(store, engine, config, router=router, clock=clock)  # deploys wait for router
     cache = _cache(config) if config.cache else None
     comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
              Component("scheduler", scheduler.run)]

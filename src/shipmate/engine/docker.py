@@ -24,7 +24,14 @@ import requests.exceptions
 
 from shipmate.engine import docker_spec
 from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo, NetworkInfo
-from shipmate.engine.docker_streams import aiter_blocking, blocking_chunks, split_lines
+from shipmate.engine.docker_streams import (
+    NO_STAMP,
+    LogStamp,
+    aiter_blocking,
+    blocking_chunks,
+    split_lines,
+    split_stamp,
+)
 from shipmate.errors import (
     EngineConflictError,
     EngineError,
@@ -177,15 +184,35 @@ class DockerEngine:
     async def logs(
         self, container: str, *, follow: bool = False, tail: int | None = None
     ) -> AsyncIterator[str]:
-        """Log lines (stdout and stderr), following new output with ``follow``."""
-
-        def open_stream(api: Any) -> tuple[Iterator[str], Any]:
-            raw = api.logs(container, stream=True, follow=follow,
-                           tail=tail if tail is not None else "all")
-            return split_lines(raw), raw
-
-        async for line in self._stream(open_stream):
+        """Log lines (stdout and stderr), following new output with ``follow``. A followed
+        container that stops delivers its output to the last line before the stream ends."""
+        last: LogStamp | None = None
+        async for stamp, line in self._stamped_logs(container, follow=follow, tail=tail):
+            last = stamp
             yield line
+        if not follow:
+            return
+        # Docker 20.10 can end a follow as the container stops, before the last output has
+        # been read from it (a one-off that prints and exits at once lost its tail, now and
+        # then). The stored log is complete once the container has stopped: send what the
+        # stream missed, the lines stamped after the last one it delivered.
+        info = await self.inspect(container)
+        if info is None or info.running or last == NO_STAMP:
+            return
+        since = None if last is None else last.epoch
+        async for stamp, line in self._stamped_logs(
+                container, follow=False, tail=tail if last is None else None, since=since):
+            if last is None or stamp > last:
+                yield line
+
+    def _stamped_logs(self, container: str, *, follow: bool, tail: int | None,
+                      since: int | None = None) -> AsyncIterator[tuple[LogStamp, str]]:
+        def open_stream(api: Any) -> tuple[Iterator[tuple[LogStamp, str]], Any]:
+            raw = api.logs(container, stream=True, follow=follow, timestamps=True,
+                           tail=tail if tail is not None else "all", since=since)
+            return (split_stamp(line) for line in split_lines(raw)), raw
+
+        return self._stream(open_stream)
 
     async def events(
         self, filters: Mapping[str, Sequence[str]] | None = None

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
+import datetime
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -96,3 +98,33 @@ def split_lines(chunks: Iterator[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", "replace").rstrip("\r")
     if pending:
         yield pending.decode("utf-8", "replace").rstrip("\r")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class LogStamp:
+    """The time Docker stamped a log line with (``timestamps=True``), comparable to the
+    nanosecond: RFC 3339 with a variable number of fractional digits does not sort as text."""
+
+    seconds: str  # 2024-05-01T12:34:56, fixed width: sorts as text
+    nanos: int
+
+    @property
+    def epoch(self) -> int:
+        """Whole seconds since the epoch, for the ``since`` of a logs request."""
+        moment = datetime.datetime.fromisoformat(self.seconds + "+00:00")
+        return int(moment.timestamp())
+
+
+#: The stamp of a line Docker did not stamp: before any other.
+NO_STAMP = LogStamp("", 0)
+
+
+def split_stamp(line: str) -> tuple[LogStamp, str]:
+    """``2024-05-01T12:34:56.123456789Z text`` -> (its stamp, ``text``). A line without a
+    stamp (not expected from Docker) gets :data:`NO_STAMP` and keeps its text."""
+    stamp, _, text = line.partition(" ")
+    head, _, fraction = stamp.removesuffix("Z").partition(".")
+    if (stamp.endswith("Z") and len(head) == 19 and head[10:11] == "T"
+            and (fraction.isdigit() or not fraction)):
+        return LogStamp(head, int(fraction[:9].ljust(9, "0"))), text
+    return NO_STAMP, line

@@ -111,8 +111,8 @@ async def put_global_domain(request: web.Request) -> web.Response:
 
 
 async def delete_global_domain(request: web.Request) -> web.Response:
-    await _paas(request).state.clear_global_domain()
-    return web.json_response({"domain": ""})
+    ports = await _paas(request).state.clear_global_domain()
+    return web.json_response({"domain": "", "ports": ports})
 
 
 def _routing(request: web.Request, app: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from shipmate.clock import SystemClock
+from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError
@@ -61,13 +61,15 @@ class DeployError(ShipmateError):
 
 
 class Deployer:
-    """Runs deploys of PaaS apps through the scheduler's units."""
+    """Runs deploys of PaaS apps through the scheduler's units. Every wait and deadline is on
+    ``clock`` (a FakeClock in unit tests)."""
 
     def __init__(self, store: Store, engine: Engine | None, config: Config,
                  state: PaasState, registry: Registry, *,
-                 router: RouterProgress | None = None) -> None:
+                 router: RouterProgress | None = None, clock: Clock | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state, self.registry = state, registry
+        self.clock: Clock = clock or SystemClock()
         #: This machine's router, when it runs one (deploys wait for it to take a switch).
         self.router = router
         self._retiring: set[asyncio.Task[None]] = set()
@@ -108,7 +110,7 @@ class Deployer:
 
     def lock(self, app: str) -> contextlib.AbstractAsyncContextManager[None]:
         """One deploy per app at a time; a lock left by a dead daemon expires with its lease."""
-        return _DeployLock(self.store, app_key(app, "deploy-lock"), app)
+        return _DeployLock(self.store, app_key(app, "deploy-lock"), app, self.clock)
 
     async def _start(self, units: list[InstanceUnit], emit: Emit) -> None:
         for unit in units:
@@ -118,7 +120,7 @@ class Deployer:
 
     async def _wait_running(self, app: str, tag: str, units: list[InstanceUnit],
                             emit: Emit) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = self.clock.now() + START_TIMEOUT
         names = {u.name for u in units}
         want_web = sum(1 for u in units if u.process == "web")
         while True:
@@ -131,14 +133,14 @@ class Deployer:
             if len(active) == len(names) and len(web) >= want_web:
                 emit(f"-----> {len(names)} instance(s) running")
                 return
-            if time.monotonic() > deadline:
+            if self.clock.now() > deadline:
                 waiting = sorted(names - set(active))
                 raise DeployError(
                     f"instances did not start within {START_TIMEOUT:.0f}s: "
                     f"{', '.join(waiting) or 'web endpoints missing'}"
                     + (await self._logs(waiting[0]) if waiting else ""),
                     hint="check `shipmate fleet list-units` and the app's logs")
-            await asyncio.sleep(0.25)
+            await self.clock.sleep(0.25)
 
     async def _endpoints(self, app: str, tag: str) -> list[dict[str, Any]]:
         kvs, _ = await self.store.range(f"{route_keys.ENDPOINTS_PREFIX}{app}/web/")
@@ -160,7 +162,7 @@ class Deployer:
             for ep in await self._endpoints(app, tag):
                 await self._check_endpoint(ep, plan.checks.get("web", ()), settings, emit)
         emit(f"-----> Waiting {wait:g}s to make sure the processes stay up")
-        await asyncio.sleep(wait)
+        await self.clock.sleep(wait)
         names = {u.name for u in units}
         states = {s.unit: s for s in await self.registry.unit_states() if s.unit in names}
         down = sorted(n for n in names if states.get(n) is None
@@ -178,10 +180,10 @@ class Deployer:
                                 timeout=float(settings.get("timeout") or 5)),)
         for check in todo:
             if check.initial_delay:
-                await asyncio.sleep(check.initial_delay)
+                await self.clock.sleep(check.initial_delay)
             emit(f"-----> Checking {check.path} on {ep['host']}:{ep['port']}"
                  + (f" for {check.content!r}" if check.content else ""))
-            await _http_check(base, check, default_only=not checks)
+            await _http_check(base, check, self.clock, default_only=not checks)
 
 
     async def _release_phase(self, app: str, release: Release, command: str,
@@ -211,14 +213,6 @@ class Deployer:
                 if on_line:
                     on_line(line)
             code = await self.engine.wait(cid)
-            # Docker 20.10's follow can end before the last output of a container that has
-            # just exited (`run APP node -e ...` printed nothing, now and then); the stored log
-            # is complete, so what the stream missed is its tail.
-            stored = [line async for line in self.engine.logs(cid)]
-            for line in stored[len(lines):]:
-                lines.append(line)
-                if on_line:
-                    on_line(line)
         finally:
             await self.engine.remove(cid, force=True)
         return code, "\n".join(lines)
@@ -251,7 +245,7 @@ class Deployer:
     async def _wait_routed(self, revision: int, timeout: float) -> bool:
         """Wait until every live router (each machine's that records its progress, and this
         machine's) made store ``revision`` live (True), or ``timeout`` passed (False)."""
-        late = await wait_routers(self.store, revision, timeout=timeout, clock=SystemClock(),
+        late = await wait_routers(self.store, revision, timeout=timeout, clock=self.clock,
                                   local=self.router, poll=0.05)
         return not late
 
@@ -265,7 +259,7 @@ class Deployer:
     async def _retire(self, names: list[str], revision: int, live: bool) -> None:
         if not live:  # give a struggling router one more chance, bounded, before they go
             await self._wait_routed(revision, ROUTE_TIMEOUT)
-        await asyncio.sleep(DRAIN_SECONDS)
+        await self.clock.sleep(DRAIN_SECONDS)
         await self._destroy(names)
 
     async def _destroy(self, names: list[str]) -> None:
@@ -289,13 +283,13 @@ class Deployer:
         return ("\nlast output:\n" + "\n".join(lines)) if lines else ""
 
 
-async def _http_check(base: str, check: Check, *, default_only: bool) -> None:
+async def _http_check(base: str, check: Check, clock: Clock, *, default_only: bool) -> None:
     """GET ``check.path`` until it answers as expected or the attempts run out. The default
     check only needs the port to answer HTTP with a status below 500."""
     last = "no answer"
     for attempt in range(max(1, check.attempts)):
         if attempt:
-            await asyncio.sleep(max(check.wait, 1.0))
+            await clock.sleep(max(check.wait, 1.0))
         try:
             timeout = aiohttp.ClientTimeout(total=check.timeout)
             async with aiohttp.ClientSession(timeout=timeout) as s, s.get(
@@ -313,8 +307,8 @@ async def _http_check(base: str, check: Check, *, default_only: bool) -> None:
 
 
 class _DeployLock(contextlib.AbstractAsyncContextManager[None]):
-    def __init__(self, store: Store, key: str, app: str) -> None:
-        self.store, self.key, self.app = store, key, app
+    def __init__(self, store: Store, key: str, app: str, clock: Clock) -> None:
+        self.store, self.key, self.app, self.clock = store, key, app, clock
         self.lease = 0
         self._keep: asyncio.Task[None] | None = None
 
@@ -328,7 +322,7 @@ class _DeployLock(contextlib.AbstractAsyncContextManager[None]):
 
     async def _keepalive(self) -> None:
         while True:
-            await asyncio.sleep(5)
+            await self.clock.sleep(5)
             with contextlib.suppress(ShipmateError):
                 await self.store.keepalive(self.lease)
 

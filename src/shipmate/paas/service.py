@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
@@ -35,14 +36,14 @@ class Paas:
     """Apps, config, domains, releases, deploys."""
 
     def __init__(self, store: Store, engine: Engine | None, config: Config, *,
-                 router: RouterProgress | None = None) -> None:
+                 router: RouterProgress | None = None, clock: Clock | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.state = PaasState(store)
         self.keys = SshKeys(store)
         self.registry = Registry(store)
         self.router = router
         self.deployer = Deployer(store, engine, config, self.state, self.registry,
-                                 router=router)
+                                 router=router, clock=clock or SystemClock())
         #: Deploys running on this daemon, which ps:stop and apps:destroy cancel.
         self.running = RunningDeploys()
 

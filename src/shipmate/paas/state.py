@@ -15,6 +15,7 @@ Domains and routing live under the router's keys (:mod:`shipmate.router.keys`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -214,9 +215,19 @@ class PaasState:
                 return name
         raise _busy()
 
-    async def clear_global_domain(self) -> None:
-        """Remove the global domain (``domains:clear-global``)."""
+    async def clear_global_domain(self) -> dict[str, int]:
+        """Remove the global domain (``domains:clear-global``). Every routed app without a
+        port of its own is given one, as a deploy without a global domain does, so that it
+        can still be reached; returns those ports by app."""
         await self.store.delete(route_keys.GLOBAL_DOMAIN_KEY)
+        given: dict[str, int] = {}
+        kvs, _ = await self.store.range(route_keys.DOMAINS_PREFIX)
+        for kv in kvs:
+            app = kv.key.removeprefix(route_keys.DOMAINS_PREFIX)
+            if json.loads(kv.value).get("port") is None:
+                with contextlib.suppress(NotFoundError):  # a record left by a removed app
+                    given[app] = await self.allocate_port(app)
+        return given
 
     async def domains(self, name: str) -> tuple[list[str], int | None]:
         """An app's custom domains and its dedicated port (if any)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from shipmate.errors import ValidationError
 from shipmate.spec.names import validate_app_name
+from shipmate.spec.names import validate_domain as validate_domain  # the one rule, re-exported
 
 ROUTES_PREFIX = "/shipmate/routes/"
 ENDPOINTS_PREFIX = "/shipmate/endpoints/"
@@ -36,7 +37,6 @@ ACTIVE_PREFIX = ROUTES_PREFIX + "active/"
 ROUTED_PROCESS = "web"
 ANY_RELEASE = "*"
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 
 
@@ -64,28 +64,6 @@ class EndpointRecord:
 
 
 # -- validation ---------------------------------------------------------------------------
-
-
-def validate_domain(name: str) -> str:
-    """Return ``name`` lower-cased if it is a valid DNS name, else raise ValidationError.
-
-    The one domain rule, for the API (``domains:add``, ``domains:set-global``) and the router
-    alike. It is the gate in front of the nginx config: anything else (``;``, ``{``, quotes,
-    spaces, newlines, ``$``) could change the config's meaning. Wildcards (``*.example.com``)
-    are refused: a wildcard would answer for names other apps may claim later."""
-    low = name.lower()
-    if low.startswith("*"):
-        raise ValidationError(
-            f"wildcard domains are not supported: {name!r}",
-            hint="add each name the app answers on, e.g. www.example.com (see docs/router.md)",
-        )
-    labels = low.split(".")
-    if len(low) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise ValidationError(
-            f"invalid domain {name!r}",
-            hint="use letters, digits, '-' and '.' (labels of 1-63 characters), e.g. a.example.com",
-        )
-    return low
 
 
 def validate_port(port: object, what: str = "port") -> int:

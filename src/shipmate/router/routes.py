@@ -115,9 +115,10 @@ def compute_routes(
     """The routes for ``inp``; ``default_global_domain`` applies when the store sets none."""
     tls = tls or TlsInput()
     problems = [*inp.problems, *tls.problems]
+    units = {rec.app for rec in inp.endpoints if rec.domains} - set(inp.apps)
     inp = _with_unit_routes(inp, problems)
     global_domain = _global_domain(inp.global_domain or default_global_domain, problems)
-    owners = _domain_owners(inp, global_domain, problems)
+    owners = _domain_owners(inp, global_domain, units, problems)
     ports = _port_owners(inp, {http_port, https_port} - {0}, problems)
     routes = []
     for app in sorted(inp.apps):
@@ -175,11 +176,14 @@ def _global_domain(domain: str, problems: list[str]) -> str:
         return ""
 
 
-def _domain_owners(inp: StoreInput, global_domain: str, problems: list[str]) -> dict[str, str]:
-    # (domain, priority, app): a custom domain (0) beats a derived APP.GLOBAL name (1).
+def _domain_owners(inp: StoreInput, global_domain: str, units: set[str],
+                   problems: list[str]) -> dict[str, str]:
+    # (domain, priority, app): a custom domain (0) beats a derived APP.GLOBAL name (1), and
+    # both beat a name a unit declares for itself (2): whoever may submit a unit must not be
+    # able to take an app's traffic.
     claims: list[tuple[str, int, str]] = []
     for app, settings in inp.apps.items():
-        claims.extend((d, 0, app) for d in settings.domains)
+        claims.extend((d, 2 if app in units else 0, app) for d in settings.domains)
         if global_domain:
             try:
                 claims.append((validate_domain(f"{app}.{global_domain}"), 1, app))

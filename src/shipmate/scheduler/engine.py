@@ -59,6 +59,10 @@ class SchedulerEngine:
         self.leadership: Leadership | None = None
         self.last_plan: Plan | None = None
         self.reconciles = 0
+        #: Store revisions, for tests and reports: the last event the watch judged, and the
+        #: last one that asked for a pass.
+        self.watched_revision = self.triggered_revision = 0
+        self._reconciling = False
         self._dirty = asyncio.Event()
         self._machines_seen: dict[str, bytes] = {}
 
@@ -101,13 +105,21 @@ class SchedulerEngine:
         finally:
             await cancel_all(tasks)
 
+    @property
+    def idle(self) -> bool:
+        """No reconcile pass runs or is due (the watch may still have events to judge)."""
+        return not self._reconciling and not self._dirty.is_set()
+
     async def _reconcile_loop(self, leadership: Leadership) -> None:
         while True:
+            self._reconciling = True
             self._dirty.clear()
             try:
                 await self.reconcile_once(leadership)
             except StoreError as exc:
                 log.warning("scheduler reconcile failed: %s", exc)
+            finally:
+                self._reconciling = False
             await first(self._dirty.wait(), self.clock.sleep(self.reconcile_interval))
 
     async def _watch_loop(self) -> None:
@@ -115,10 +127,13 @@ class SchedulerEngine:
             try:
                 start = await self.store.revision() + 1
                 async with await self.store.watch(PREFIX, start_revision=start) as watch:
+                    self.triggered_revision = start - 1
                     self._dirty.set()  # events before the watch started may be missed
                     async for event in watch:
                         if self._relevant(event):
+                            self.triggered_revision = event.revision
                             self._dirty.set()
+                        self.watched_revision = event.revision
             except StoreError as exc:
                 log.warning("scheduler watch broke (%s); re-reading", exc)
                 self._dirty.set()

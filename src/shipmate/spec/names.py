@@ -10,6 +10,7 @@ APP_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 # dockerd refuses one-character names ("Invalid container name (a)").
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MAX_APP_NAME = 63
+_DOMAIN_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def validate_app_name(name: str) -> str:
@@ -39,3 +40,25 @@ def validate_container_name(name: str) -> str:
             hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
         )
     return name
+
+
+def validate_domain(name: str) -> str:
+    """Return ``name`` lower-cased if it is a valid DNS name, else raise ValidationError.
+
+    The one domain rule, for the API (``domains:add``, ``domains:set-global``) and the router
+    alike. It is the gate in front of the nginx config: anything else (``;``, ``{``, quotes,
+    spaces, newlines, ``$``) could change the config's meaning. Wildcards (``*.example.com``)
+    are refused: a wildcard would answer for names other apps may claim later."""
+    low = name.lower()
+    if low.startswith("*"):
+        raise ValidationError(
+            f"wildcard domains are not supported: {name!r}",
+            hint="add each name the app answers on, e.g. www.example.com (see docs/router.md)",
+        )
+    labels = low.split(".")
+    if len(low) > 253 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+        raise ValidationError(
+            f"invalid domain {name!r}",
+            hint="use letters, digits, '-' and '.' (labels of 1-63 characters), e.g. a.example.com",
+        )
+    return low

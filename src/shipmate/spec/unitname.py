@@ -22,6 +22,13 @@ SYSTEMD_ONLY_TYPES = (
     "scope", "busname", "snapshot",
 )
 _BODY = re.compile(r"^[A-Za-z0-9:_.@-]+$")
+#: What to use instead of a systemd-only type, where there is something better to say.
+#: (app.json ``cron`` for apps is planned: issue "What Dokku users expect next".)
+INSTEAD = {
+    "timer": 'there is no systemd here to fire timers: run a .service whose ExecStart= loops '
+             '(ExecStart=/bin/sh -c "while :; do TASK; sleep 3600; done"); scheduled tasks '
+             'of an app will be app.json "cron" entries (docs/units.md)',
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +82,8 @@ def _check_name(full: str) -> None:
     if suffix in SYSTEMD_ONLY_TYPES:
         raise ValidationError(
             f"unit type .{suffix} is not supported ({full})",
-            hint="Shipmate has no systemd to run it; use a .service or a .container unit",
+            hint=INSTEAD.get(
+                suffix, "Shipmate has no systemd to run it; use a .service or a .container unit"),
         )
     if suffix not in SUPPORTED_TYPES:
         raise ValidationError(f"invalid unit type: {suffix!r} ({full})", hint=hint)

@@ -189,25 +189,47 @@ def glob_match(pattern: str, name: str) -> bool:
     return _compiled(pattern).match(name) is not None
 
 
+#: fleet's ``ValidateOptions`` refusals (``api/units.go``, in its order), plus ``Global`` with
+#: ``Conflicts``: (first key, second key, why the pair cannot be honoured).
+REFUSED_PAIRS = (
+    ("MachineID", "MachineOf", "MachineID pins the unit to one machine, MachineOf to wherever "
+     "its peer runs"),
+    ("MachineID", "Conflicts", "a unit pinned to one machine cannot move away from a unit it "
+     "conflicts with"),
+    ("MachineID", "Global", "a Global unit runs on every machine, MachineID pins it to one"),
+    ("MachineID", "Replaces", "Replaces has the scheduler choose a machine and move the replaced "
+     "units off it; MachineID leaves it no choice"),
+    ("Global", "MachineOf", "a Global unit runs on every machine, MachineOf ties it to its "
+     "peer's"),
+    ("Global", "Replaces", "a Global unit runs on every machine: there is none left to move the "
+     "replaced units to"),
+    ("Global", "Conflicts", "a Global unit runs on every machine, so it would meet the units it "
+     "conflicts with (fleet 1.0 skips those machines; Shipmate refuses the pair)"),
+    ("Conflicts", "Replaces", "Replaces moves the matching units away, Conflicts has this unit "
+     "wait for them to go: fleet refuses the two together"),
+)
+
+
+def _present(reqs: Requirements, key: str) -> bool:
+    return bool({"MachineID": reqs.machine_id, "MachineOf": reqs.machine_of,
+                 "Conflicts": reqs.conflicts, "Replaces": reqs.replaces,
+                 "Global": reqs.global_}[key])
+
+
 def check_combinations(reqs: Requirements) -> None:
-    """fleet's ``ValidateOptions``: refuse requirements that can never be satisfied."""
+    """fleet's ``ValidateOptions``: refuse requirements that can never be satisfied, saying
+    why (:data:`REFUSED_PAIRS`)."""
     for peer in reqs.machine_of:
-        for pattern in reqs.conflicts:
-            if glob_match(pattern, peer):
-                raise ValidationError(
-                    f"unresolvable requirements: MachineOf {peer!r} matches Conflicts {pattern!r}")
-        for pattern in reqs.replaces:
-            if glob_match(pattern, peer):
-                raise ValidationError(
-                    f"unresolvable requirements: MachineOf {peer!r} matches Replaces {pattern!r}")
-    pairs = (
-        (reqs.machine_id and reqs.machine_of, "MachineID cannot be used with MachineOf"),
-        (reqs.machine_id and reqs.conflicts, "MachineID cannot be used with Conflicts"),
-        (reqs.machine_id and reqs.global_, "MachineID cannot be used with Global"),
-        (reqs.global_ and reqs.machine_of, "Global cannot be used with MachineOf"),
-        (reqs.global_ and reqs.conflicts, "Global cannot be used with Conflicts"),
-        (reqs.global_ and reqs.replaces, "Global cannot be used with Replaces"),
-    )
-    for bad, message in pairs:
-        if bad:
-            raise ValidationError(message, hint="see docs/units.md for valid [X-Fleet] options")
+        for key, patterns, why in (
+                ("Conflicts", reqs.conflicts, "it may not share a machine with that peer"),
+                ("Replaces", reqs.replaces, "it would push that peer off the machine it needs")):
+            for pattern in patterns:
+                if glob_match(pattern, peer):
+                    raise ValidationError(
+                        f"unresolvable requirements: MachineOf {peer!r} matches {key} "
+                        f"{pattern!r}: {why}", hint=f"drop the peer from {key}=")
+    for first, second, why in REFUSED_PAIRS:
+        if _present(reqs, first) and _present(reqs, second):
+            raise ValidationError(f"{first} cannot be used with {second}: {why}",
+                                  hint=f"keep {first}= or {second}= in [X-Fleet], not both "
+                                  "(docs/units.md)")

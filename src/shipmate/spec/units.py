@@ -29,6 +29,8 @@ ALLOWED_SECTIONS = {
 #: systemd's Restart= values; the agent implements them for processes.
 RESTART_VALUES = ("no", "on-success", "on-failure", "on-abnormal", "on-watchdog", "on-abort",
                   "always")
+#: The ``Type=`` values the agent's supervisor runs (``forking`` and ``dbus`` it cannot).
+SERVICE_TYPES = ("simple", "exec", "notify", "oneshot", "idle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +114,18 @@ def _check_service(unit_file: UnitFile) -> None:
     restart = unit_file.value("Service", "Restart")
     if restart is not None and restart not in RESTART_VALUES:
         raise ValidationError(f"Restart={restart!r} is not one of " + ", ".join(RESTART_VALUES))
+    kind = unit_file.value("Service", "Type")
+    if kind == "forking":
+        # The agent is the init: it watches the process ExecStart starts. A program that
+        # forks into the background and exits would look finished, its daemon unwatched.
+        raise ValidationError(
+            "Type=forking is not supported: there is no systemd here, the agent supervises "
+            "the process ExecStart= starts, and one that daemonizes and exits looks finished",
+            hint="run the program in the foreground with Type=simple (most daemons have a "
+                 "flag for it: nginx -g 'daemon off;', redis-server --daemonize no)")
+    if kind is not None and kind not in SERVICE_TYPES:
+        raise ValidationError(f"Type={kind!r} is not supported",
+                              hint="use one of " + ", ".join(SERVICE_TYPES))
 
 
 __all__ = [

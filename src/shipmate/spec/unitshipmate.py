@@ -25,7 +25,7 @@ import re
 
 from shipmate.errors import ValidationError
 from shipmate.spec.container import ContainerSpec
-from shipmate.spec.names import validate_app_name
+from shipmate.spec.names import validate_app_name, validate_domain
 from shipmate.spec.unitcontainer import parse_timespan
 from shipmate.spec.unitfile import UnitFile
 from shipmate.spec.unitname import parse_unit_name
@@ -35,7 +35,6 @@ KEYS = ("Domain", "RoutePort", "Route", "Release", "Replace", "RunningFor", "Wai
         "Manifest", "Container")
 RUNNING_FOR = 2.0  # seconds a container without a check must stay up to count as healthy
 WAIT = 60.0  # seconds a new container may take to become healthy
-_DOMAIN_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -109,11 +108,10 @@ def _route(unit: UnitFile, unit_name: str, spec: ContainerSpec) -> UnitRoute | N
 
 
 def _domain(name: str) -> str:
-    low = name.lower()
-    if len(low) > 253 or not all(_DOMAIN_LABEL.fullmatch(p) for p in low.split(".")):
-        raise ValidationError(f"[{SECTION}] Domain={name!r} is not a domain name",
-                              hint="use letters, digits, '-' and '.', e.g. www.example.com")
-    return low
+    try:
+        return validate_domain(name)
+    except ValidationError as exc:
+        raise ValidationError(f"[{SECTION}] Domain=: {exc.message}", hint=exc.hint) from None
 
 
 def _span(unit: UnitFile, key: str, default: float) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aetcd import rpc
@@ -19,7 +19,14 @@ from aetcd import rpc
 from shipmate.errors import LeaseNotFoundError, StoreError
 from shipmate.store.base import Compare, KeyValue, Op, Store, TxnResult, Watch
 from shipmate.store.etcd_codec import Codec
-from shipmate.store.etcd_conn import REQUIRE_LEADER, Connection, Member, Retry
+from shipmate.store.etcd_conn import (
+    REQUIRE_LEADER,
+    STREAM_END,
+    Connection,
+    Member,
+    Retry,
+    send_first,
+)
 from shipmate.store.etcd_watch import EtcdWatch
 
 
@@ -222,15 +229,10 @@ class EtcdStore(Store):
 
 async def _keepalive_once(member: Member, lease: int, timeout: float) -> int:
     """One round trip on etcd's LeaseKeepAlive stream; the new TTL (0: no such lease)."""
-
-    async def requests() -> AsyncIterator[Any]:
-        yield rpc.LeaseKeepAliveRequest(ID=lease)
-        await asyncio.Event().wait()  # hold the stream open until the answer is read
-
-    call = member.lease.LeaseKeepAlive(requests(), timeout=timeout, metadata=REQUIRE_LEADER)
+    call = member.lease.LeaseKeepAlive(timeout=timeout, metadata=REQUIRE_LEADER)
     try:
-        async for resp in call:
-            return int(resp.TTL)
-        return 0
+        await send_first(call, rpc.LeaseKeepAliveRequest(ID=lease), timeout)
+        resp = await call.read()
+        return 0 if resp is STREAM_END else int(resp.TTL)
     finally:
         call.cancel()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aetcd import rpc
+from grpc import aio as grpc_aio  # type: ignore[import-untyped]
 
 from shipmate.errors import ConfigError, LeaseNotFoundError, StoreError
 
@@ -47,6 +48,9 @@ CHANNEL_OPTIONS = (
     ("grpc.enable_retries", 0),  # retries are decided here, knowing which requests are safe
 )
 
+_NO_METADATA = grpc_aio.Metadata()
+#: What ``read()`` returns once a stream has ended cleanly.
+STREAM_END: Any = grpc_aio.EOF
 _NOT_APPLIED = ("etcdserver: no leader", "etcdserver: not capable", "failed to connect")
 
 
@@ -209,3 +213,23 @@ def retryable(exc: Any, retry: Retry) -> bool:
     if code != "UNAVAILABLE":
         return False  # etcd answered with a definite error
     return retry is not Retry.ONCE or _not_applied(exc.details() or "")
+
+
+async def send_first(call: Any, request: Any, timeout: float) -> None:
+    """Write the opening ``request`` of a stream-stream ``call`` used reader/writer style.
+
+    Streams are never given a request iterator: gRPC would run a task of its own to consume
+    it, and when the call fails before its headers are sent (a partition), ``cancel()`` no
+    longer reaches that task; it stays pending until collected ("Task was destroyed but it is
+    pending!" in the daemon log). Writing here keeps every wait in the caller's own task. A
+    call that ended first says why on the next ``read()``; one that neither ended nor sent in
+    ``timeout`` is cancelled and reported as a deadline, so the caller fails over.
+    """
+    try:
+        await asyncio.wait_for(call.write(request), timeout)
+    except asyncio.InvalidStateError:
+        return  # already finished: read() raises its status
+    except TimeoutError:
+        call.cancel()
+        raise rpc.AioRpcError(rpc.StatusCode.DEADLINE_EXCEEDED, _NO_METADATA, _NO_METADATA,
+                              "no answer from the etcd member") from None

@@ -10,7 +10,7 @@ revision across two responses, so this delivers every event exactly once, in ord
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aetcd import rpc
@@ -18,7 +18,7 @@ from aetcd import rpc
 from shipmate.errors import CompactedError, StoreError
 from shipmate.store.base import Event, Watch
 from shipmate.store.etcd_codec import Codec
-from shipmate.store.etcd_conn import REQUIRE_LEADER, Connection
+from shipmate.store.etcd_conn import REQUIRE_LEADER, STREAM_END, Connection, send_first
 
 _END = object()
 _PERMANENT = {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "UNIMPLEMENTED",
@@ -120,22 +120,19 @@ class EtcdWatch(Watch):
 
     async def _stream(self, member: Any) -> None:
         """One stream on ``member``, from ``next_rev``, until it breaks."""
-        call = member.watch.Watch(self._requests(), metadata=REQUIRE_LEADER)
+        call = member.watch.Watch(metadata=REQUIRE_LEADER)  # reader/writer: see send_first
         loop = asyncio.get_running_loop()
-        try:
-            async for resp in call:
-                self._last_ok = loop.time()
-                self._handle(resp)
-        finally:
-            call.cancel()
-
-    async def _requests(self) -> AsyncIterator[Any]:
         create = rpc.WatchCreateRequest(
             key=self._key, range_end=self._range_end, start_revision=self.next_rev,
             prev_kv=True, progress_notify=True,
         )
-        yield rpc.WatchRequest(create_request=create)
-        await asyncio.Event().wait()  # keep the request side open until the call is cancelled
+        try:
+            await send_first(call, rpc.WatchRequest(create_request=create), self._conn.timeout)
+            while (resp := await call.read()) is not STREAM_END:
+                self._last_ok = loop.time()
+                self._handle(resp)
+        finally:
+            call.cancel()
 
     def _handle(self, resp: Any) -> None:
         if resp.compact_revision:

@@ -3,6 +3,8 @@
 - :class:`FakeClock`: time that moves only when told to.
 - :func:`memory_store`: the embedded store on an in-memory SQLite database.
 - :class:`FakeEngine` (in :mod:`shipmate.testing.engine`): an in-memory Docker engine.
+- :class:`~shipmate.testing.streams.BufferWriter`, :class:`~shipmate.testing.streams.EmptyReader`:
+  an SSH session's streams.
 """
 
 from shipmate.testing.clock import FakeClock

@@ -20,6 +20,12 @@ class FakeClock:
         """Current fake time."""
         return self._now
 
+    @property
+    def sleepers(self) -> int:
+        """How many sleeps are pending: a test waits until the code under test is asleep
+        before it advances time (advancing earlier would not wake it)."""
+        return sum(1 for _, _, fut in self._sleepers if not fut.done())
+
     async def sleep(self, seconds: float) -> None:
         """Wait until the clock has been advanced by ``seconds``."""
         if seconds <= 0:

@@ -165,8 +165,8 @@ class FakeEngine:
         c = self._find(container)
         if c is None:
             return
-        if c.state == "running" and not force:
-            raise EngineError(f"You cannot remove a running container {c.id}. "
+        if c.state == "running" and not force:  # Docker answers 409, as to a name in use
+            raise EngineConflictError(f"You cannot remove a running container {c.id}. "
                               "Stop the container before attempting removal or force remove")
         self._write("remove", c.spec.name)
         del self.containers[c.id]
@@ -243,7 +243,7 @@ class FakeEngine:
         self._maybe_fail("exec")
         c = self._get(container)
         if c.state != "running":
-            raise EngineError(f"Container {c.id} is not running")
+            raise EngineConflictError(f"Container {c.id} is not running")  # 409, as Docker
         return self.exec_handler(c.spec.name, command)
 
     async def wait(self, container: str) -> int:

@@ -83,8 +83,10 @@ def test_a_unit_declares_its_route_in_x_shipmate() -> None:
     assert _options("a.container", two_ports + "RoutePort=9090\n").port == 9090  # type: ignore
     with pytest.raises(ValidationError, match="RoutePort=7000 is not published"):
         _options("a.container", UNIT + "[X-Shipmate]\nRoutePort=7000\n")
-    with pytest.raises(ValidationError, match="is not a domain name"):
+    with pytest.raises(ValidationError, match="Domain=: invalid domain 'bad;domain'"):
         _options("a.container", UNIT + "[X-Shipmate]\nDomain=bad;domain\n")
+    with pytest.raises(ValidationError, match="wildcard domains are not supported"):
+        _options("a.container", UNIT + "[X-Shipmate]\nDomain=*.example.com\n")
     with pytest.raises(ValidationError, match="unsupported key 'Domains'"):
         parse_unit("a.container", UNIT + "[X-Shipmate]\nDomains=a.example.com\n")
     assert default_route("My_Shop@3.container") == "my-shop"

@@ -55,18 +55,22 @@ async def test_follow_yields_new_lines_and_survives_rotation(tmp_path: Path) -> 
         async for line in j.follow("u.service", 5):
             seen.append(line)
 
+    async def saw(line: str) -> None:  # each step waits for what it caused (bounded)
+        async with asyncio.timeout(10):
+            while not seen or seen[-1] != line:
+                await asyncio.sleep(0.01)
+
     task = asyncio.create_task(reader())
-    await asyncio.sleep(0.05)
+    await saw("old")  # the reader follows the file now
     with open(j.path("u.service"), "a") as fh:
         fh.write("new 1\nnew 2\n")
-    await asyncio.sleep(0.5)
+    await saw("new 2")
     with open(j.path("u.service"), "a") as fh:
         fh.write("x" * 40 + "\n")
-    await asyncio.sleep(0.5)
+    await saw("x" * 40)
     j.rotate_if_needed("u.service")
     with open(j.path("u.service"), "a") as fh:
         fh.write("after\n")
-    await asyncio.sleep(0.5)
+    await saw("after")
     task.cancel()
-    assert seen[:3] == ["old", "new 1", "new 2"]
-    assert seen[-1] == "after"
+    assert seen == ["old", "new 1", "new 2", "x" * 40, "after"]

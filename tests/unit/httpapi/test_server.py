@@ -1,9 +1,11 @@
 """Streams end with an error line even when the work has a bug, so clients never hang."""
 
 import json
+import tempfile
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from shipmate.errors import ValidationError
 from shipmate.httpapi.server import lines_of, stream_lines
@@ -15,9 +17,18 @@ async def _serve(work) -> list[str]:
 
     app = web.Application()
     app.router.add_get("/", handler)
-    async with TestClient(TestServer(app)) as client:
-        resp = await client.get("/")
-        return (await resp.text()).splitlines()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    # A unix socket, as the daemon serves its API: no TCP port in unit tests.
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = str(Path(tmp) / "api.sock")
+        await web.UnixSite(runner, sock).start()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(sock)) as client, \
+                    client.get("http://shipmate/") as resp:
+                return (await resp.text()).splitlines()
+        finally:
+            await runner.cleanup()
 
 
 async def test_lines_then_shipmate_error() -> None:

@@ -13,6 +13,7 @@ from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.sshpolicy import COMMANDS, check_remote, positionals, redact
 from shipmate.paas.sshserver import SshServer, _Server, parse_command, remote_argv
 from shipmate.testing.store import memory_store
+from shipmate.testing.streams import BufferWriter, EmptyReader
 
 
 @pytest.mark.parametrize("argv", [
@@ -79,27 +80,11 @@ def test_unparseable_command_lines_are_refused_in_one_line(command: str) -> None
     assert "\0" not in str(info.value)
 
 
-class _Out:
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    async def drain(self) -> None:
-        return None
-
-
-class _In:
-    async def read(self, n: int = -1) -> bytes:
-        return b""
-
-
 async def _dispatch(command: str) -> tuple[int, bytes, bytes]:
     store = await memory_store()
     server = SshServer(config.load({}), None, SshKeys(store))  # type: ignore[arg-type]
-    out, err = _Out(), _Out()
-    code = await server.dispatch(command, "tester", _In(), out, err)
+    out, err = BufferWriter(), BufferWriter()
+    code = await server.dispatch(command, "tester", EmptyReader(), out, err)
     await store.close()
     return code, out.data, err.data
 

@@ -163,3 +163,17 @@ def test_an_apps_own_record_wins_over_unit_declared_domains() -> None:
     assert shop.domains == ("shop.example.com",)
     assert [e.port for e in shop.endpoints] == [32001]  # release "" is not the active one
     assert any("unit endpoints declare domains" in p for p in state.problems)
+
+
+def test_a_unit_cannot_take_an_apps_domain() -> None:
+    # "aaa" sorts first, and a unit's custom name would otherwise beat the app's derived one.
+    state = state_from_kvs([
+        glob("apps.example.com"),
+        domains("web", ["www.example.com"]), active("web", "v1"),
+        endpoint("web", "1-v1-m1", 32001),
+        unit_endpoint("aaa", "aaa-m1", 32009, ["web.apps.example.com", "www.example.com",
+                                               "aaa.example.com"]),
+    ])
+    assert route(state, "web").domains == ("web.apps.example.com", "www.example.com")
+    assert route(state, "aaa").domains == ("aaa.apps.example.com", "aaa.example.com")
+    assert sum("already belongs to web" in p for p in state.problems) == 2

@@ -171,10 +171,12 @@ async def test_timer_reconcile_repairs_what_no_watch_event_announced(
     try:
         await start_units(reg, ["a.service"], "[Service]\nExecStart=/bin/true\n")
         await eventually(lambda: _count(reg, 1))
-        await asyncio.sleep(0.1)  # let the pass that wrote it finish its bookkeeping
+        await eventually(lambda: _settled(engine, store))  # no pass is due or running
         before = engine.reconciles
         await store.delete(PLACEMENTS + "a.service")  # placements/ changes trigger nothing
-        await asyncio.sleep(0.1)
+        deleted = await store.revision()
+        await eventually(lambda: engine.watched_revision >= deleted)  # judged, not acted on
+        assert engine.triggered_revision < deleted
         assert await placements(reg) == {} and engine.reconciles == before
         for _ in range(6):
             await clock.advance(1.0)  # keepalives keep the leadership; the timer fires
@@ -182,3 +184,8 @@ async def test_timer_reconcile_repairs_what_no_watch_event_announced(
         assert engine.is_leader and engine.reconciles > before
     finally:
         await run.close()
+
+
+async def _settled(engine: SchedulerEngine, store: Store) -> bool:
+    """The watch has judged every write, and no pass runs or is due."""
+    return engine.watched_revision >= await store.revision() and engine.idle

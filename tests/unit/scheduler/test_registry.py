@@ -39,6 +39,12 @@ async def test_invalid_unit_stores_nothing(store: Store) -> None:
     before = await store.revision()
     for name, text in [("a.service", "[Service]\nExecStart=x\n[X-Fleet]\nGlobal=1\nMachineOf=b"),
                        ("a.socket", "[Socket]\nListenStream=80\n"),
+                       ("a.timer", "[Timer]\nOnCalendar=daily\n"),
+                       ("a.service", "[Service]\nExecStart=x\n[X-Fleet]\nConflicts=b*\n"
+                                     "Replaces=c.service\n"),
+                       ("a.service", "[Service]\nExecStart=x\n[X-Fleet]\nMachineID=m1\n"
+                                     "Replaces=c.service\n"),
+                       ("a.service", "[Service]\nType=forking\nExecStart=/usr/sbin/x\n"),
                        ("a.service", "[Service]\nExecStart\n")]:
         with pytest.raises(ValidationError):
             await reg.submit(name, text)

@@ -9,6 +9,7 @@ import pytest
 from shipmate.errors import ValidationError
 from shipmate.spec.unitfile import parse, serialize
 from shipmate.spec.unitname import expand, parse_unit_name
+from shipmate.spec.unitreqs import REFUSED_PAIRS
 from shipmate.spec.units import instantiate, parse_unit
 
 CODE_IT = """\
@@ -134,25 +135,31 @@ def test_xfleet_options_and_deprecated_names() -> None:
         'X-ConditionMachineMetadata=region=us-east\n'
         'MachineMetadata="region=us-west" "disk=ssd"\n'
         "X-ConditionMachineOf=db.service\n"
-        "Conflicts=web.* api.*\nConflicts=\"cache.*\"\nX-Conflicts=old.*\n"
-        "Replaces=legacy.service\n")).requirements
+        "Conflicts=web.* api.*\nConflicts=\"cache.*\"\nX-Conflicts=old.*\n")).requirements
     assert reqs.metadata_dict == {"disk": ("ssd",), "region": ("us-east", "us-west")}
     assert reqs.machine_of == ("db.service",)
     assert set(reqs.conflicts) == {"web.*", "api.*", "cache.*", "old.*"}
-    assert reqs.replaces == ("legacy.service",)
+    replacing = parse_unit("r.service", svc("Replaces=legacy.service\nMachineMetadata=a=b\n"))
+    assert replacing.requirements.replaces == ("legacy.service",)
     machine = parse_unit("b.service", svc("X-ConditionMachineID=abc\nMachineID=def\n"))
     assert machine.requirements.machine_id == "def"
     assert parse_unit("g.service", svc("Global=true\nMachineMetadata=a=b\n")).requirements.global_
 
 
 @pytest.mark.parametrize(("xfleet", "what"), [
-    ("Global=true\nMachineOf=x.service", "Global cannot be used with MachineOf"),
-    ("Global=true\nConflicts=x*", "Global cannot be used with Conflicts"),
-    ("Global=true\nReplaces=x.service", "Global cannot be used with Replaces"),
-    ("MachineID=m1\nGlobal=yes", "MachineID cannot be used with Global"),
-    ("MachineID=m1\nMachineOf=x.service", "MachineID cannot be used with MachineOf"),
-    ("MachineID=m1\nConflicts=x*", "MachineID cannot be used with Conflicts"),
+    ("Global=true\nMachineOf=x.service", "Global cannot be used with MachineOf: "),
+    ("Global=true\nConflicts=x*", "Global cannot be used with Conflicts: "),
+    ("Global=true\nReplaces=x.service", "Global cannot be used with Replaces: "),
+    ("MachineID=m1\nGlobal=yes", "MachineID cannot be used with Global: "),
+    ("MachineID=m1\nMachineOf=x.service", "MachineID cannot be used with MachineOf: "),
+    ("MachineID=m1\nConflicts=x*", "MachineID cannot be used with Conflicts: "),
+    ("MachineID=m1\nReplaces=x.service", "MachineID cannot be used with Replaces: "),
+    ("X-ConditionMachineBootID=m1\nReplaces=x.service", "MachineID cannot be used with Replaces"),
+    ("Conflicts=x*\nReplaces=y.service", "Conflicts cannot be used with Replaces: "),
+    ("X-Conflicts=x*\nReplaces=y.service", "Conflicts cannot be used with Replaces: "),
     ("MachineOf=db.service\nConflicts=db.*", "unresolvable"),
+    ("MachineOf=db.service\nReplaces=db.service", "matches Replaces 'db.service'"),
+    ("Replaces=foo.service\nReplaces=bar.service\nMachineOf=bar.service", "unresolvable"),
     ("Frobnicate=1", "unrecognized requirement"),
     ("MachineMetadata=oops", "key=value"),
     ("Global=maybe", "not a boolean"),
@@ -163,6 +170,30 @@ def test_invalid_combinations_refused(xfleet: str, what: str) -> None:
     with pytest.raises(ValidationError) as err:
         parse_unit("a.service", svc(xfleet))
     assert what in err.value.message
+    assert err.value.message.startswith("a.service: ")
+
+
+@pytest.mark.parametrize("xfleet", [
+    "Global=true\nMachineMetadata=region=eu",
+    "Replaces=old.service\nMachineMetadata=region=eu",
+    "MachineOf=db.service\nConflicts=web.*",
+    "MachineOf=db.service\nReplaces=old.service",
+    "MachineID=m1\nMachineMetadata=region=eu",
+    "Global=false\nReplaces=old.service",
+])
+def test_combinations_fleet_accepts_are_accepted(xfleet: str) -> None:
+    parse_unit("a.service", svc(xfleet))
+
+
+def test_every_refused_pair_says_why_and_what_to_do() -> None:
+    for first, second, why in REFUSED_PAIRS:
+        values = {"MachineID": "m1", "MachineOf": "p.service", "Conflicts": "c*",
+                  "Replaces": "r.service", "Global": "true"}
+        text = svc(f"{first}={values[first]}\n{second}={values[second]}")
+        with pytest.raises(ValidationError) as err:
+            parse_unit("a.service", text)
+        assert err.value.message == f"a.service: {first} cannot be used with {second}: {why}"
+        assert err.value.hint and f"{first}=" in err.value.hint
 
 
 def test_specifiers_in_requirements_and_templates() -> None:
@@ -190,3 +221,32 @@ def test_continuation_and_long_lines() -> None:
     assert uf.value("Service", "ExecStart") == "/bin/echo  # not a comment inside   end"
     with pytest.raises(ValidationError, match="line 2: longer"):
         parse("[Service]\nExecStart=" + "x" * 3000 + "\n")
+
+
+@pytest.mark.parametrize(("service", "what"), [
+    ("Type=forking", "Type=forking is not supported: there is no systemd here"),
+    ("Type=dbus", "Type='dbus' is not supported"),
+    ("Type=sometimes", "Type='sometimes' is not supported"),
+])
+def test_service_types_the_agent_cannot_run_are_refused_at_submit(service: str,
+                                                                   what: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_unit("a.service", f"[Service]\n{service}\nExecStart=/usr/sbin/daemon\n")
+    assert what in err.value.message
+    assert err.value.hint
+
+
+def test_forking_says_what_to_use_instead() -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_unit("a.service", "[Service]\nType=forking\nExecStart=/usr/sbin/nginx\n")
+    assert "Type=simple" in (err.value.hint or "") and "foreground" in (err.value.hint or "")
+    for kind in ("simple", "exec", "notify", "oneshot", "idle"):
+        parse_unit("a.service", f"[Service]\nType={kind}\nExecStart=/bin/true\n")
+
+
+def test_timer_units_are_refused_pointing_at_what_to_use() -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_unit("backup.timer", "[Timer]\nOnCalendar=daily\n")
+    assert "unit type .timer is not supported" in err.value.message
+    hint = err.value.hint or ""
+    assert ".service" in hint and '"cron"' in hint and "app.json" in hint

@@ -14,7 +14,7 @@ from shipmate.store import sqlite_watch
 from shipmate.store.base import Op
 from shipmate.store.sqlite import SqliteStore
 from shipmate.testing import FakeClock, memory_store
-from tests.unit.store.conftest import events_until, next_event
+from tests.contract.store_helpers import events_until, next_event
 
 
 async def test_state_and_history_survive_reopen(tmp_path: Path) -> None:
