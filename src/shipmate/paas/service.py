@@ -25,7 +25,9 @@ from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.state import PaasState
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
+from shipmate.paas.urls import app_urls
 from shipmate.router import keys as route_keys
+from shipmate.router import tlskeys
 from shipmate.scheduler.registry import Registry
 from shipmate.store.base import Store
 
@@ -65,14 +67,15 @@ class Paas:
                 "repo": str(repo_path(self.config.state_dir, app))}
 
     async def urls(self, app: str) -> list[str]:
-        """Where the app answers."""
+        """Where the app answers (``https://`` for the names its certificate covers)."""
         domains, port = await self.state.domains(app)
         glob = await self.state.global_domain()
-        suffix = "" if self.config.http_port == 80 else f":{self.config.http_port}"
-        urls = [f"http://{d}{suffix}" for d in ([f"{app}.{glob}"] if glob else []) + domains]
-        if port and not glob:
-            urls.append(f"http://{self.config.public_ip}:{port}")
-        return urls
+        kv = await self.store.get(tlskeys.cert_key(app))
+        cert = tlskeys.decode_tls([(kv.key, kv.value)]).certs.get(app) if kv else None
+        return app_urls(([f"{app}.{glob}"] if glob else []) + domains,
+                        port if not glob else None, cert_names=cert.names if cert else (),
+                        http_port=self.config.http_port, https_port=self.config.https_port,
+                        public_ip=self.config.public_ip)
 
     async def domains_report(self, app: str) -> dict[str, Any]:
         """``domains:report`` and ``urls``."""
