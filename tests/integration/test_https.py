@@ -55,9 +55,12 @@ def _report(daemon: HttpsDaemon, app: str) -> dict[str, object]:
 def test_generate_serves_https_and_plain_http_redirects(daemon: HttpsDaemon) -> None:
     app, _ = daemon.app_with_page()
     assert daemon.https(app, "-k").returncode != 0  # no certificate yet: no TLS for it
+    assert daemon.ok("urls", app).split() == [f"http://{daemon.host(app)}:{daemon.http_port}"]
     daemon.ok("certs:generate", app)
     res = until(lambda: (r := daemon.https(app, "-k")).returncode == 0 and r, what="HTTPS")
     assert res.stdout == f"hello from {app}\n"
+    # urls (and the deploy output) name the HTTPS URL now, as Dokku's do.
+    assert daemon.ok("urls", app).split() == [f"https://{daemon.host(app)}:{daemon.https_port}"]
     assert daemon.http(app, "/a/b?c=1") == \
         f"301 https://{daemon.host(app)}:{daemon.https_port}/a/b?c=1"
     # ACME's path stays plain HTTP (it reaches the app, which has no such page here).
