@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """HTTPS through Shipmate's router beside nginx configured by hand, in front of one container.
 
-    .venv/bin/python bench/tls.py [--rounds 6] [--clients 32] [--per-connection 800]
-                                [--handshakes 400] [--resumed 3000]
+    .venv/bin/python bench/tls.py [--rounds 6] [--clients 32] [--per-connection 300]
+                                [--handshakes 400] [--resumed 1000]
 
 Starts a daemon with the router on free loopback ports (HTTP and HTTPS), one
 ``shipmate/python:3.11`` container serving a small page (a few lines of asyncio: keep-alive
@@ -15,20 +15,21 @@ these), ``http2``, the same worker count, an access log, and a keep-alive upstre
 same container. Both are measured by Debian's ``h2load`` (nghttp2-client, installed when
 missing), the URL carrying the app's domain so that TLS SNI picks the app's server block:
 
-- requests per second over HTTP/1.1 keep-alive connections (``--h1 -c CLIENTS``, 800
+- requests per second over HTTP/1.1 keep-alive connections (``--h1 -c CLIENTS``, 300
   requests per connection: nginx closes one after 1000, in both configs);
 - requests per second over HTTP/2 (``-c CLIENTS -m 10``): ten streams in flight on each
   connection;
 - new TLS handshakes per second: ``--h1 -n N -c N``, N clients that each open one connection
   and send one request, so every handshake is a full one (h2load resumes a session only on
-  a client's next connection); three bursts per server and round;
+  a client's next connection);
 - resumed handshakes per second: ``--h1`` with ``Connection: close``, so every request opens
   a new connection, on which h2load resumes its session from the server's session cache.
 
-In each round the two servers run back to back, in an order that changes from round to round
-(bench/judge.py); every goal is judged on the median of the rounds' ratios (Shipmate/hand),
-with their range: at least 0.9x. The load average is printed before and after. Loopback and
-the bench's own container only; about two minutes in all on a 2-core machine.
+In each round the two servers run back to back, three times each, in an order that changes
+from round to round (bench/judge.py); every goal is judged on the median of the rounds'
+ratios (Shipmate/hand), with their range: at least 0.9x. Beside each rate the table shows
+the nginx workers' CPU time per 1000 requests. The load average is printed before and
+after. Loopback and the bench's own container only; under three minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ MEASURES = {  # name -> what the figure is
     "handshakes": "new TLS handshakes/s (full)",
     "resumed": "resumed TLS handshakes/s",
 }
-BURSTS = 3  # full-handshake bursts per server and round, alternating the servers
+RUNS = 3  # h2load runs per measure, server and round, alternating the servers: a slow
+# moment of this shared machine then weighs on both servers' figures of a round
 
 
 class Target:
@@ -276,7 +278,7 @@ def measure(targets: list[Target], args: argparse.Namespace) -> tuple[Runs, Runs
     for r, order in enumerate(judge.round_orders(len(targets), args.rounds)):
         for kind in MEASURES:
             got: dict[str, list[tuple[float, int, float]]] = {t.name: [] for t in targets}
-            for _ in range(BURSTS if kind == "handshakes" else 1):
+            for _ in range(RUNS):
                 for i in order:
                     before = targets[i].worker_cpu()
                     rate, requests = h2load(targets[i], kind, args)
@@ -331,12 +333,12 @@ def load() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=6, help="rounds (even: each order as often)")
-    ap.add_argument("--per-connection", type=int, default=800,
+    ap.add_argument("--per-connection", type=int, default=300,
                     help="requests per keep-alive connection and run (under nginx's 1000)")
     ap.add_argument("--clients", type=int, default=32, help="concurrent connections")
     ap.add_argument("--handshakes", type=int, default=400,
                     help="connections at once (one request each) in a full-handshake burst")
-    ap.add_argument("--resumed", type=int, default=3000,
+    ap.add_argument("--resumed", type=int, default=1000,
                     help="requests, each on a new connection, per resumed-handshake run")
     args = ap.parse_args()
     ensure_h2load()
