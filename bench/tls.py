@@ -239,11 +239,11 @@ def h2load(target: Target, kind: str, args: argparse.Namespace) -> tuple[float, 
     # for the end without a new connection (HTTP/2) or hangs (HTTP/1.1).
     base = ["h2load", f"--connect-to=127.0.0.1:{target.port}", "-t", "1"]
     clients = str(args.clients)
-    per_connection = str(args.clients * args.per_connection)
+    requests = str(args.clients * args.per_connection)
     if kind == "keep-alive":
-        argv = [*base, "--h1", "-c", clients, "-n", per_connection]
+        argv = [*base, "--h1", "-c", clients, "-n", requests]
     elif kind == "h2":
-        argv = [*base, "-c", clients, "-m", "10", "-n", per_connection]
+        argv = [*base, "-c", clients, "-m", "10", "-n", requests]
     elif kind == "resumed":
         argv = [*base, "--h1", "-c", clients, "-n", str(args.resumed),
                 "-H", "Connection: close"]
@@ -261,6 +261,14 @@ def h2load(target: Target, kind: str, args: argparse.Namespace) -> tuple[float, 
         raise SystemExit(f"h2load against {target.name} failed ({' '.join(argv)}):\n"
                          f"{out[-1500:]}{res.stderr[-500:]}")
     return float(rate[1]), int(done[4])
+
+
+def negotiated(target: Target) -> str:
+    """The TLS version, cipher suite and key exchange h2load gets from ``target``."""
+    out = subprocess.run(["h2load", f"--connect-to=127.0.0.1:{target.port}", "--h1",
+                          target.url], capture_output=True, text=True, timeout=60).stdout
+    found = re.findall(r"^(?:TLS Protocol|Cipher|Server Temp Key): (.+)$", out, re.M)
+    return " ".join(found) or "?"
 
 
 Runs = dict[str, dict[str, list[float]]]  # measure -> server -> one figure per round
@@ -363,6 +371,8 @@ def main() -> int:
                    Target("nginx", hand_port, host, base / "hand" / "nginx.pid")]
         print(f"app {host} on {IMAGE} at {backend}; Shipmate's router on :{daemon.https_port}, "
               f"nginx by hand on :{hand_port}", flush=True)
+        for target in targets:
+            print(f"{target.name}: {negotiated(target)}", flush=True)
         goals = report(*measure(targets, args), targets)
     finally:
         stop_hand_nginx(base / "hand")
