@@ -116,6 +116,12 @@ class Config:
         "127.0.0.0/8,::1/128", "client networks allowed on api_port (the cluster's subnet)")
     image_pull_timeout: float = setting(
         300.0, "seconds a unit waits for its image from another machine before it fails")
+    # the operator's view
+    events_max: int = setting(
+        10_000, "audit events kept in the store (shipmate events); older ones are pruned")
+    metrics_token_file: str = setting(
+        "", "file holding the bearer token that /metrics on api_port requires ('': /metrics "
+        "on the unix socket only)")
 
     def __post_init__(self) -> None:
         """Fill in the derived settings left unset, then refuse what cannot work."""
@@ -149,6 +155,10 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"unknown store backend {config.store!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
         )
+    if config.events_max < 1:
+        raise ConfigError(f"events_max is {config.events_max}, not above 0",
+                          hint="set SHIPMATE_EVENTS_MAX to how many events to keep "
+                               "(see docs/events.md)")
     for name in ("cache_header_timeout", "cache_client_connections"):
         value = getattr(config, name)
         if value <= 0:

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "shipmate.cli.certs",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
+    "shipmate.cli.events",
 )
 
 

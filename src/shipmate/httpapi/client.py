@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,11 @@ _HEAD_LIMIT = 1 << 20
 _PATH_SAFE = "/:@-._~!$&'()*+,;="
 # No answer, a cut one, or one that is not HTTP: the daemon is not (properly) there.
 _BROKEN = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+#: Who a request is made for, in the audit trail: the SSH key's name, which the SSH server
+#: puts in the CLI's environment as ACTOR_ENV (``paas.sshpolicy.REMOTE_ENV``). The daemon
+#: trusts it on its unix socket only (``web.audit_http``).
+ACTOR_HEADER = "X-Shipmate-Actor"
+ACTOR_ENV = "SHIPMATE_SSH_KEY"
 
 
 class _Response:
@@ -136,6 +142,9 @@ class DaemonClient:
         if params:
             target += "?" + urllib.parse.urlencode(params)
         headers = {"Host": "shipmate", "Connection": "close"}
+        actor = os.environ.get(ACTOR_ENV, "")
+        if actor and actor.isascii() and actor.isprintable() and len(actor) <= 64:
+            headers[ACTOR_HEADER] = actor
         body = data or b""
         if json_body is not None:
             body = json.dumps(json_body).encode()

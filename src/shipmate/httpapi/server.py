@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Emit = Callable[[str], None]
 _DONE = object()
+#: The error a streamed answer ended with (its status was 200 by then), for the audit trail.
+STREAM_ERROR: web.RequestKey[ShipmateError] = web.RequestKey("stream_error", ShipmateError)
 
 
 def error_response(exc: ShipmateError) -> web.Response:
@@ -83,6 +85,7 @@ async def stream_lines(request: web.Request, lines: AsyncIterator[str]) -> web.S
             async for line in lines:
                 await resp.write((line.rstrip("\n") + "\n").encode())
         except ShipmateError as exc:
+            request[STREAM_ERROR] = exc
             await resp.write((json.dumps({"error": exc.to_dict()}) + "\n").encode())
         except ConnectionResetError:
             raise
@@ -90,6 +93,7 @@ async def stream_lines(request: web.Request, lines: AsyncIterator[str]) -> web.S
             log.exception("unhandled error while streaming %s %s", request.method, request.path)
             err = ShipmateError(f"internal error: {type(exc).__name__}: {exc}",
                                 hint="see the daemon log")
+            request[STREAM_ERROR] = err
             await resp.write((json.dumps({"error": err.to_dict()}) + "\n").encode())
         await resp.write_eof()
     except ConnectionResetError:  # the client went away: nobody is left to tell

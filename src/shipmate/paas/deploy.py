@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
@@ -81,7 +82,7 @@ class Deployer:
         """Run a release of ``app`` with its current formation, health-gated. Given a
         function, it makes the next release (numbered under the deploy lock) and records it
         once it takes traffic; given a release, that one is run again (restart, scale)."""
-        async with self.lock(app):
+        async with self.lock(app), metrics.DEPLOY_SECONDS.time(app=app):
             record = callable(release)
             if callable(release):
                 existing = await self.state.releases(app)
@@ -97,7 +98,8 @@ class Deployer:
             try:
                 await self._start(units, emit)
                 await self._wait_running(app, tag, units, emit)
-                await self._check(app, tag, units, release, emit)
+                with metrics.HEALTH_CHECK_SECONDS.time(app=app):
+                    await self._check(app, tag, units, release, emit)
             except BaseException:
                 emit(" !     Deploy failed: removing the new instances; the running "
                      "release keeps serving")

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
@@ -112,9 +113,10 @@ class Paas:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
         emit(f"-----> Building {app} (revision {rev[:7]})")
         network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
-        result = await builder.build(self._engine(), app, rev, tar, emit, buildargs=buildargs,
-                                     network=network,
-                                     limits=builder.BuildLimits.from_config(self.config))
+        with metrics.BUILD_SECONDS.time(app=app):
+            result = await builder.build(self._engine(), app, rev, tar, emit,
+                                         buildargs=buildargs, network=network,
+                                         limits=builder.BuildLimits.from_config(self.config))
         config = await self.state.config(app)
         await self._ensure_formation(app, result.processes)
         release = await self.deployer.deploy(app, lambda v: Release(

@@ -133,7 +133,7 @@ COMMANDS: Mapping[str, Remote] = {
     "import chef": Remote(True, stdin="recipe", check=_import_check),
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
-    **dict.fromkeys(("status", "info", "cache stats"), REMOTE),
+    **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",
