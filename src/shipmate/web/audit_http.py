@@ -27,7 +27,7 @@ from aiohttp.typedefs import Middleware
 from shipmate import metrics
 from shipmate.errors import ShipmateError, ValidationError
 from shipmate.httpapi.client import ACTOR_HEADER
-from shipmate.httpapi.server import STREAM_ERROR, stream_lines
+from shipmate.httpapi.server import ON_STREAM_END, stream_lines
 from shipmate.spec.names import validate_app_name
 from shipmate.web.audit import describe, reads_body
 from shipmate.web.eventlog import EventLog
@@ -102,20 +102,27 @@ def audit_middleware(events: EventLog) -> Middleware:
         if told is None:
             return await handler(request)
         actor, via = actor_of(request)
-        began, error = time.monotonic(), None
+        began = time.monotonic()
+        recorded = False
+
+        async def record(error: BaseException | None) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                outcome, message = outcome_of(error)
+                await _record(events, AuditEvent(
+                    time.time(), actor, via, told.verb, told.app, told.summary, outcome,
+                    message, time.monotonic() - began))
+
+        request[ON_STREAM_END] = record  # a stream records before its end is sent
         try:
             response = await handler(request)
-            error = request.get(STREAM_ERROR) or (
-                None if response.status < 400 else web.HTTPException(reason=response.reason))
-            return response
         except BaseException as exc:
-            error = exc
+            await record(exc)
             raise
-        finally:
-            outcome, message = outcome_of(error)
-            event = AuditEvent(time.time(), actor, via, told.verb, told.app, told.summary,
-                               outcome, message, time.monotonic() - began)
-            await _record(events, event)
+        await record(None if response.status < 400 else
+                     ShipmateError(f"answered HTTP {response.status} {response.reason}"))
+        return response
 
     return middleware
 
