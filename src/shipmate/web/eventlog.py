@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from shipmate.errors import CompactedError, ConflictError, StoreError
 from shipmate.store.base import Compare, Op, Store, Watch
@@ -108,31 +108,42 @@ class EventLog:
         breaks or falls behind compaction is re-opened after re-reading what it missed."""
         last = after
         while True:
-            queue: asyncio.Queue[AuditEvent | Exception] = asyncio.Queue()
-            watch = await self.store.watch(PREFIX, start_revision=revision + 1)
-            pump = asyncio.create_task(_pump(watch, queue))
-            try:
-                while True:
-                    try:
-                        item = await asyncio.wait_for(queue.get(), HEARTBEAT)
-                    except TimeoutError:
-                        yield None
-                        continue
-                    if isinstance(item, Exception):
-                        log.info("events: the watch ended (%s); reading again", item)
-                        break
-                    if item.seq > last and matches(item, app):
-                        last = item.seq
+            async with contextlib.aclosing(self._watch(revision, app)) as items:
+                async for item in items:
+                    if item is None or item.seq > last:
+                        last = item.seq if item is not None else last
                         yield item
-            finally:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StoreError):
-                    await pump
-                await watch.close()
             _, revision = await self.newest()
             for event in await self.since(last, app):
                 last = event.seq
                 yield event
+
+    async def _watch(self, revision: int, app: str
+                     ) -> AsyncGenerator[AuditEvent | None, None]:
+        """The events of ``app`` from one watch, until it fails (None: a heartbeat)."""
+        try:
+            watch = await self.store.watch(PREFIX, start_revision=revision + 1)
+        except CompactedError:
+            return
+        queue: asyncio.Queue[AuditEvent | Exception] = asyncio.Queue()
+        pump = asyncio.create_task(_pump(watch, queue))
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), HEARTBEAT)
+                except TimeoutError:
+                    yield None
+                    continue
+                if isinstance(item, Exception):
+                    log.info("events: the watch ended (%s); reading again", item)
+                    return
+                if matches(item, app):
+                    yield item
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await pump
+            await watch.close()
 
 
 async def _pump(watch: Watch, queue: asyncio.Queue[AuditEvent | Exception]) -> None:

@@ -93,3 +93,20 @@ async def test_follow_beats_a_heartbeat_while_quiet(store: Store,
     stream = log.follow(newest, revision)
     assert await asyncio.wait_for(stream.__anext__(), 5) is None
     await stream.aclose()
+
+
+async def test_follow_reads_again_what_compaction_took_from_its_watch(store: Store) -> None:
+    log = EventLog(store)
+    await log.record(_event(1))
+    _, newest, revision = await log.recent(10)
+    await log.record(_event(2))
+    await log.record(_event(3))
+    await store.compact(await store.revision())  # the watch cannot start at revision + 1
+    stream = log.follow(newest, revision)
+    got = [await asyncio.wait_for(stream.__anext__(), 5) for _ in range(2)]
+    assert [e.seq for e in got if e is not None] == [2, 3]
+    later = asyncio.ensure_future(stream.__anext__())
+    await log.record(_event(4))  # and it follows on from there
+    fourth = await asyncio.wait_for(later, 5)
+    assert fourth is not None and fourth.seq == 4
+    await stream.aclose()
