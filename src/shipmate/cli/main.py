@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "shipmate.cli.cache",
     "shipmate.cli.manifest",
     "shipmate.cli.paas",
+    "shipmate.cli.storage",
+    "shipmate.cli.services",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
 )

@@ -70,6 +70,8 @@ def make_app(daemon: Daemon) -> web.Application:
     """The API application: the core routes, then the fleet and PaaS routes."""
     from shipmate.agent.api import add_fleet_routes
     from shipmate.paas.api import add_paas_routes
+    from shipmate.paas.storage import Storage
+    from shipmate.paas.storage_api import add_storage_routes
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 2**20)
     app[DAEMON_KEY] = daemon
@@ -81,4 +83,5 @@ def make_app(daemon: Daemon) -> web.Application:
     wiring = daemon.wiring
     add_fleet_routes(app, wiring.store, wiring.agent)
     add_paas_routes(app, wiring.paas)
+    add_storage_routes(app, Storage(wiring.store, wiring.config))
     return app

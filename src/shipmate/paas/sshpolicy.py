@@ -116,6 +116,9 @@ COMMANDS: Mapping[str, Remote] = {
                      "releases:rollback",
                      "checks:report", "checks:disable", "checks:enable", "checks:set", "logs",
                      "run"), REMOTE),
+    # storage: over SSH only directories of the storage root (docs/security.md)
+    **dict.fromkeys(("storage:ensure-directory", "storage:mount", "storage:unmount",
+                     "storage:list", "storage:report"), REMOTE),
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
     # the cluster's units, by name; a unit file comes on standard input

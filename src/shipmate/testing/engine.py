@@ -126,6 +126,8 @@ class FakeEngine:
         image = self.images.get(_ref(spec.image))
         if image is None:
             raise NotFoundError(f"No such image: {spec.image}")
+        for network in spec.owned_networks:  # as the Docker adapter does
+            await self.ensure_network(network, internal=False)
         cid = hashlib.sha256(f"{spec.name}:{next(self._ids)}".encode()).hexdigest()
         c = FakeContainer(cid, spec, container_labels(spec, extra_labels or {}), image.id)
         self.containers[cid] = c
