@@ -72,6 +72,8 @@ def make_app(daemon: Daemon) -> web.Application:
     from shipmate.paas.api import add_paas_routes
     from shipmate.paas.storage import Storage
     from shipmate.paas.storage_api import add_storage_routes
+    from shipmate.services.api import add_service_routes
+    from shipmate.services.manager import ServiceManager
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 2**20)
     app[DAEMON_KEY] = daemon
@@ -84,4 +86,6 @@ def make_app(daemon: Daemon) -> web.Application:
     add_fleet_routes(app, wiring.store, wiring.agent)
     add_paas_routes(app, wiring.paas)
     add_storage_routes(app, Storage(wiring.store, wiring.config))
+    add_service_routes(app, ServiceManager(wiring.store, wiring.engine, wiring.config,
+                                           wiring.paas))
     return app

@@ -350,6 +350,11 @@ class DockerEngine:
         with contextlib.suppress(NotFoundError):
             await self._call(lambda api: api.remove_image(name, force=force))
 
+    async def remove_volume(self, name: str) -> None:
+        """Remove a named volume; a missing one is fine."""
+        with contextlib.suppress(NotFoundError):
+            await self._call(lambda api: api.remove_volume(name))
+
     async def close(self) -> None:
         """Release the client and the thread pool."""
         with self._lock:
