@@ -191,3 +191,38 @@ def test_unknown_services_and_names_are_refused(paas: PaasDaemon) -> None:
     bad = paas.cli("postgres:create", "Bad_Name")
     assert bad.returncode == 1 and "Invalid service name" in bad.stderr
     assert "Bad_Name" not in paas.ok("postgres:list")
+
+
+def test_redis_with_appendonly_keeps_acknowledged_writes_across_a_sigkill(
+        paas: PaasDaemon) -> None:
+    name = unique("cache")
+    try:
+        created = paas.ok("redis:create", name, timeout=900)
+        assert f"=====> Redis container created: {name}" in created
+        host = f"shipmate-redis-{name}"
+        password = paas.ok("redis:info", name, "--dsn").strip().split(":")[2].split("@")[0]
+        loop = ("i=0; while true; do i=$((i+1)); r=$(redis-cli --no-auth-warning -h " + host
+                + " -a \"$PW\" RPUSH l $i) || exit 0; [ \"$r\" = \"$i\" ] || exit 0; echo $i; "
+                "done")
+        client = subprocess.Popen(["docker", "run", "--rm", "--network",
+                                   f"shipmate-svc-redis-{name}", "-e", f"PW={password}",
+                                   "shipmate/redis:7", "sh", "-c", loop],
+                                  stdout=subprocess.PIPE, text=True)
+        time.sleep(3)
+        pid = json.loads(run(["docker", "inspect", host]).stdout)[0]["State"]["Pid"]
+        assert run(["kill", "-9", str(pid)]).returncode == 0
+        out, _ = client.communicate(timeout=60)
+        acked = [int(x) for x in out.split()]
+        assert len(acked) > 5
+        deadline = time.monotonic() + 120
+        while "running" not in paas.ok("redis:info", name, "--status"):
+            assert time.monotonic() < deadline, "the service did not come back"
+            time.sleep(1)
+        kept = paas.cli("redis:connect", name, input="LRANGE l 0 -1\n", timeout=120)
+        assert kept.returncode == 0, kept.stderr
+        assert set(acked) <= {int(x) for x in kept.stdout.split()}
+    finally:
+        paas.cli("redis:destroy", name, "--force", timeout=120)
+        run(["docker", "rm", "-f", f"shipmate-redis-{name}"])
+        run(["docker", "volume", "rm", "-f", f"shipmate-redis-{name}-data"])
+        run(["docker", "network", "rm", f"shipmate-svc-redis-{name}"])
