@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "shipmate.cli.manifest",
     "shipmate.cli.paas",
     "shipmate.cli.certs",
+    "shipmate.cli.storage",
+    "shipmate.cli.services",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
 )

@@ -27,7 +27,7 @@ IMAGE_ID_LABEL = "shipmate.image-id"
 CONTAINER_LABEL = "shipmate.container"
 IN_PLACE = frozenset({"restart", "state"})  # all else forces a new container
 _FIELDS = ("image", "command", "entrypoint", "ports", "mounts", "labels", "health", "network",
-           "hostname", "working_dir", "user", "restart")
+           "networks", "hostname", "working_dir", "user", "restart")
 _WILDCARD = ("", "0.0.0.0", "::")  # how the engine reports "all addresses"
 
 

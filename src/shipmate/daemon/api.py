@@ -70,6 +70,10 @@ def make_app(daemon: Daemon) -> web.Application:
     """The API application: the core routes, then the fleet and PaaS routes."""
     from shipmate.agent.api import add_fleet_routes
     from shipmate.paas.api import add_paas_routes
+    from shipmate.paas.storage import Storage
+    from shipmate.paas.storage_api import add_storage_routes
+    from shipmate.services.api import add_service_routes
+    from shipmate.services.manager import ServiceManager
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 2**20)
     app[DAEMON_KEY] = daemon
@@ -85,4 +89,7 @@ def make_app(daemon: Daemon) -> web.Application:
         from shipmate.paas.certs_api import add_certs_routes
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
+    add_storage_routes(app, Storage(wiring.store, wiring.config))
+    add_service_routes(app, ServiceManager(wiring.store, wiring.engine, wiring.config,
+                                           wiring.paas))
     return app

@@ -129,6 +129,23 @@ class DaemonClient:
         finally:
             resp.close()
 
+    async def download(self, method: str, path: str, *, json_body: Any = None
+                       ) -> AsyncIterator[bytes]:
+        """Send one request and yield the answer's body as raw chunks (a dump, a file)."""
+        try:
+            resp = await self._send(method, path, json_body, None, None)
+        except (*_BROKEN, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            if resp.status >= 400:
+                _decode(resp.status, await resp.read())
+            async for chunk in resp.chunks():
+                yield chunk
+        except _BROKEN as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            resp.close()
+
     async def _send(self, method: str, path: str, json_body: Any,
                     params: dict[str, str] | None, data: bytes | None) -> _Response:
         """Connect, send the request, read the answer's head."""

@@ -19,6 +19,7 @@ from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError
+from shipmate.paas.attach import AttachmentStore, unit_extras
 from shipmate.paas.builders.checks import Check, CheckPlan
 from shipmate.paas.model import Release
 from shipmate.paas.state import PaasState, app_key
@@ -26,7 +27,7 @@ from shipmate.paas.units import InstanceUnit, instance_units, parse_unit_name, u
 from shipmate.router import keys as route_keys
 from shipmate.router.progress import routers_behind, wait_routers
 from shipmate.scheduler.registry import Registry
-from shipmate.spec.container import make_spec
+from shipmate.spec.container import Mount, make_spec
 from shipmate.spec.unitcontainer import default_container_name
 from shipmate.store.base import Store
 
@@ -93,7 +94,8 @@ class Deployer:
             tag = f"v{release.version}-{secrets.token_hex(2)}"
             units = instance_units(app, tag, release.image, release.processes, formation,
                                    release.config, release.git_rev,
-                                   image_source=self.config.machine_id)
+                                   image_source=self.config.machine_id,
+                                   extras=unit_extras(await AttachmentStore(self.store).read(app)))
             try:
                 await self._start(units, emit)
                 await self._wait_running(app, tag, units, emit)
@@ -202,8 +204,12 @@ class Deployer:
         if self.engine is None:
             raise ShipmateError("no Docker engine on this machine")
         env = {**release.config, "PORT": "5000", "DYNO": "run.1", "GIT_REV": release.git_rev}
+        att = await AttachmentStore(self.store).read(app)  # runs see the app's storage too
         spec = make_spec(f"{app}-run-{secrets.token_hex(3)}", release.image, command=argv,
-                         env=env, labels={"shipmate.one-off": app})
+                         env=env, labels={"shipmate.one-off": app},
+                         mounts=[Mount(m.container, m.host) for m in att.mounts],
+                         network=unit_extras(att).networks[0] if att.links else None,
+                         networks=unit_extras(att).networks[1:])
         cid = await self.engine.create(spec)
         lines: list[str] = []
         try:

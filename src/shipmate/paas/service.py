@@ -16,6 +16,7 @@ from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.paas import build as builder
+from shipmate.paas.attach import AttachmentStore, placement_note
 from shipmate.paas.builders.checks import check_setting
 from shipmate.paas.cancel import RunningDeploys
 from shipmate.paas.deploy import Deployer, RouterProgress
@@ -183,6 +184,9 @@ class Paas:
                 raise ValidationError(f"Process type {unknown[0]!r} is not in the Procfile",
                                       hint="known: " + ", ".join(sorted(release.processes)))
         await self.state.set_formation(app, {**current, **formation})
+        note = placement_note(app, await AttachmentStore(self.store).read(app))
+        if note:
+            emit(note)
         await self._redeploy(app, emit)
 
     async def restart(self, app: str, emit: Emit) -> None:
@@ -223,6 +227,9 @@ class Paas:
         async with self.deployer.lock(app):
             removed = await self.deployer.destroy_all(app)
             emit(f"-----> Removed {len(removed)} instance(s)")
+            for link in sorted((await AttachmentStore(self.store).read(app)).links):
+                emit(f"-----> Keeping linked service {link} and its data (it is no longer "
+                     "linked; its destroy command removes it)")
             await self.state.destroy_app(app)
             await asyncio.to_thread(shutil.rmtree, repo_path(self.config.state_dir, app), True)
 

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
+from shipmate.paas.attach import UnitExtras, extras_lines
 
 # Declared below the PaaS (the daemon's image distribution reads them too); re-exported here.
 from shipmate.spec.labels import APP_LABEL as APP_LABEL
@@ -81,10 +82,11 @@ def instance_units(
     env: Mapping[str, str],
     git_rev: str,
     image_source: str = "",
+    extras: UnitExtras | None = None,
 ) -> list[InstanceUnit]:
     """The units of one deploy: ``formation[type]`` instances of each process type.
     ``image_source`` names the machine that has the image (the builder), for the machines
-    the units land on that do not."""
+    the units land on that do not; ``extras`` adds the app's storage and service links."""
     units = []
     for proc in sorted(formation):
         if proc not in processes:
@@ -92,9 +94,20 @@ def instance_units(
                                   hint="known types: " + ", ".join(sorted(processes)))
         for i in range(1, formation[proc] + 1):
             name = f"{app}_{proc}.{i}_{tag}.container"
-            units.append(InstanceUnit(name, proc, i, _unit_text(
-                app, proc, i, tag, image, processes[proc], env, git_rev, image_source)))
+            text = _unit_text(app, proc, i, tag, image, processes[proc], env, git_rev,
+                              image_source)
+            units.append(InstanceUnit(name, proc, i, _with_extras(text, extras)))
     return units
+
+
+def _with_extras(text: str, extras: UnitExtras | None) -> str:
+    """``text`` with the extras' ``[Container]`` lines (before ``[Service]``) and their
+    ``[X-Fleet]`` section (at the end)."""
+    if extras is None:
+        return text
+    container, fleet = extras_lines(extras)
+    head, sep, tail = text.partition("\n\n[Service]\n")
+    return "\n".join([head, *container]) + sep + tail + "".join(f"{line}\n" for line in fleet)
 
 
 def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,

@@ -19,6 +19,9 @@ from shipmate.spec.names import validate_container_name
 
 SPEC_HASH_LABEL = "shipmate.spec-hash"
 MANAGED_LABEL = "shipmate.managed"
+#: Networks whose names start with this belong to Shipmate (a service and the apps linked to
+#: it): the engine creates one that is missing when a container names it.
+OWNED_NETWORK_PREFIX = "shipmate-svc-"
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 
 
@@ -78,6 +81,9 @@ class ContainerSpec:
     restart: RestartPolicy = "no"
     health: HealthCheck | None = None
     network: str | None = None
+    #: More networks the container joins after it is created (Docker connects a container
+    #: to one network at creation); names Docker's embedded DNS resolves on each.
+    networks: tuple[str, ...] = ()
     hostname: str | None = None
     working_dir: str | None = None
     user: str | None = None
@@ -97,9 +103,21 @@ class ContainerSpec:
         """Labels as a dict (without Shipmate's own bookkeeping labels)."""
         return dict(self.labels)
 
+    @property
+    def owned_networks(self) -> tuple[str, ...]:
+        """The networks it names that Shipmate makes when missing (see
+        :data:`OWNED_NETWORK_PREFIX`)."""
+        names = (self.network, *self.networks)
+        return tuple(n for n in names if n and n.startswith(OWNED_NETWORK_PREFIX))
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; :func:`spec_from_json` reverses it."""
-        return dataclasses.asdict(self)
+        """A JSON-able dict; :func:`spec_from_json` reverses it. ``networks`` is left out
+        when empty, so the hash of every spec that joins no extra network stays what it was
+        before the field existed (containers running them are adopted, not replaced)."""
+        data = dataclasses.asdict(self)
+        if not self.networks:
+            del data["networks"]
+        return data
 
 
 def make_spec(
@@ -112,9 +130,10 @@ def make_spec(
     ports: Iterable[PortMapping] = (),
     mounts: Iterable[Mount] = (),
     labels: Mapping[str, str] | None = None,
+    networks: Iterable[str] = (),
     **rest: Any,
 ) -> ContainerSpec:
-    """Build a canonical spec (sorted env, ports, mounts, labels)."""
+    """Build a canonical spec (sorted env, ports, mounts, labels, extra networks)."""
     for key in (env or {}):
         if not key or "=" in key or "\0" in key:
             raise ValidationError(f"container {name}: invalid environment variable name {key!r}")
@@ -127,6 +146,7 @@ def make_spec(
         ports=tuple(sorted(ports)),
         mounts=tuple(sorted(mounts)),
         labels=tuple(sorted((labels or {}).items())),
+        networks=tuple(sorted(set(networks))),
         **rest,
     )
 
@@ -144,6 +164,7 @@ def spec_from_json(data: Mapping[str, Any]) -> ContainerSpec:
         ports=[PortMapping(**p) for p in d.pop("ports", ())],
         mounts=[Mount(**m) for m in d.pop("mounts", ())],
         labels=dict(d.pop("labels", ())),
+        networks=d.pop("networks", ()),
         health=HealthCheck(**{**health, "test": tuple(health["test"])}) if health else None,
         **d,
     )

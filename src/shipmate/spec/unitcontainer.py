@@ -81,7 +81,8 @@ def container_spec(
         labels=labels,
         restart=_restart(unit, unit_name),
         health=_health(opts),
-        network=_last(opts, "Network"),
+        network=_networks(opts)[0],
+        networks=_networks(opts)[1],
         hostname=_last(opts, "HostName"),
         working_dir=_last(opts, "WorkingDir"),
         user=_last(opts, "User"),
@@ -112,6 +113,13 @@ def _options(unit: UnitFile, unit_name: str, hostname: str, machine_id: str) -> 
 def _last(opts: list[UnitOption], name: str) -> str | None:
     values = [o.value for o in opts if o.name == name]
     return values[-1] if values and values[-1] else None
+
+
+def _networks(opts: list[UnitOption]) -> tuple[str | None, list[str]]:
+    """``Network=`` may repeat (as in Quadlet): the first is the network the container is
+    created on, the others it joins right after."""
+    names = [o.value for o in opts if o.name == "Network" and o.value]
+    return (names[0] if names else None), names[1:]
 
 
 def _split(opt: UnitOption) -> list[str]:

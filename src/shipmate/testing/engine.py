@@ -65,6 +65,7 @@ class FakeEngine:
         self.containers: dict[str, FakeContainer] = {}
         self.images: dict[str, ImageInfo] = {}  # by reference and by ID
         self.networks: dict[str, NetworkInfo] = {}
+        self.removed_volumes: list[str] = []
         self.writes: builtins.list[Write] = []
         self.emitted: builtins.list[EngineEvent] = []  # every event, for assertions
         self.health_on_start = health_on_start
@@ -126,6 +127,8 @@ class FakeEngine:
         image = self.images.get(_ref(spec.image))
         if image is None:
             raise NotFoundError(f"No such image: {spec.image}")
+        for network in spec.owned_networks:  # as the Docker adapter does
+            await self.ensure_network(network, internal=False)
         cid = hashlib.sha256(f"{spec.name}:{next(self._ids)}".encode()).hexdigest()
         c = FakeContainer(cid, spec, container_labels(spec, extra_labels or {}), image.id)
         self.containers[cid] = c
@@ -319,6 +322,15 @@ class FakeEngine:
         self._write("tag", ref)
         self.images[ref] = dataclasses.replace(info, tags=(*info.tags, ref))
         self.images[info.id] = self.images[ref]
+
+    async def remove_volume(self, name: str) -> None:
+        """Forget a named volume (refused while a container mounts it)."""
+        users = [c.spec.name for c in self.containers.values()
+                 if any(m.source == name for m in c.spec.mounts)]
+        if users:
+            raise EngineConflictError(f"remove {name}: volume is in use - [{users[0]}]")
+        self._write("remove_volume", name)
+        self.removed_volumes.append(name)
 
     async def remove_image(self, name: str, *, force: bool = False) -> None:
         """Drop a reference (and the image when no reference is left)."""
