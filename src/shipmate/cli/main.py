@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "shipmate.cli.cache",
     "shipmate.cli.manifest",
     "shipmate.cli.paas",
+    "shipmate.cli.dokku",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
 )

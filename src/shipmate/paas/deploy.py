@@ -21,6 +21,8 @@ from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError
 from shipmate.paas.builders.checks import Check, CheckPlan
 from shipmate.paas.model import Release
+from shipmate.paas.ports import container_port
+from shipmate.paas.resources import ResourceSettings
 from shipmate.paas.state import PaasState, app_key
 from shipmate.paas.units import InstanceUnit, instance_units, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
@@ -94,9 +96,11 @@ class Deployer:
             formation = await self.state.formation(app)
             formation = {p: n for p, n in formation.items() if p in release.processes}
             tag = f"v{release.version}-{secrets.token_hex(2)}"
+            limits = await ResourceSettings(self.store).for_processes(app, list(formation))
             units = instance_units(app, tag, release.image, release.processes, formation,
                                    release.config, release.git_rev,
-                                   image_source=self.config.machine_id)
+                                   image_source=self.config.machine_id, resources=limits,
+                                   port=await container_port(self.store, app))
             try:
                 await self._start(units, emit)
                 await self._wait_running(app, tag, units, emit)

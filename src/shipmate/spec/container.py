@@ -19,6 +19,8 @@ from shipmate.spec.names import validate_container_name
 
 SPEC_HASH_LABEL = "shipmate.spec-hash"
 MANAGED_LABEL = "shipmate.managed"
+#: Fields left out of a spec's JSON (and so its hash) while unset.
+OPTIONAL_FIELDS = ("memory", "memory_reservation", "cpus")
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 
 
@@ -81,11 +83,21 @@ class ContainerSpec:
     hostname: str | None = None
     working_dir: str | None = None
     user: str | None = None
+    #: Resource limits (``docker run --memory``, ``--memory-reservation``, ``--cpus``);
+    #: None: unlimited. Left out of :meth:`to_json` when None, so specs made before these
+    #: fields existed keep their hash (and running containers are not replaced).
+    memory: int | None = None
+    memory_reservation: int | None = None
+    cpus: float | None = None
 
     def __post_init__(self) -> None:
         validate_container_name(self.name)
         if not self.image:
             raise ValidationError(f"container {self.name}: image is required")
+        for field in ("memory", "memory_reservation", "cpus"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise ValidationError(f"container {self.name}: {field} must be positive")
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -99,7 +111,11 @@ class ContainerSpec:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict; :func:`spec_from_json` reverses it."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for field in OPTIONAL_FIELDS:
+            if data[field] is None:
+                del data[field]
+        return data
 
 
 def make_spec(
