@@ -174,7 +174,7 @@ def _raw_changes(desired: ContainerSpec, info: ContainerInfo) -> Iterable[FieldC
     for name, key, scale in _RESOURCES:
         want_value = getattr(desired, name)
         if want_value is not None and key in host and host[key] != round(want_value * scale):
-            have_value = host[key] / scale if host[key] else None
+            have_value = (host[key] / scale if scale != 1 else host[key]) or None
             yield FieldChange(name, _text(have_value), _text(want_value))
     if "Binds" in host:
         have = sorted(host["Binds"] or [])

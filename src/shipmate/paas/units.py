@@ -9,6 +9,7 @@ so a redeploy of the same release starts new units beside the old ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
@@ -19,6 +20,7 @@ from shipmate.spec.labels import APP_LABEL as APP_LABEL
 from shipmate.spec.labels import IMAGE_SOURCE_LABEL as IMAGE_SOURCE_LABEL
 
 CONTAINER_PORT = 5000
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 PROCESS_LABEL = "shipmate.process"
 INSTANCE_LABEL = "shipmate.instance"
 RELEASE_LABEL = "shipmate.release"  # the route tag: vN-XXXX
@@ -110,7 +112,10 @@ def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
     lines = ["[Unit]", f"Description={app} {proc}.{i} ({tag})", "", "[Container]",
              f"Image={image}", *(limits or [])]
     if command:
-        lines.append(f'Exec=/bin/sh -c "exec {escape_value(command)}"')
+        # `exec VAR=x cmd` would try to run "VAR=x": a Procfile line that sets variables first
+        # (Dokku runs them through a shell) runs through `env`.
+        prefix = "env " if _ASSIGNMENT.match(command) else ""
+        lines.append(f'Exec=/bin/sh -c "exec {prefix}{escape_value(command)}"')
     for key in sorted(full_env):
         lines.append(f'Environment="{key}={escape_value(full_env[key])}"')
     if proc == "web":
