@@ -85,6 +85,13 @@ def test_resource_limit_memory_shows_in_docker_inspect(paas: PaasDaemon,
     assert (host["Memory"], host["NanoCpus"], host["MemoryReservation"]) == (
         64 * 2**20, 500_000_000, 32 * 2**20)
     paas.wait_page(app, head(tree)[:7])
+    # `enter` runs a command in that running container (no terminal here: `docker exec -i`).
+    entered = paas.cli("enter", app, "web.1", "sh", "-c", "echo $DYNO; cat /sys/fs/cgroup/"
+                       "memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert entered.returncode == 0, entered.stderr
+    assert entered.stdout.split() == ["web.1", str(64 * 2**20)]
+    nothing = paas.cli("enter", app, "worker")
+    assert nothing.returncode == 1 and "No running worker container" in nothing.stderr
     # Over SSH too; a bad value is refused with a clear line and changes nothing.
     bad = paas.ssh("resource:limit", app, "--memory", "lots")
     assert bad.returncode == 1 and "--memory 'lots' is not a size" in bad.stderr
