@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "shipmate.cli.certs",
     "shipmate.cli.storage",
     "shipmate.cli.services",
+    "shipmate.cli.dokku",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
 )

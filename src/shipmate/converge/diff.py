@@ -27,7 +27,11 @@ IMAGE_ID_LABEL = "shipmate.image-id"
 CONTAINER_LABEL = "shipmate.container"
 IN_PLACE = frozenset({"restart", "state"})  # all else forces a new container
 _FIELDS = ("image", "command", "entrypoint", "ports", "mounts", "labels", "health", "network",
-           "networks", "hostname", "working_dir", "user", "restart")
+           "networks", "hostname", "working_dir", "user", "restart", "memory",
+           "memory_reservation", "cpus")
+# Resource fields as ``docker inspect`` reports them under HostConfig, with the scale to them.
+_RESOURCES = (("memory", "Memory", 1), ("memory_reservation", "MemoryReservation", 1),
+              ("cpus", "NanoCpus", 1_000_000_000))
 _WILDCARD = ("", "0.0.0.0", "::")  # how the engine reports "all addresses"
 
 
@@ -168,6 +172,11 @@ def _raw_changes(desired: ContainerSpec, info: ContainerInfo) -> Iterable[FieldC
                             ("entrypoint", "Entrypoint", desired.entrypoint)):
         if want is not None and key in config and list(config[key] or []) != list(want):
             yield FieldChange(name, _text(config[key]), _text(list(want)))
+    for name, key, scale in _RESOURCES:
+        want_value = getattr(desired, name)
+        if want_value is not None and key in host and host[key] != round(want_value * scale):
+            have_value = (host[key] / scale if scale != 1 else host[key]) or None
+            yield FieldChange(name, _text(have_value), _text(want_value))
     if "Binds" in host:
         have = sorted(host["Binds"] or [])
         binds = sorted(f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}"

@@ -303,3 +303,6 @@ def add_paas_routes(app: web.Application, paas: Paas) -> None:
     r.add_get("/v1/ssh-keys", list_keys)
     r.add_post("/v1/ssh-keys", add_key)
     r.add_delete("/v1/ssh-keys/{name}", remove_key)
+    from shipmate.paas.api_dokku import add_dokku_routes  # it imports this module's helpers
+
+    add_dokku_routes(app, paas)

@@ -22,6 +22,8 @@ from shipmate.errors import ConflictError, ShipmateError
 from shipmate.paas.attach import AttachmentStore, unit_extras
 from shipmate.paas.builders.checks import Check, CheckPlan
 from shipmate.paas.model import Release
+from shipmate.paas.ports import container_port
+from shipmate.paas.resources import ResourceSettings
 from shipmate.paas.state import PaasState, app_key
 from shipmate.paas.units import InstanceUnit, instance_units, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
@@ -78,23 +80,30 @@ class Deployer:
     # the deploy ---------------------------------------------------------------------------
 
     async def deploy(self, app: str, release: Release | Callable[[int], Release], emit: Emit,
-                     *, release_command: str = "") -> Release:
+                     *, release_command: str = "",
+                     scripts: Mapping[str, str] | None = None) -> Release:
         """Run a release of ``app`` with its current formation, health-gated. Given a
         function, it makes the next release (numbered under the deploy lock) and records it
-        once it takes traffic; given a release, that one is run again (restart, scale)."""
+        once it takes traffic; given a release, that one is run again (restart, scale).
+        ``scripts`` are app.json's ``predeploy`` (before the release command; failing, it
+        rejects the deploy) and ``postdeploy`` (once the release takes traffic)."""
         async with self.lock(app):
             record = callable(release)
             if callable(release):
                 existing = await self.state.releases(app)
                 release = release(existing[-1].version + 1 if existing else 1)
-            if release_command:
-                await self._release_phase(app, release, release_command, emit)
+            phases = {**(scripts or {}), "release": release_command}
+            for phase in ("predeploy", "release"):
+                if phases.get(phase):
+                    await self._phase(app, release, phase, phases[phase], emit)
             formation = await self.state.formation(app)
             formation = {p: n for p, n in formation.items() if p in release.processes}
             tag = f"v{release.version}-{secrets.token_hex(2)}"
+            limits = await ResourceSettings(self.store).for_processes(app, list(formation))
             units = instance_units(app, tag, release.image, release.processes, formation,
                                    release.config, release.git_rev,
-                                   image_source=self.config.machine_id,
+                                   image_source=self.config.machine_id, resources=limits,
+                                   port=await container_port(self.store, app),
                                    extras=unit_extras(await AttachmentStore(self.store).read(app)))
             try:
                 await self._start(units, emit)
@@ -107,7 +116,10 @@ class Deployer:
                 raise
             if record:
                 await self.state.put_release(app, release)
-            await self._switch(app, release, tag, emit)
+            await self._switch(app, release, tag, emit,
+                               routed=any(u.process == "web" for u in units))
+            if phases.get("postdeploy"):
+                await self._postdeploy(app, release, phases["postdeploy"], emit)
             return release
 
     def lock(self, app: str) -> contextlib.AbstractAsyncContextManager[None]:
@@ -188,15 +200,32 @@ class Deployer:
             await _http_check(base, check, self.clock, default_only=not checks)
 
 
-    async def _release_phase(self, app: str, release: Release, command: str,
-                             emit: Emit) -> None:
-        emit(f"-----> Running release command: {command}")
+    async def _phase(self, app: str, release: Release, phase: str, command: str,
+                     emit: Emit) -> None:
+        """Procfile ``release:`` or app.json ``predeploy``: a one-off container of the new
+        release that must succeed before any instance of it starts."""
+        code = await self._run_phase(app, release, phase, command, emit)
+        if code != 0:
+            where = ("the Procfile's `release:` command" if phase == "release"
+                     else f"app.json scripts.dokku.{phase}")
+            raise DeployError(f"{phase} command failed with exit code {code}",
+                              hint=f"fix {where}; nothing was changed")
+
+    async def _postdeploy(self, app: str, release: Release, command: str, emit: Emit) -> None:
+        # The release already takes traffic: a failure is reported, never rolled back.
+        code = await self._run_phase(app, release, "postdeploy", command, emit)
+        if code != 0:
+            emit(f" !     postdeploy command failed with exit code {code}; "
+                 f"{release.label} is live")
+
+    async def _run_phase(self, app: str, release: Release, phase: str, command: str,
+                         emit: Emit) -> int:
+        label = "release command" if phase == "release" else f"{phase} command"
+        emit(f"-----> Running {label}: {command}")
         code, out = await self.one_off(app, release, ["/bin/sh", "-c", command])
         for line in out.splitlines()[-40:]:
             emit(f"       {line}")
-        if code != 0:
-            raise DeployError(f"release command failed with exit code {code}",
-                              hint="fix the Procfile's `release:` command; nothing was changed")
+        return code
 
     async def one_off(self, app: str, release: Release, argv: list[str],
                       on_line: Emit | None = None) -> tuple[int, str]:
@@ -223,10 +252,12 @@ class Deployer:
             await self.engine.remove(cid, force=True)
         return code, "\n".join(lines)
 
-    async def _switch(self, app: str, release: Release, tag: str, emit: Emit) -> None:
+    async def _switch(self, app: str, release: Release, tag: str, emit: Emit, *,
+                      routed: bool = True) -> None:
         await self.state.set_current(app, release.version)
         switched = await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
-        await self.state.ensure_routed(app)
+        if routed:  # an app without a web process gets no route (Dokku's web=0)
+            await self.state.ensure_routed(app)
         # The revision the router must have read: that of the switch and of the app's route
         # (not the store's latest, which unrelated writes move on without a router pass).
         route = await self.store.get(route_keys.domains_key(app))

@@ -17,6 +17,7 @@ from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.paas import build as builder
 from shipmate.paas.attach import AttachmentStore, placement_note
+from shipmate.paas.builders.appjson import initial_formation
 from shipmate.paas.builders.checks import check_setting
 from shipmate.paas.cancel import RunningDeploys
 from shipmate.paas.deploy import Deployer, RouterProgress
@@ -24,7 +25,7 @@ from shipmate.paas.gitserver import repo_path
 from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
 from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
-from shipmate.paas.state import PaasState
+from shipmate.paas.state import PaasState, app_key
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
 from shipmate.scheduler.registry import Registry
@@ -117,21 +118,28 @@ class Paas:
                                      network=network,
                                      limits=builder.BuildLimits.from_config(self.config))
         config = await self.state.config(app)
-        await self._ensure_formation(app, result.processes)
+        await self._ensure_formation(app, result.processes, result.app_json.formation)
+        scripts = {"predeploy": result.app_json.predeploy,
+                   "postdeploy": result.app_json.postdeploy}
         release = await self.deployer.deploy(app, lambda v: Release(
             v, result.image, config, {}, result.processes, rev, time.time(),
             f"Deploy {rev[:7]}", result.checks.to_json()), emit,
-            release_command=result.release_command)
+            release_command=result.release_command, scripts=scripts)
         await self._deployed(app, release, emit)
 
-    async def _ensure_formation(self, app: str, processes: Mapping[str, str]) -> None:
-        formation = await self.state.formation(app)
-        if "web" in processes and "web" not in formation:
-            formation["web"] = 1
-        await self.state.set_formation(app, formation)
+    async def _ensure_formation(self, app: str, processes: Mapping[str, str],
+                                declared: Mapping[str, int] | None = None) -> None:
+        # Only what was recorded counts as set (the formation read defaults to web=1).
+        recorded = await self.store.get(app_key(app, "formation"))
+        current = await self.state.formation(app) if recorded else {}
+        await self.state.set_formation(app, initial_formation(declared or {}, current,
+                                                              processes))
 
     async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
         emit(f"=====> Application deployed: {release.label}")
+        if (await self.state.formation(app)).get("web", 0) < 1:
+            emit("       (no web process: the app has no route)")
+            return
         for url in await self.urls(app):
             emit(f"       {url}")
 

@@ -130,6 +130,14 @@ COMMANDS: Mapping[str, Remote] = {
         "create", "link", "unlink", "info", "list", "restart", "destroy", "export")},
     **{f"{kind}:{verb}": Remote(True, stdin=what) for kind in ("postgres", "redis")
        for verb, what in (("import", "dump"), ("connect", "statements"))},
+    # Dokku's everyday commands (shipmate.cli.dokku); `enter` needs this machine's engine
+    # and a terminal, so it is local-only; an image tar comes on standard input.
+    **dict.fromkeys(("resource:limit", "resource:reserve", "resource:limit-clear",
+                     "resource:reserve-clear", "resource:report", "ps:rebuild", "apps:rename",
+                     "apps:clone", "ports:set", "ports:add", "ports:remove", "ports:clear",
+                     "ports:report", "ports:list", "git:from-image"), REMOTE),
+    "git:load-image": Remote(True, stdin="image tar (docker save)"),
+    "enter": LOCAL,
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
     # the cluster's units, by name; a unit file comes on standard input

@@ -79,8 +79,9 @@ class PaasState:
             claims_rules.check_new_app(app.name, snap.claims)
             res = await self.store.txn(
                 [Compare.missing(app_key(name, "meta")), *snap.guards],
+                # No formation record yet: the first deploy sets it (app.json's formation,
+                # else web=1), unless ps:scale came first.
                 [Op.put(app_key(name, "meta"), meta),
-                 Op.put(app_key(name, "formation"), '{"web": 1}'),
                  Op.put(app_key(name, "config"), "{}")])
             if res.succeeded:
                 return app

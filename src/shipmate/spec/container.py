@@ -22,6 +22,8 @@ MANAGED_LABEL = "shipmate.managed"
 #: Networks whose names start with this belong to Shipmate (a service and the apps linked to
 #: it): the engine creates one that is missing when a container names it.
 OWNED_NETWORK_PREFIX = "shipmate-svc-"
+#: Fields left out of a spec's JSON (and so its hash) while unset.
+OPTIONAL_FIELDS = ("memory", "memory_reservation", "cpus")
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 
 
@@ -87,11 +89,21 @@ class ContainerSpec:
     hostname: str | None = None
     working_dir: str | None = None
     user: str | None = None
+    #: Resource limits (``docker run --memory``, ``--memory-reservation``, ``--cpus``);
+    #: None: unlimited. Left out of :meth:`to_json` when None, so specs made before these
+    #: fields existed keep their hash (and running containers are not replaced).
+    memory: int | None = None
+    memory_reservation: int | None = None
+    cpus: float | None = None
 
     def __post_init__(self) -> None:
         validate_container_name(self.name)
         if not self.image:
             raise ValidationError(f"container {self.name}: image is required")
+        for field in ("memory", "memory_reservation", "cpus"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise ValidationError(f"container {self.name}: {field} must be positive")
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -111,12 +123,16 @@ class ContainerSpec:
         return tuple(n for n in names if n and n.startswith(OWNED_NETWORK_PREFIX))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; :func:`spec_from_json` reverses it. ``networks`` is left out
-        when empty, so the hash of every spec that joins no extra network stays what it was
-        before the field existed (containers running them are adopted, not replaced)."""
+        """A JSON-able dict; :func:`spec_from_json` reverses it. Fields that did not exist
+        before (``networks`` while empty, :data:`OPTIONAL_FIELDS` while unset) are left out,
+        so the hash of every spec that does not use them stays what it was (containers
+        running them are adopted, not replaced)."""
         data = dataclasses.asdict(self)
         if not self.networks:
             del data["networks"]
+        for field in OPTIONAL_FIELDS:
+            if data[field] is None:
+                del data[field]
         return data
 
 

@@ -3,7 +3,9 @@
 Recognised keys (all others are refused, as Quadlet does): ``Image`` (required), ``Exec``,
 ``Entrypoint``, ``Environment``, ``EnvironmentFile``, ``PublishPort``, ``Volume``, ``Label``,
 ``HealthCmd``, ``HealthInterval``, ``HealthTimeout``, ``HealthRetries``, ``HealthStartPeriod``,
-``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``. ``Restart=`` in
+``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``, and the resource
+limits ``Memory=`` (``256m``; systemd's ``MemoryMax=`` is accepted too),
+``MemoryReservation=`` and ``CPUQuota=`` (``50%`` is half a CPU). ``Restart=`` in
 ``[Service]`` becomes the container's restart policy (``no``, ``always``, ``on-failure``).
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
 from shipmate.spec.container import ContainerSpec, HealthCheck, Mount, PortMapping, make_spec
+from shipmate.spec.resources import parse_cpus, parse_memory
 from shipmate.spec.unitfile import UnitFile, UnitOption
 from shipmate.spec.unitname import expand
 from shipmate.spec.unitwords import split_words
@@ -27,6 +30,7 @@ KEYS = (
     "Image", "Exec", "Entrypoint", "Environment", "EnvironmentFile", "PublishPort", "Volume",
     "Label", "HealthCmd", "HealthInterval", "HealthTimeout", "HealthRetries",
     "HealthStartPeriod", "Network", "User", "WorkingDir", "ContainerName", "HostName",
+    "Memory", "MemoryMax", "MemoryReservation", "CPUQuota",
 )
 _RESTART = {"no": "no", "always": "always", "on-failure": "on-failure",
             "unless-stopped": "unless-stopped"}
@@ -86,7 +90,22 @@ def container_spec(
         hostname=_last(opts, "HostName"),
         working_dir=_last(opts, "WorkingDir"),
         user=_last(opts, "User"),
+        **_resources(opts),
     )
+
+
+def _resources(opts: list[UnitOption]) -> dict[str, int | float]:
+    """``Memory=``/``MemoryMax=``, ``MemoryReservation=``, ``CPUQuota=`` as spec fields."""
+    out: dict[str, int | float] = {}
+    for key, field in (("MemoryMax", "memory"), ("Memory", "memory"),
+                       ("MemoryReservation", "memory_reservation")):
+        value = _last(opts, key)
+        if value is not None and value.lower() != "infinity":
+            out[field] = parse_memory(value, what=f"{key}=")
+    quota = _last(opts, "CPUQuota")
+    if quota is not None:
+        out["cpus"] = parse_cpus(quota, what="CPUQuota=")
+    return out
 
 
 def env_file_paths(unit: UnitFile, unit_name: str) -> list[tuple[str, bool]]:

@@ -388,7 +388,10 @@ class FakeEngine:
             ip_address=f"172.17.0.{2 + int(c.id[:2], 16) % 250}" if c.state == "running" else "",
             started_at=c.started_at,
             # as ``docker inspect`` reports it, so a policy changed by :meth:`update` shows
-            raw={"HostConfig": {"RestartPolicy": {"Name": c.spec.restart}}},
+            raw={"HostConfig": {"RestartPolicy": {"Name": c.spec.restart},
+                                "Memory": c.spec.memory or 0,
+                                "MemoryReservation": c.spec.memory_reservation or 0,
+                                "NanoCpus": round((c.spec.cpus or 0) * 1_000_000_000)}},
         )
 
     def _emit(self, type_: str, action: str, c: FakeContainer, **extra: str) -> None:

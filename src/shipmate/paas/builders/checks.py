@@ -8,11 +8,11 @@ DOKKU_DEFAULT_CHECKS_WAIT is 10) and, for ``web``, its port answers HTTP.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from shipmate.errors import ValidationError
+from shipmate.paas.builders import appjson
 
 DEFAULT_WAIT = 3.0
 DEFAULT_TIMEOUT = 5.0
@@ -79,12 +79,10 @@ def _num(value: Any, what: str) -> float:
 
 
 def parse_app_json(text: str) -> dict[str, tuple[Check, ...]]:
-    """Dokku's ``app.json`` format: ``{"healthchecks": {"web": [{"type": "startup", ...}]}}``."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValidationError(f"app.json is not valid JSON: {exc}") from exc
-    hc = data.get("healthchecks", {}) if isinstance(data, dict) else {}
+    """Dokku's ``app.json`` format: ``{"healthchecks": {"web": [{"type": "startup", ...}]}}``
+    (comments allowed, as in :mod:`.appjson`)."""
+    data = appjson.loads(text)
+    hc = data.get("healthchecks", {})
     if not isinstance(hc, dict):
         raise ValidationError("app.json healthchecks must map process types to lists")
     out: dict[str, tuple[Check, ...]] = {}
