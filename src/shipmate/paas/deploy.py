@@ -201,7 +201,7 @@ class Deployer:
             raise ShipmateError("no Docker engine on this machine")
         env = {**release.config, "PORT": "5000", "DYNO": "run.1", "GIT_REV": release.git_rev}
         spec = make_spec(f"{app}-run-{secrets.token_hex(3)}", release.image, command=argv,
-                         env=env, labels={"shipmate.one-off": app})
+                         env=env, labels={"shipmate.one-off": app}, init=True)
         cid = await self.engine.create(spec)
         lines: list[str] = []
         try:

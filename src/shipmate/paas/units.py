@@ -100,8 +100,10 @@ def instance_units(
 def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
                env: Mapping[str, str], git_rev: str, image_source: str = "") -> str:
     full_env = {**env, "PORT": str(CONTAINER_PORT), "DYNO": f"{proc}.{i}", "GIT_REV": git_rev}
+    # RunInit: an init as PID 1 (Dokku runs apps under tini too), so an app that never set up
+    # a SIGTERM handler still stops at once when an old instance is retired.
     lines = ["[Unit]", f"Description={app} {proc}.{i} ({tag})", "", "[Container]",
-             f"Image={image}"]
+             f"Image={image}", "RunInit=true"]
     if command:
         lines.append(f'Exec=/bin/sh -c "exec {escape_value(command)}"')
     for key in sorted(full_env):

@@ -81,6 +81,10 @@ class ContainerSpec:
     hostname: str | None = None
     working_dir: str | None = None
     user: str | None = None
+    #: Run an init as PID 1 (Docker's ``--init``, tini): it forwards signals to the process
+    #: and reaps zombies, so a process that never expected to be PID 1 still stops on
+    #: SIGTERM at once instead of being killed after the stop timeout.
+    init: bool = False
 
     def __post_init__(self) -> None:
         validate_container_name(self.name)
@@ -149,7 +153,17 @@ def spec_from_json(data: Mapping[str, Any]) -> ContainerSpec:
     )
 
 
+#: Fields added after containers were first labelled with their hash, with their defaults:
+#: left out of the hash while at the default, so that an upgrade does not see every existing
+#: container as changed (and replace it).
+LATER_FIELDS: Mapping[str, Any] = {"init": False}
+
+
 def spec_hash(spec: ContainerSpec) -> str:
     """SHA-256 of the canonical JSON form (first 16 hex digits are enough to label with)."""
-    text = json.dumps(spec.to_json(), sort_keys=True, separators=(",", ":"))
+    data = spec.to_json()
+    for key, default in LATER_FIELDS.items():
+        if data.get(key) == default:
+            del data[key]
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -3,7 +3,8 @@
 Recognised keys (all others are refused, as Quadlet does): ``Image`` (required), ``Exec``,
 ``Entrypoint``, ``Environment``, ``EnvironmentFile``, ``PublishPort``, ``Volume``, ``Label``,
 ``HealthCmd``, ``HealthInterval``, ``HealthTimeout``, ``HealthRetries``, ``HealthStartPeriod``,
-``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``. ``Restart=`` in
+``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``, ``RunInit`` (an init
+as PID 1, Docker's ``--init``: ``true``/``false``). ``Restart=`` in
 ``[Service]`` becomes the container's restart policy (``no``, ``always``, ``on-failure``).
 """
 
@@ -27,7 +28,10 @@ KEYS = (
     "Image", "Exec", "Entrypoint", "Environment", "EnvironmentFile", "PublishPort", "Volume",
     "Label", "HealthCmd", "HealthInterval", "HealthTimeout", "HealthRetries",
     "HealthStartPeriod", "Network", "User", "WorkingDir", "ContainerName", "HostName",
+    "RunInit",
 )
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}
 _RESTART = {"no": "no", "always": "always", "on-failure": "on-failure",
             "unless-stopped": "unless-stopped"}
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -85,6 +89,7 @@ def container_spec(
         hostname=_last(opts, "HostName"),
         working_dir=_last(opts, "WorkingDir"),
         user=_last(opts, "User"),
+        init=_flag(opts, "RunInit"),
     )
 
 
@@ -124,6 +129,17 @@ def _split(opt: UnitOption) -> list[str]:
 def _argv(opts: list[UnitOption], name: str) -> list[str] | None:
     found = [o for o in opts if o.name == name]
     return _split(found[-1]) if found and found[-1].value else None
+
+
+def _flag(opts: list[UnitOption], name: str) -> bool:
+    found = [o for o in opts if o.name == name]
+    if not found or not found[-1].value:
+        return False
+    value = _BOOLEANS.get(found[-1].value.lower())
+    if value is None:
+        raise ValidationError(f"line {found[-1].line}: {name}={found[-1].value!r} is not a "
+                              "boolean", hint=f"use {name}=true or {name}=false")
+    return value
 
 
 def _pairs(opts: list[UnitOption], name: str) -> dict[str, str]:

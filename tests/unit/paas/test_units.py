@@ -49,3 +49,10 @@ def test_systemd_word_splitting() -> None:
     assert split_words('  "" ') == [""]
     with pytest.raises(ValidationError, match="unterminated"):
         split_words('"open')
+
+
+def test_app_instances_run_under_an_init() -> None:
+    (unit,) = instance_units("app", "v1-0000", "sha256:img", {"web": "python3 app.py"},
+                             {"web": 1}, {}, "a" * 40)
+    parsed = parse_unit(unit.name, unit.text)
+    assert container_spec(parsed.file, unit.name, hostname="h", machine_id="m").init is True

@@ -98,3 +98,16 @@ def test_timespans() -> None:
     assert parse_timespan("1h 1s") == 3601.0
     with pytest.raises(ValueError):
         parse_timespan("")
+
+
+@pytest.mark.parametrize(("value", "init"), [("true", True), ("yes", True), ("false", False),
+                                             ("", False)])
+def test_run_init(value: str, init: bool) -> None:
+    unit = parse_unit("c.container", f"[Container]\nImage=i\nRunInit={value}\n")
+    assert container_spec(unit.file, "c.container", hostname="h", machine_id="m").init is init
+
+
+def test_run_init_must_be_a_boolean() -> None:
+    with pytest.raises(ValidationError, match="RunInit='sometimes' is not a boolean"):
+        unit = parse_unit("c.container", "[Container]\nImage=i\nRunInit=sometimes\n")
+        container_spec(unit.file, "c.container", hostname="h", machine_id="m")
