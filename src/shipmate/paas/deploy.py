@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
@@ -22,6 +23,7 @@ from shipmate.errors import ConflictError, ShipmateError
 from shipmate.paas.builders.checks import Check, CheckPlan
 from shipmate.paas.model import Release
 from shipmate.paas.state import PaasState, app_key
+from shipmate.paas.timings import Stopwatch, took
 from shipmate.paas.units import InstanceUnit, instance_units, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
 from shipmate.router.progress import routers_behind, wait_routers
@@ -75,10 +77,13 @@ class Deployer:
     # the deploy ---------------------------------------------------------------------------
 
     async def deploy(self, app: str, release: Release | Callable[[int], Release], emit: Emit,
-                     *, release_command: str = "") -> Release:
+                     *, release_command: str = "", watch: Stopwatch | None = None) -> Release:
         """Run a release of ``app`` with its current formation, health-gated. Given a
         function, it makes the next release (numbered under the deploy lock) and records it
-        once it takes traffic; given a release, that one is run again (restart, scale)."""
+        once it takes traffic; given a release, that one is run again (restart, scale).
+        ``watch`` times the steps (a push's started before its build); the release returned
+        carries the times."""
+        watch = watch or Stopwatch()
         async with self.lock(app):
             record = callable(release)
             if callable(release):
@@ -86,6 +91,7 @@ class Deployer:
                 release = release(existing[-1].version + 1 if existing else 1)
             if release_command:
                 await self._release_phase(app, release, release_command, emit)
+                watch.lap("release")
             formation = await self.state.formation(app)
             formation = {p: n for p, n in formation.items() if p in release.processes}
             tag = f"v{release.version}-{secrets.token_hex(2)}"
@@ -94,16 +100,21 @@ class Deployer:
                                    image_source=self.config.machine_id)
             try:
                 await self._start(units, emit)
-                await self._wait_running(app, tag, units, emit)
-                await self._check(app, tag, units, release, emit)
+                await self._wait_running(app, tag, units)
+                emit(f"-----> {len(units)} instance(s) running {took(watch.lap('start'))}")
+                await self._check(app, tag, units, release, emit, watch)
             except BaseException:
                 emit(" !     Deploy failed: removing the new instances; the running "
                      "release keeps serving")
                 await self._destroy([u.name for u in units])
                 raise
+            release = dataclasses.replace(release, timings=watch.breakdown())
             if record:
                 await self.state.put_release(app, release)
-            await self._switch(app, release, tag, emit)
+            await self._switch(app, release, tag, emit, watch)
+            release = dataclasses.replace(release, timings=watch.breakdown())
+            if record:  # the switch's time is known only now
+                await self.state.set_timings(app, release.version, release.timings)
             return release
 
     def lock(self, app: str) -> contextlib.AbstractAsyncContextManager[None]:
@@ -116,8 +127,7 @@ class Deployer:
             await self.registry.submit(unit.name, unit.text)
             await self.registry.set_desired(unit.name, "launched")
 
-    async def _wait_running(self, app: str, tag: str, units: list[InstanceUnit],
-                            emit: Emit) -> None:
+    async def _wait_running(self, app: str, tag: str, units: list[InstanceUnit]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         names = {u.name for u in units}
         want_web = sum(1 for u in units if u.process == "web")
@@ -129,7 +139,6 @@ class Deployer:
             active = [n for n, s in states.items() if s.active_state == "active"]
             web = await self._endpoints(app, tag)
             if len(active) == len(names) and len(web) >= want_web:
-                emit(f"-----> {len(names)} instance(s) running")
                 return
             if time.monotonic() > deadline:
                 waiting = sorted(names - set(active))
@@ -146,21 +155,23 @@ class Deployer:
         return [e for e in found if e.get("release") == tag]
 
     async def _check(self, app: str, tag: str, units: list[InstanceUnit],
-                     release: Release, emit: Emit) -> None:
+                     release: Release, emit: Emit, watch: Stopwatch) -> None:
         plan = CheckPlan.from_json(release.checks)
         settings = await self.state.checks(app)
         disabled = set(settings.get("disabled", []))
         if "_all_" in disabled:
             emit("-----> Zero downtime checks disabled, skipping")
+            watch.lap("checks")
             return
         # Explicit checks prove the app works; without them, it must at least stay up a while.
         explicit = bool(plan.checks.get("web")) and "web" not in disabled
-        wait = float(settings.get("wait") or (0.5 if explicit else plan.wait))
+        wait = plan.stay_up(settings, float(self.config.checks_wait), explicit=explicit)
         if "web" not in disabled:
             for ep in await self._endpoints(app, tag):
                 await self._check_endpoint(ep, plan.checks.get("web", ()), settings, emit)
-        emit(f"-----> Waiting {wait:g}s to make sure the processes stay up")
-        await asyncio.sleep(wait)
+        if wait > 0:
+            emit(f"-----> Waiting {wait:g}s to make sure the processes stay up")
+            await asyncio.sleep(wait)
         names = {u.name for u in units}
         states = {s.unit: s for s in await self.registry.unit_states() if s.unit in names}
         down = sorted(n for n in names if states.get(n) is None
@@ -169,7 +180,7 @@ class Deployer:
         if down or len(web_eps) < sum(1 for u in units if u.process == "web"):
             raise DeployError(f"{', '.join(down) or 'a web instance'} did not stay up"
                               + (await self._logs(down[0]) if down else ""))
-        emit("-----> Health checks passed")
+        emit(f"-----> Health checks passed {took(watch.lap('checks'))}")
 
     async def _check_endpoint(self, ep: Mapping[str, Any], checks: tuple[Check, ...],
                               settings: Mapping[str, Any], emit: Emit) -> None:
@@ -223,7 +234,9 @@ class Deployer:
             await self.engine.remove(cid, force=True)
         return code, "\n".join(lines)
 
-    async def _switch(self, app: str, release: Release, tag: str, emit: Emit) -> None:
+    async def _switch(self, app: str, release: Release, tag: str, emit: Emit,
+                      watch: Stopwatch | None = None) -> None:
+        watch = watch or Stopwatch()
         await self.state.set_current(app, release.version)
         switched = await self.store.put(route_keys.active_key(app), route_keys.encode_active(tag))
         await self.state.ensure_routed(app)
@@ -240,8 +253,8 @@ class Deployer:
             late = ", ".join(await self._routers_behind(switched))
             emit(f" !     The router of {late} has not taken the switch after {ROUTE_TIMEOUT:g}s; "
                  f"old instances are kept up to {ROUTE_TIMEOUT:g}s longer, then retired")
-        emit(f"-----> Switched traffic to {release.label}; retiring {len(old)} old instance(s) "
-             f"in {DRAIN_SECONDS:g}s")
+        emit(f"-----> Switched traffic to {release.label} {took(watch.lap('switch'))}; retiring "
+             f"{len(old)} old instance(s) in {DRAIN_SECONDS:g}s")
         # Like Dokku's DOKKU_WAIT_TO_RETIRE, old instances finish their requests in the
         # background; the deploy is done once traffic has switched.
         task = asyncio.create_task(self._retire(old, switched, live))

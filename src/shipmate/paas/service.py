@@ -23,6 +23,7 @@ from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
 from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.state import PaasState
+from shipmate.paas.timings import Stopwatch, summary, took
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
 from shipmate.scheduler.registry import Registry
@@ -109,17 +110,19 @@ class Paas:
         a = await self.state.get_app(app)
         if a.locked:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
+        watch = Stopwatch()
         emit(f"-----> Building {app} (revision {rev[:7]})")
         network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
         result = await builder.build(self._engine(), app, rev, tar, emit, buildargs=buildargs,
                                      network=network,
                                      limits=builder.BuildLimits.from_config(self.config))
+        emit(f"-----> Build done {took(watch.lap('build'))}")
         config = await self.state.config(app)
         await self._ensure_formation(app, result.processes)
         release = await self.deployer.deploy(app, lambda v: Release(
             v, result.image, config, {}, result.processes, rev, time.time(),
             f"Deploy {rev[:7]}", result.checks.to_json()), emit,
-            release_command=result.release_command)
+            release_command=result.release_command, watch=watch)
         await self._deployed(app, release, emit)
 
     async def _ensure_formation(self, app: str, processes: Mapping[str, str]) -> None:
@@ -129,7 +132,8 @@ class Paas:
         await self.state.set_formation(app, formation)
 
     async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
-        emit(f"=====> Application deployed: {release.label}")
+        emit(f"=====> Application deployed: {release.label}"
+             + (f" in {summary(release.timings)}" if release.timings else ""))
         for url in await self.urls(app):
             emit(f"       {url}")
 

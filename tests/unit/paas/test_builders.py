@@ -80,3 +80,15 @@ def test_declared_checks_are_bounded_too() -> None:
         parse_app_json('{"healthchecks": {"web": [{"timeout": 0.1}]}}')
     with pytest.raises(ValidationError, match=r"CHECKS line 1: wait 100000 is out of range"):
         parse_checks_file("WAIT=100000\n/ ok\n")
+
+
+def test_stay_up_wait_only_without_explicit_checks_unless_set() -> None:
+    plain, waits = CheckPlan({}), CheckPlan({}, 7.0)
+    assert plain.stay_up({}, 3.0, explicit=False) == 3.0  # the checks_wait setting
+    assert waits.stay_up({}, 3.0, explicit=False) == 7.0  # CHECKS WAIT=
+    assert plain.stay_up({}, 3.0, explicit=True) == 0.0  # explicit checks: none
+    assert plain.stay_up({"wait": 0}, 3.0, explicit=False) == 0.0  # checks:set wait 0
+    assert waits.stay_up({"wait": 2}, 3.0, explicit=True) == 2.0
+    _, none_given = parse_checks_file("/ ok\n")
+    assert none_given is None and "wait" not in CheckPlan({}).to_json()
+    assert CheckPlan.from_json({"wait": 3.0, "checks": {}}).wait == 3.0  # an older record
