@@ -41,6 +41,11 @@ DRAIN_SECONDS = 2.0
 # How long a deploy waits for every live router to make the switch live (and, if one has not,
 # how much longer the old instances are kept before they are retired anyway).
 ROUTE_TIMEOUT = 30.0
+# How often a check asks again while the new process does not answer yet, and how often the
+# deploy looks whether the new instances run: a warm deploy is about a second, every poll
+# interval shows in it.
+NOT_UP_POLL = 0.1
+START_POLL = 0.1
 
 
 class RouterProgress(Protocol):
@@ -147,7 +152,7 @@ class Deployer:
                     f"{', '.join(waiting) or 'web endpoints missing'}"
                     + (await self._logs(waiting[0]) if waiting else ""),
                     hint="check `shipmate fleet list-units` and the app's logs")
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(START_POLL)
 
     async def _endpoints(self, app: str, tag: str) -> list[dict[str, Any]]:
         kvs, _ = await self.store.range(f"{route_keys.ENDPOINTS_PREFIX}{app}/web/")
@@ -304,23 +309,37 @@ class Deployer:
 
 async def _http_check(base: str, check: Check, *, default_only: bool) -> None:
     """GET ``check.path`` until it answers as expected or the attempts run out. The default
-    check only needs the port to answer HTTP with a status below 500."""
-    last = "no answer"
-    for attempt in range(max(1, check.attempts)):
-        if attempt:
-            await asyncio.sleep(max(check.wait, 1.0))
-        try:
-            timeout = aiohttp.ClientTimeout(total=check.timeout)
-            async with aiohttp.ClientSession(timeout=timeout) as s, s.get(
-                    base + check.path, allow_redirects=False) as resp:
-                body = await resp.text(errors="replace")
-            ok = resp.status < 500 if default_only else 200 <= resp.status < 400
-            if ok and (not check.content or check.content in body):
-                return
-            last = (f"HTTP {resp.status}" if not ok
-                    else f"expected content {check.content!r} not found")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            last = type(exc).__name__
+    check only needs the port to answer HTTP with a status below 500.
+
+    A port that does not answer HTTP yet (the app is still starting: refused, or reset by the
+    engine's port proxy) is asked again every :data:`NOT_UP_POLL` seconds without using up an
+    attempt, for as long as the attempts would last; an answer that fails (a 5xx, the wrong
+    content, a timeout) uses one and waits the check's pause (``wait``, at least 1 s)."""
+    pause = max(check.wait, 1.0)
+    loop = asyncio.get_running_loop()
+    starting_until = loop.time() + max(1, check.attempts) * pause
+    last, failed = "no answer", 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=check.timeout)) as s:
+        while True:
+            try:
+                async with s.get(base + check.path, allow_redirects=False) as resp:
+                    body = await resp.text(errors="replace")
+                ok = resp.status < 500 if default_only else 200 <= resp.status < 400
+                if ok and (not check.content or check.content in body):
+                    return
+                last = (f"HTTP {resp.status}" if not ok
+                        else f"expected content {check.content!r} not found")
+            except TimeoutError as exc:
+                last = type(exc).__name__
+            except aiohttp.ClientError as exc:
+                last = type(exc).__name__
+                if loop.time() < starting_until:
+                    await asyncio.sleep(NOT_UP_POLL)
+                    continue
+            failed += 1
+            if failed >= max(1, check.attempts):
+                break
+            await asyncio.sleep(pause)
     raise DeployError(f"health check {check.path} failed after {check.attempts} attempts: {last}",
                       hint="the release was not switched to; fix the app and push again")
 
