@@ -161,6 +161,7 @@ class Deployer:
 
     async def _check(self, app: str, tag: str, units: list[InstanceUnit],
                      release: Release, emit: Emit, watch: Stopwatch) -> None:
+        running_since = time.monotonic()  # the instances were just seen running
         plan = CheckPlan.from_json(release.checks)
         settings = await self.state.checks(app)
         disabled = set(settings.get("disabled", []))
@@ -175,8 +176,10 @@ class Deployer:
             for ep in await self._endpoints(app, tag):
                 await self._check_endpoint(ep, plan.checks.get("web", ()), settings, emit)
         if wait > 0:
-            emit(f"-----> Waiting {wait:g}s to make sure the processes stay up")
-            await asyncio.sleep(wait)
+            # Staying up counts from when they ran, so the checks' own time is part of it.
+            emit(f"-----> Waiting {wait:g}s (since they started) to make sure the processes "
+                 "stay up")
+            await asyncio.sleep(wait - (time.monotonic() - running_since))
         names = {u.name for u in units}
         states = {s.unit: s for s in await self.registry.unit_states() if s.unit in names}
         down = sorted(n for n in names if states.get(n) is None
