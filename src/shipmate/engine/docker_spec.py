@@ -116,6 +116,8 @@ def create_args(spec: ContainerSpec, extra_labels: Mapping[str, str] | None = No
     if spec.network:
         host["network_mode"] = spec.network
     host.update(resource_limits(spec))
+    if spec.init:
+        host["init"] = True  # dockerd's docker-init (tini) as PID 1
     return CreateArgs(create=create, host_config=host)
 
 

@@ -181,7 +181,7 @@ async def releases(request: web.Request) -> web.Response:
     current = await paas.state.current(app)
     return web.json_response([
         {"version": r.version, "created_at": _iso(r.created), "git_rev": r.git_rev,
-         "image": r.image, "description": r.description,
+         "image": r.image, "description": r.description, "timings": dict(r.timings),
          "current": current is not None and current.version == r.version}
         for r in await paas.state.releases(app)])
 

@@ -20,6 +20,7 @@ from shipmate.paas.builders import appjson
 from shipmate.paas.builders.checks import CheckPlan, plan_checks
 from shipmate.paas.builders.detect import NODE_MAJOR, BuildPlan, detect, processes
 from shipmate.paas.model import parse_procfile
+from shipmate.spec.labels import APP_LABEL
 
 Emit = Callable[[str], None]
 LABELS = {"dockerfile": "Dockerfile", "nodejs": "Node.js", "python": "Python",
@@ -102,6 +103,16 @@ def _read_small(root: Path, name: str) -> str | None:
     return None
 
 
+def labelled(dockerfile: str, labels: Mapping[str, str]) -> str:
+    """A generated Dockerfile with ``labels`` set right after its ``FROM`` line (pure). There
+    they are cached with the steps before the code; given to the classic builder as build
+    labels instead, they become a last ``LABEL`` step that misses the cache on every code
+    change and costs a container and a commit. Values are app names and such (no quotes)."""
+    first, _, rest = dockerfile.partition("\n")
+    words = " ".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    return f"{first}\nLABEL {words}\n{rest}" if labels else dockerfile
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """What the unpacked tree says: the build plan, the Procfile, the checks, app.json and the
@@ -114,8 +125,9 @@ class Prepared:
     dockerfile: str
 
 
-def prepare(tar: bytes, root: Path) -> Prepared:
-    """Unpack and inspect the tree (blocking file work)."""
+def prepare(tar: bytes, root: Path, labels: Mapping[str, str]) -> Prepared:
+    """Unpack and inspect the tree (blocking file work); a generated Dockerfile carries
+    ``labels``."""
     unpack(tar, root)
     procfile = parse_procfile(_read_small(root, "Procfile") or "")
     texts = {n: t for n in ("app.json", "CHECKS") if (t := _read_small(root, n)) is not None}
@@ -123,7 +135,7 @@ def prepare(tar: bytes, root: Path) -> Prepared:
     plan = detect({p.name for p in root.iterdir()}, procfile)
     dockerfile = "Dockerfile"
     if plan.dockerfile is not None:
-        (root / GENERATED_DOCKERFILE).write_text(plan.dockerfile)
+        (root / GENERATED_DOCKERFILE).write_text(labelled(plan.dockerfile, labels))
         dockerfile = GENERATED_DOCKERFILE
     return Prepared(plan, procfile, plan_checks(texts), app_json, dockerfile)
 
@@ -148,8 +160,12 @@ async def build(engine: Engine, app: str, rev: str, tar: bytes, emit: Emit, *,
     """Build the pushed tree of ``app`` at ``rev`` into an image, on Docker network
     ``network`` (the sandbox's, see :mod:`.sandbox`; ``host`` for none), within ``limits``."""
     bounds = limits or BuildLimits()
+    # The image's labels: the app (images are served to other machines only with it). The
+    # revision is in the image's tag, not in a label: a label that changes with every push
+    # would be one more uncached step.
+    labels = {APP_LABEL: app}
     with tempfile.TemporaryDirectory(prefix=f"shipmate-build-{app}-") as tmp:
-        prepared = await asyncio.to_thread(prepare, tar, Path(tmp))
+        prepared = await asyncio.to_thread(prepare, tar, Path(tmp), labels)
         plan = prepared.plan
         emit(f"-----> {LABELS[plan.builder]} app detected")
         for line in notices(prepared):
@@ -162,7 +178,7 @@ async def build(engine: Engine, app: str, rev: str, tar: bytes, emit: Emit, *,
                     tmp, f"shipmate/app-{app}:{rev[:12] or 'latest'}",
                     dockerfile=prepared.dockerfile,
                     buildargs=dict(buildargs), network_mode=network,
-                    labels={"shipmate.app": app, "shipmate.git-rev": rev},
+                    labels=labels if plan.dockerfile is None else None,
                     on_line=_capped(emit, bounds.max_output_bytes))
         except TimeoutError:
             raise BuildError(f"the build of {app} took longer than {bounds.timeout:g}s and "

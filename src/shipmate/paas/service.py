@@ -26,6 +26,7 @@ from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
 from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
 from shipmate.paas.state import PaasState, app_key
+from shipmate.paas.timings import Stopwatch, summary, took
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
 from shipmate.router import keys as route_keys
 from shipmate.scheduler.registry import Registry
@@ -112,11 +113,13 @@ class Paas:
         a = await self.state.get_app(app)
         if a.locked:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
+        watch = Stopwatch()
         emit(f"-----> Building {app} (revision {rev[:7]})")
         network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
         result = await builder.build(self._engine(), app, rev, tar, emit, buildargs=buildargs,
                                      network=network,
                                      limits=builder.BuildLimits.from_config(self.config))
+        emit(f"-----> Build done {took(watch.lap('build'))}")
         config = await self.state.config(app)
         await self._ensure_formation(app, result.processes, result.app_json.formation)
         scripts = {"predeploy": result.app_json.predeploy,
@@ -124,7 +127,7 @@ class Paas:
         release = await self.deployer.deploy(app, lambda v: Release(
             v, result.image, config, {}, result.processes, rev, time.time(),
             f"Deploy {rev[:7]}", result.checks.to_json()), emit,
-            release_command=result.release_command, scripts=scripts)
+            release_command=result.release_command, scripts=scripts, watch=watch)
         await self._deployed(app, release, emit)
 
     async def _ensure_formation(self, app: str, processes: Mapping[str, str],
@@ -136,7 +139,8 @@ class Paas:
                                                               processes))
 
     async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
-        emit(f"=====> Application deployed: {release.label}")
+        emit(f"=====> Application deployed: {release.label}"
+             + (f" in {summary(release.timings)}" if release.timings else ""))
         if (await self.state.formation(app)).get("web", 0) < 1:
             emit("       (no web process: the app has no route)")
             return

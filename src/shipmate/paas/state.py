@@ -188,6 +188,16 @@ class PaasState:
         if not res.succeeded:
             raise ConflictError(f"release v{release.version} of {name} exists already")
 
+    async def set_timings(self, name: str, version: int, timings: Mapping[str, float]) -> None:
+        """Keep how long the deploy of a recorded release took (known only after its switch,
+        when the record exists already); the rest of the record is unchanged."""
+        key = app_key(name, f"releases/{version:06d}")
+        kv = await self.store.get(key)
+        if kv is None:
+            return
+        done = dataclasses.replace(Release.from_json(kv.value), timings=dict(timings))
+        await self.store.txn([Compare.mod_is(key, kv.mod_revision)], [Op.put(key, done.to_json())])
+
     async def current(self, name: str) -> Release | None:
         """The release that takes traffic, if any."""
         data = await self._json(app_key(name, "current"), None)

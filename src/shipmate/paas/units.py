@@ -122,8 +122,10 @@ def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
                env: Mapping[str, str], git_rev: str, image_source: str = "",
                limits: list[str] | None = None, port: int = CONTAINER_PORT) -> str:
     full_env = {**env, "PORT": str(port), "DYNO": f"{proc}.{i}", "GIT_REV": git_rev}
+    # RunInit: an init as PID 1 (Dokku runs apps under tini too), so an app that never set up
+    # a SIGTERM handler still stops at once when an old instance is retired.
     lines = ["[Unit]", f"Description={app} {proc}.{i} ({tag})", "", "[Container]",
-             f"Image={image}", *(limits or [])]
+             f"Image={image}", "RunInit=true", *(limits or [])]
     if command:
         # `exec VAR=x cmd` would try to run "VAR=x": a Procfile line that sets variables first
         # (Dokku runs them through a shell) runs through `env`.

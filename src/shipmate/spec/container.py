@@ -22,8 +22,11 @@ MANAGED_LABEL = "shipmate.managed"
 #: Networks whose names start with this belong to Shipmate (a service and the apps linked to
 #: it): the engine creates one that is missing when a container names it.
 OWNED_NETWORK_PREFIX = "shipmate-svc-"
-#: Fields left out of a spec's JSON (and so its hash) while unset.
-OPTIONAL_FIELDS = ("memory", "memory_reservation", "cpus")
+#: Fields added after containers were first labelled with their hash, with their defaults:
+#: left out of a spec's JSON (and so its hash) while at the default, so that an upgrade does
+#: not see every existing container as changed (and replace it).
+LATER_FIELDS: Mapping[str, Any] = {"networks": (), "memory": None, "memory_reservation": None,
+                                   "cpus": None, "init": False}
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 
 
@@ -95,6 +98,10 @@ class ContainerSpec:
     memory: int | None = None
     memory_reservation: int | None = None
     cpus: float | None = None
+    #: Run an init as PID 1 (Docker's ``--init``, tini): it forwards signals to the process
+    #: and reaps zombies, so a process that never expected to be PID 1 still stops on
+    #: SIGTERM at once instead of being killed after the stop timeout.
+    init: bool = False
 
     def __post_init__(self) -> None:
         validate_container_name(self.name)
@@ -123,16 +130,12 @@ class ContainerSpec:
         return tuple(n for n in names if n and n.startswith(OWNED_NETWORK_PREFIX))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; :func:`spec_from_json` reverses it. Fields that did not exist
-        before (``networks`` while empty, :data:`OPTIONAL_FIELDS` while unset) are left out,
-        so the hash of every spec that does not use them stays what it was (containers
-        running them are adopted, not replaced)."""
+        """A JSON-able dict; :func:`spec_from_json` reverses it. :data:`LATER_FIELDS` are left
+        out while at their defaults."""
         data = dataclasses.asdict(self)
-        if not self.networks:
-            del data["networks"]
-        for field in OPTIONAL_FIELDS:
-            if data[field] is None:
-                del data[field]
+        for key, default in LATER_FIELDS.items():
+            if data[key] == default:
+                del data[key]
         return data
 
 
@@ -188,5 +191,6 @@ def spec_from_json(data: Mapping[str, Any]) -> ContainerSpec:
 
 def spec_hash(spec: ContainerSpec) -> str:
     """SHA-256 of the canonical JSON form (first 16 hex digits are enough to label with)."""
-    text = json.dumps(spec.to_json(), sort_keys=True, separators=(",", ":"))
+    data = spec.to_json()
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

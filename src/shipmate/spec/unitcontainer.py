@@ -3,9 +3,10 @@
 Recognised keys (all others are refused, as Quadlet does): ``Image`` (required), ``Exec``,
 ``Entrypoint``, ``Environment``, ``EnvironmentFile``, ``PublishPort``, ``Volume``, ``Label``,
 ``HealthCmd``, ``HealthInterval``, ``HealthTimeout``, ``HealthRetries``, ``HealthStartPeriod``,
-``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``, and the resource
-limits ``Memory=`` (``256m``; systemd's ``MemoryMax=`` is accepted too),
-``MemoryReservation=`` and ``CPUQuota=`` (``50%`` is half a CPU). ``Restart=`` in
+``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``, ``RunInit`` (an init
+as PID 1, Docker's ``--init``: ``true``/``false``), and the resource limits ``Memory=``
+(``256m``; systemd's ``MemoryMax=`` is accepted too), ``MemoryReservation=`` and ``CPUQuota=``
+(``50%`` is half a CPU). ``Restart=`` in
 ``[Service]`` becomes the container's restart policy (``no``, ``always``, ``on-failure``).
 """
 
@@ -31,7 +32,10 @@ KEYS = (
     "Label", "HealthCmd", "HealthInterval", "HealthTimeout", "HealthRetries",
     "HealthStartPeriod", "Network", "User", "WorkingDir", "ContainerName", "HostName",
     "Memory", "MemoryMax", "MemoryReservation", "CPUQuota",
+    "RunInit",
 )
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}
 _RESTART = {"no": "no", "always": "always", "on-failure": "on-failure",
             "unless-stopped": "unless-stopped"}
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -91,6 +95,7 @@ def container_spec(
         working_dir=_last(opts, "WorkingDir"),
         user=_last(opts, "User"),
         **_resources(opts),
+        init=_flag(opts, "RunInit"),
     )
 
 
@@ -151,6 +156,17 @@ def _split(opt: UnitOption) -> list[str]:
 def _argv(opts: list[UnitOption], name: str) -> list[str] | None:
     found = [o for o in opts if o.name == name]
     return _split(found[-1]) if found and found[-1].value else None
+
+
+def _flag(opts: list[UnitOption], name: str) -> bool:
+    found = [o for o in opts if o.name == name]
+    if not found or not found[-1].value:
+        return False
+    value = _BOOLEANS.get(found[-1].value.lower())
+    if value is None:
+        raise ValidationError(f"line {found[-1].line}: {name}={found[-1].value!r} is not a "
+                              "boolean", hint=f"use {name}=true or {name}=false")
+    return value
 
 
 def _pairs(opts: list[UnitOption], name: str) -> dict[str, str]:

@@ -164,3 +164,22 @@ def test_resource_limits_are_diffed_and_unset_ones_keep_old_hashes() -> None:
     assert [(c.field, c.old, c.new) for c in drift] == [
         ("memory", "1073741824", str(64 * 2**20))]
     assert drift[0].replace
+
+
+def test_init_is_a_replace_and_a_label_from_before_the_field_means_no_init() -> None:
+    s = spec()
+    old_label = applied_label(s).replace(',"init":false', "")  # written before `init` existed
+    assert '"init"' not in old_label
+    info = created_from(s)
+    info = ContainerInfo(**{**info.__dict__, "labels": {**info.labels,
+                                                        APPLIED_LABEL: old_label}})
+    assert diff(s, info, image_id=IMG) == ()
+    (change,) = diff(spec(init=True), info, image_id=IMG)
+    assert (change.field, change.old, change.new, change.replace) == ("init", "false", "true",
+                                                                      True)
+
+
+def test_init_switched_behind_shipmates_back_is_noticed() -> None:
+    s = spec(init=True)
+    assert diff(s, created_from(s, HostConfig={"Init": True}), image_id=IMG) == ()
+    assert fields(diff(s, created_from(s, HostConfig={"Init": None}), image_id=IMG)) == ["init"]

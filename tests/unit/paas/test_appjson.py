@@ -90,13 +90,13 @@ def _tar(files: dict[str, str]) -> bytes:
 def test_build_notices_one_line_each(tmp_path: Path) -> None:
     tree = {"package.json": "{}", "app.json": '{"engines": {"node": "20.x"}, "addons": [],'
             ' "image": "x", "healthchecks": {"web": [{"path": "/h"}]}}'}
-    prepared = prepare(_tar(tree), tmp_path)
+    prepared = prepare(_tar(tree), tmp_path, {})
     assert notices(prepared) == [
         "-----> app.json: ignoring addons, image (not used by Shipmate)",
         " !     app.json engines.node asks for 20.x; building with Node.js 18 "
         "(shipmate/node:18), the version installed"]
     assert prepared.checks.checks == {"web": (Check("/h"),)}
-    plain = prepare(_tar({"package.json": "{}"}), tmp_path / "plain")
+    plain = prepare(_tar({"package.json": "{}"}), tmp_path / "plain", {})
     assert notices(plain) == []
 
 

@@ -80,3 +80,10 @@ def test_a_procfile_command_that_sets_variables_first_runs_through_env() -> None
                              {"web": 1}, {}, "a" * 40)
     assert _spec(unit.name, unit.text).command == (
         "/bin/sh", "-c", "exec env FOO=$PORT node s.js")
+
+
+def test_app_instances_run_under_an_init() -> None:
+    (unit,) = instance_units("app", "v1-0000", "sha256:img", {"web": "python3 app.py"},
+                             {"web": 1}, {}, "a" * 40)
+    parsed = parse_unit(unit.name, unit.text)
+    assert container_spec(parsed.file, unit.name, hostname="h", machine_id="m").init is True

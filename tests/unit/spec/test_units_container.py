@@ -120,3 +120,16 @@ def test_resource_keys_become_spec_limits() -> None:
         spec_of("Memory=lots")
     with pytest.raises(ValidationError, match="CPUQuota="):
         spec_of("CPUQuota=fast")
+
+
+@pytest.mark.parametrize(("value", "init"), [("true", True), ("yes", True), ("false", False),
+                                             ("", False)])
+def test_run_init(value: str, init: bool) -> None:
+    unit = parse_unit("c.container", f"[Container]\nImage=i\nRunInit={value}\n")
+    assert container_spec(unit.file, "c.container", hostname="h", machine_id="m").init is init
+
+
+def test_run_init_must_be_a_boolean() -> None:
+    with pytest.raises(ValidationError, match="RunInit='sometimes' is not a boolean"):
+        unit = parse_unit("c.container", "[Container]\nImage=i\nRunInit=sometimes\n")
+        container_spec(unit.file, "c.container", hostname="h", machine_id="m")

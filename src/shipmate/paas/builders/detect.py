@@ -6,7 +6,10 @@ Detection order (first match wins): Dockerfile, Node.js (package.json), Python
 image with the runtime its commands name, :func:`runtime_image`).
 
 Generated Dockerfiles copy the dependency manifests first and install dependencies in their
-own layer, so a push that changes only code reuses that layer. Package registries are reached
+own layer, so a push that changes only code reuses that layer; everything else (``ENV``,
+``EXPOSE``, ``CMD``) comes before the code too, so a code-only push builds exactly one new
+step, the final ``COPY`` (with Docker's classic builder every step that misses the cache,
+even a metadata one, costs a container and a commit). Package registries are reached
 through build arguments (``NPM_CONFIG_REGISTRY``, ``PIP_INDEX_URL``, ...) pointing at
 Shipmate's package cache: ``ARG`` values are visible to ``RUN`` steps but not kept in the
 image's environment.
@@ -48,48 +51,48 @@ def _args() -> str:
 
 NODE = """FROM shipmate/node:18
 {args}WORKDIR /app
+ENV NODE_ENV=production PORT=5000
+EXPOSE 5000
+CMD ["npm", "start"]
 COPY package*.json npm-shrinkwrap.json* ./
 RUN if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; \\
     then npm ci --omit=dev --no-audit --no-fund; \\
     else npm install --omit=dev --no-audit --no-fund; fi
 COPY . .
-ENV NODE_ENV=production PORT=5000
-EXPOSE 5000
-CMD ["npm", "start"]
 """
 
 PYTHON_REQUIREMENTS = """FROM shipmate/python:3.11
 {args}WORKDIR /app
 RUN python3 -m venv /venv
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PORT=5000
+EXPOSE 5000
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-EXPOSE 5000
 """
 
 PYTHON_PROJECT = """FROM shipmate/python:3.11
 {args}WORKDIR /app
 RUN python3 -m venv /venv
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PORT=5000
+EXPOSE 5000
 COPY pyproject.toml ./
 COPY . .
 RUN pip install --no-cache-dir .
-EXPOSE 5000
 """
 
 STATIC = """FROM shipmate/python:3.11
 WORKDIR /app
-COPY . .
 ENV PORT=5000
 EXPOSE 5000
+COPY . .
 """
 
 PROCFILE_ONLY = """FROM {image}
 WORKDIR /app
-COPY . .
 ENV PORT=5000
 EXPOSE 5000
+COPY . .
 """
 
 
