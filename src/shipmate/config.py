@@ -108,6 +108,9 @@ class Config:
     build_max_image_bytes: int = setting(8 * 2**30, "largest image a build may produce")
     build_max_output_bytes: int = setting(
         8 * 2**20, "build output streamed to the pusher, in bytes; beyond it lines are left out")
+    checks_wait: float = setting(
+        3.0, "seconds a new release without explicit health checks must stay up before it "
+        "takes traffic (per app: checks:set APP wait N)")
     # image distribution between machines (no registry)
     api_port: int = setting(
         0, "TCP port serving other machines this machine's app images (0: off; same on all)")
@@ -159,6 +162,10 @@ def _check(config: Config) -> None:
         raise ConfigError(f"events_max is {config.events_max}, not above 0",
                           hint="set SHIPMATE_EVENTS_MAX to how many events to keep "
                                "(see docs/events.md)")
+    if not 0 <= config.checks_wait <= 600:
+        raise ConfigError(f"checks_wait is {config.checks_wait}, not within 0-600 seconds",
+                          hint="set SHIPMATE_CHECKS_WAIT to seconds from 0 to 600 "
+                          "(see docs/paas.md)")
     for name in ("cache_header_timeout", "cache_client_connections"):
         value = getattr(config, name)
         if value <= 0:

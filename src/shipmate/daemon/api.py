@@ -72,6 +72,10 @@ def make_app(daemon: Daemon) -> web.Application:
 
     from shipmate.agent.api import add_fleet_routes
     from shipmate.paas.api import add_paas_routes
+    from shipmate.paas.storage import Storage
+    from shipmate.paas.storage_api import add_storage_routes
+    from shipmate.services.api import add_service_routes
+    from shipmate.services.manager import ServiceManager
     from shipmate.web.audit_http import add_events_routes, audit_middleware
     from shipmate.web.metrics import add_metrics_route
 
@@ -94,6 +98,9 @@ def make_app(daemon: Daemon) -> web.Application:
         from shipmate.paas.certs_api import add_certs_routes
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
+    add_storage_routes(app, Storage(wiring.store, wiring.config))
+    add_service_routes(app, ServiceManager(wiring.store, wiring.engine, wiring.config,
+                                           wiring.paas))
     if wiring.events is not None:
         add_events_routes(app, wiring.events)
     add_metrics_route(app, wiring.cache)

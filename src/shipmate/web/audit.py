@@ -148,6 +148,45 @@ def _auto_renew(match: Params, query: Params, body: Body) -> Described:
     return Described("letsencrypt:auto-renew", app_of(body.get("app")))
 
 
+def _resources(match: Params, query: Params, body: Body) -> Described:
+    kind = str(body.get("kind", ""))
+    kind = kind if kind in ("limit", "reserve") else "limit"
+    clear = body.get("clear") is True
+    values = body.get("set")
+    pairs = " ".join(f"{k}={v}" for k, v in sorted(values.items(), key=lambda kv: str(kv[0]))
+                     ) if isinstance(values, dict) else ""
+    proc = body.get("process_type")
+    summary = " ".join(p for p in (f"{proc}" if isinstance(proc, str) and proc else "", pairs)
+                       if p)
+    return Described(f"resource:{kind}{'-clear' if clear else ''}", app_of(match.get("app")),
+                     summary)
+
+
+def _ports(match: Params, query: Params, body: Body) -> Described:
+    verb = next((v for v in ("clear", "set", "add", "remove") if body.get(v)), "set")
+    return Described(f"ports:{verb}", app_of(match.get("app")),
+                     "" if verb == "clear" else names(body.get(verb)))
+
+
+def _to_new_app(verb: str) -> Audited:
+    """rename / clone: the app, and the new name in the summary."""
+    return _plain(verb, lambda m, q, b: f"to {app_of(b.get('name')) or '?'}"
+                  + (" (skip deploy)" if b.get("skip_deploy") is True else ""))
+
+
+def _service(verb: str, summary: Callable[[Params, Params, Body], str] | None = None,
+             *, reads_body: bool = True) -> Audited:
+    """A change of a service (``postgres:create``...): the service's name in the summary,
+    the app it is linked to (if any) as the app."""
+    def describe(match: Params, query: Params, body: Body) -> Described:
+        kind = match.get("kind", "service")
+        name = match.get("name") or str(body.get("name", ""))
+        more = summary(match, query, body) if summary else ""
+        return Described(f"{kind[:20]}:{verb}", app_of(body.get("app")),
+                         " ".join(p for p in (name[:64], more) if p))
+    return Audited(describe, reads_body)
+
+
 def _key(verb: str) -> Audited:
     return Audited(lambda m, q, b: Described(verb, "", m.get("key", "")[:200]), False)
 
@@ -189,6 +228,26 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/fleet/submit"): _fleet("submit"),
     ("POST", "/v1/fleet/desired"): Audited(_fleet_desired),
     ("POST", "/v1/fleet/destroy"): _fleet("destroy"),
+    # Dokku's everyday commands
+    ("POST", "/v1/apps/{app}/resources"): Audited(_resources),
+    ("POST", "/v1/apps/{app}/rebuild"): _plain("ps:rebuild", reads_body=False),
+    ("POST", "/v1/apps/{app}/rename"): _to_new_app("apps:rename"),
+    ("POST", "/v1/apps/{app}/clone"): _to_new_app("apps:clone"),
+    ("POST", "/v1/apps/{app}/from-image"): _plain("git:from-image", _field("image")),
+    ("POST", "/v1/apps/{app}/load-image"): _plain(
+        "git:load-image", lambda m, q, b: q.get("image", "")[:200], reads_body=False),
+    ("POST", "/v1/apps/{app}/ports"): Audited(_ports),
+    ("POST", "/v1/storage/directories"): _plain("storage:ensure-directory", _field("name")),
+    ("POST", "/v1/apps/{app}/storage"): _plain("storage:mount", _field("mount")),
+    ("POST", "/v1/apps/{app}/storage/unmount"): _plain("storage:unmount", _field("mount")),
+    # services (postgres:*, redis:*): dumps and statements are never read here
+    ("POST", "/v1/services/{kind}"): _service("create", _field("version")),
+    ("DELETE", "/v1/services/{kind}/{name}"): _service("destroy", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/restart"): _service("restart", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/link"): _service("link", _field("alias", "as ")),
+    ("POST", "/v1/services/{kind}/{name}/unlink"): _service("unlink"),
+    ("POST", "/v1/services/{kind}/{name}/import"): _service("import", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/connect"): _service("connect", reads_body=False),
     ("PUT", "/v1/kv/{key}"): _key("kv:put"),
     ("DELETE", "/v1/kv/{key}"): _key("kv:delete"),
 }

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from shipmate.config import load as load_config
 from shipmate.daemon.api import make_app
 from shipmate.errors import NotFoundError, ValidationError
 from shipmate.httpapi.client import ACTOR_ENV, DaemonClient
@@ -29,7 +30,8 @@ from shipmate.web.events import AuditEvent
 def _api_routes() -> set[tuple[str, str]]:
     """(method, route) of every route the daemon's API serves."""
     wiring = SimpleNamespace(store=None, agent=None, paas=None, certs=object(),
-                             letsencrypt=object(), events=None, cache=None)
+                             letsencrypt=object(), events=None, cache=None, engine=None,
+                             config=load_config({}, state_dir=Path("/nonexistent")))
     app = make_app(SimpleNamespace(wiring=wiring))  # type: ignore[arg-type]
     return {(r.method, r.resource.canonical) for r in app.router.routes()
             if r.resource is not None}
@@ -81,6 +83,26 @@ def test_fleet_verbs_from_the_desired_state() -> None:
     assert verb({"state": "loaded", "command": "stop"}) == "fleet stop"
     assert verb({"state": "launched", "command": "stop"}) == "fleet start"  # state decides
     assert verb({"state": "inactive"}) == "fleet unload"
+
+
+def test_everyday_and_service_changes() -> None:
+    def told(method: str, route: str, match: dict[str, str], body: dict[str, Any]
+             ) -> tuple[str, str, str]:
+        got = describe(method, route, match, {}, body)
+        assert got is not None
+        return got.verb, got.app, got.summary
+    assert told("POST", "/v1/apps/{app}/rename", {"app": "old"}, {"name": "new"}) == \
+        ("apps:rename", "old", "to new")
+    assert told("POST", "/v1/apps/{app}/resources", {"app": "web"},
+                {"kind": "reserve", "process_type": "worker", "set": {"memory": "256m"},
+                 "clear": False}) == ("resource:reserve", "web", "worker memory=256m")
+    assert told("POST", "/v1/apps/{app}/ports", {"app": "web"}, {"add": ["http:80:5000"]}) \
+        == ("ports:add", "web", "http:80:5000")
+    assert told("POST", "/v1/services/{kind}/{name}/link", {"kind": "postgres", "name": "db"},
+                {"app": "web", "alias": "REPORTS_DB"}) == \
+        ("postgres:link", "web", "db as REPORTS_DB")
+    assert told("POST", "/v1/services/{kind}", {"kind": "redis"}, {"name": "cache"}) == \
+        ("redis:create", "", "cache")
 
 
 def test_reads_and_unknown_changes() -> None:
