@@ -108,6 +108,9 @@ class Config:
     build_max_image_bytes: int = setting(8 * 2**30, "largest image a build may produce")
     build_max_output_bytes: int = setting(
         8 * 2**20, "build output streamed to the pusher, in bytes; beyond it lines are left out")
+    checks_wait: float = setting(
+        3.0, "seconds a new release without explicit health checks must stay up before it "
+        "takes traffic (per app: checks:set APP wait N)")
     # image distribution between machines (no registry)
     api_port: int = setting(
         0, "TCP port serving other machines this machine's app images (0: off; same on all)")
@@ -116,6 +119,12 @@ class Config:
         "127.0.0.0/8,::1/128", "client networks allowed on api_port (the cluster's subnet)")
     image_pull_timeout: float = setting(
         300.0, "seconds a unit waits for its image from another machine before it fails")
+    # the operator's view
+    events_max: int = setting(
+        10_000, "audit events kept in the store (shipmate events); older ones are pruned")
+    metrics_token_file: str = setting(
+        "", "file holding the bearer token that /metrics on api_port requires ('': /metrics "
+        "on the unix socket only)")
 
     def __post_init__(self) -> None:
         """Fill in the derived settings left unset, then refuse what cannot work."""
@@ -149,6 +158,14 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"unknown store backend {config.store!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
         )
+    if config.events_max < 1:
+        raise ConfigError(f"events_max is {config.events_max}, not above 0",
+                          hint="set SHIPMATE_EVENTS_MAX to how many events to keep "
+                               "(see docs/events.md)")
+    if not 0 <= config.checks_wait <= 600:
+        raise ConfigError(f"checks_wait is {config.checks_wait}, not within 0-600 seconds",
+                          hint="set SHIPMATE_CHECKS_WAIT to seconds from 0 to 600 "
+                          "(see docs/paas.md)")
     for name in ("cache_header_timeout", "cache_client_connections"):
         value = getattr(config, name)
         if value <= 0:

@@ -226,3 +226,26 @@ async def test_engine_address_is_explicit_not_from_environment(docker_host, monk
         assert (await engine.version())["ApiVersion"]
     finally:
         await engine.close()
+
+
+async def test_init_makes_a_pid_1_that_ignores_sigterm_stop_at_once(engine: DockerEngine,
+                                                                    base_image):
+    """`sleep` installs no SIGTERM handler: as PID 1 the kernel drops the signal and
+    `docker stop` waits out its timeout; under the init (docker-init, tini) it ends at once."""
+    took: dict[bool, float] = {}
+    codes: dict[bool, int] = {}
+    for init in (True, False):
+        spec = make_spec(name(f"init-{init}"), base_image, command=["sleep", "300"], init=init)
+        cid = await engine.create(spec, extra_labels={TEST_LABEL: RUN_ID})
+        await engine.start(cid)
+        started = time.monotonic()
+        await engine.stop(cid, timeout=3)
+        took[init] = time.monotonic() - started
+        info = await engine.inspect(cid)
+        assert info is not None and info.state == "exited"
+        codes[init] = info.exit_code
+        assert (info.raw.get("HostConfig") or {}).get("Init") is (True if init else None)
+        await engine.remove(cid, force=True)
+    assert took[True] < 1.5, took
+    assert took[False] >= 2.9, took  # the control: without the init, the whole timeout
+    assert codes == {True: 143, False: 137}

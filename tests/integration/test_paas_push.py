@@ -9,6 +9,7 @@ locked app refuses pushes; apps:destroy removes containers, units and the reposi
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -52,6 +53,16 @@ def test_push_of_the_example_app_serves_it_with_port_dyno_and_git_rev(paas: Paas
         assert line in out, line
     body = paas.wait_page(app, "Hello from Shipmate")
     assert f"revision {head(tree)[:7]}" in body and "Served by web.1" in body
+    # Each step says how long it took, and the release record keeps the breakdown.
+    for step in (r"-----> Build done \(\d+\.\d s\)", r"instance\(s\) running \(\d+\.\d s\)",
+                 r"Health checks passed \(\d+\.\d s\)", r"Switched traffic to v1 \(\d+\.\d s\)",
+                 r"Application deployed: v1 in \d+\.\d s: build "):
+        assert re.search(step, out), step
+    (release,) = json.loads(paas.ok("releases", app, "--format", "json"))
+    timings = release["timings"]
+    assert set(timings) == {"build", "start", "checks", "switch", "total"}, timings
+    assert all(v >= 0 for v in timings.values())
+    assert timings["total"] >= sum(v for k, v in timings.items() if k != "total") - 0.01
     (info,) = paas.containers(app)
     env = container_env(info)
     assert (env["PORT"], env["DYNO"], env["GIT_REV"]) == ("5000", "web.1", head(tree))

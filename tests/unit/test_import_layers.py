@@ -1,7 +1,8 @@
 """Dependencies between Shipmate's packages point down (DESIGN.md, "Layout"):
 
     cli -> daemon -> (paas, agent, router, scheduler, cache, services, web, cluster, importers)
-        -> (converge, store, engine, spec, testing) -> (errors, config, clock, netaddr, httpapi)
+        -> (converge, store, engine, spec, testing)
+        -> (errors, config, clock, netaddr, httpapi, metrics)
 
 Every import counts, function-local ones and ``TYPE_CHECKING`` ones too: a lazy import is
 still a dependency. Imports within one layer are allowed, cycles are not.
@@ -25,7 +26,8 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("paas", "agent", "router", "scheduler", "cache", "services", "web",
                      "cluster", "importers"), 3),
     **dict.fromkeys(("converge", "store", "engine", "spec", "testing"), 2),
-    **dict.fromkeys((ROOT_NAME, "errors", "config", "clock", "netaddr", "httpapi"), 1),
+    **dict.fromkeys((ROOT_NAME, "errors", "config", "clock", "netaddr", "httpapi", "metrics"),
+                    1),
 }
 
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from shipmate.agent.containers import ContainerJob, ContainerUnits, ImageFetcher
 from shipmate.agent.endpoints import EndpointWriter, unit_endpoints
+from shipmate.agent.jobs import UnitJobs
 from shipmate.agent.publish import Publisher
 from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
 from shipmate.agent.service import parse_environment_file, service_config
@@ -91,11 +92,13 @@ class Agent:
         self._grace_until: float | None = None
         self.mine: dict[str, LocalUnit] = {}  # placed here (loaded or launched)
         self.errors: dict[str, str] = {}  # units that could not be run here, why
-        self._starting: set[str] = set()  # being started by the reconcile pass under way
         self._reported: dict[str, UnitState] = {}
         self._wake = asyncio.Event()
         self._report_soon = asyncio.Event()
-        self._lock = asyncio.Lock()  # one start/stop batch at a time
+        # Starts and stops run in the background, one job per unit: a slow stop (an app that
+        # takes its whole stop timeout) or image fetch never delays another unit's start.
+        self.jobs = UnitJobs(self._job_done)
+        self._lock = asyncio.Lock()  # dispatching and the cut-off stop exclude each other
 
     @property
     def machine_id(self) -> str:
@@ -122,6 +125,7 @@ class Agent:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.jobs.cancel_all()
             await self.supervisor.close()
 
     async def _bounded(self, aw: Awaitable[T]) -> T:
@@ -172,6 +176,7 @@ class Agent:
         log.error("no heartbeat for more than %gs: stopping every unit on this machine",
                   self.heartbeat.ttl)
         async with self._lock:
+            await self.jobs.cancel_all()
             await self.supervisor.stop_all()
             if self.containers is not None:
                 await self.containers.stop_all()
@@ -237,25 +242,32 @@ class Agent:
         actions = dataclasses.replace(actions, stop=tuple(
             n for n in actions.stop if not self._in_grace(n, snap)
             and not (n in wanted and isinstance(builds.get(n), ContainerJob))))
-        gone = [n for n in actions.stop if n not in mine]
+        gone = [n for n in actions.stop if n not in mine and self.jobs.busy(n) is None]
         self.mine = mine
-        # While its start is under way, a unit must not be reported with its new hash but the
-        # old container's state (a waiter would take the old one for the new one).
-        self._starting = set(actions.start)
         for name in gone:  # vanish from the registry first: never active on two machines
             with contextlib.suppress(StoreError):
                 await self._clear(name)
         async with self._lock:
-            try:
-                if not self.heartbeat.may_run_units:
-                    return
-                await asyncio.gather(*(self._stop(name) for name in actions.stop))
-                await asyncio.gather(*(self._start(name, builds[name])
-                                       for name in actions.start))
-            finally:
-                self._starting = set()
+            if not self.heartbeat.may_run_units:
+                return
+            for name in actions.stop:
+                self.jobs.spawn(name, "stop", self._stop(name))
+            for name in actions.start:
+                self.jobs.spawn(name, "start", self._start(name, builds[name]))
         await self.report(stale=[s.unit for s in snap.states
                                  if s.machine == self.machine_id and s.unit not in mine])
+
+    async def settle(self) -> None:
+        """Until the starts and stops dispatched so far have ended (tests, shutdown)."""
+        await self.jobs.wait()
+
+    def _job_done(self, name: str) -> None:
+        """A start or stop ended: report its state, and plan again (a unit skipped while
+        its job ran may need the next step), but not at once after a failed start (that is
+        retried by the next regular pass, not in a loop)."""
+        self._report_soon.set()
+        if name not in self.errors:
+            self._wake.set()
 
     def _saved_lease(self) -> int:
         try:
@@ -388,7 +400,9 @@ class Agent:
             with contextlib.suppress(ShipmateError):
                 await self.containers.refresh()
         for name, unit in self.mine.items():
-            active, sub = self._starting_state(name) if name in self._starting \
+            # While its start is under way, a unit must not be reported with its new hash but
+            # the old container's state (a waiter would take the old one for the new one).
+            active, sub = self._starting_state(name) if self.jobs.busy(name) == "start" \
                 else self.local_state(name)
             state = UnitState(name, self.machine_id, "loaded", active, sub, unit.hash)
             if self._reported.get(name) != state:

@@ -11,7 +11,8 @@ Routes (JSON in, JSON out; journal streams text lines)::
     GET  /v1/fleet/units                         list-units (reported unit states)
     GET  /v1/fleet/unit-files                    list-unit-files
     POST /v1/fleet/submit   {"units": [{"name", "text"}], "replace": false}
-    POST /v1/fleet/desired  {"units": [...], "state": "inactive|loaded|launched"}
+    POST /v1/fleet/desired  {"units": [...], "state": "inactive|loaded|launched",
+                             "command": "load|stop|..." (for the audit trail only)}
     POST /v1/fleet/destroy  {"units": [...]}
     GET  /v1/fleet/cat?unit=NAME
     GET  /v1/fleet/status?unit=NAME

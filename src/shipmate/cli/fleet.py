@@ -229,8 +229,9 @@ def _block_args() -> tuple[tuple[tuple[str, ...], dict[str, Any]], ...]:
 
 async def _transition(ctx: Context, args: argparse.Namespace, dstate: str, target: str) -> int:
     names = await _submit(ctx, args.units, announce=False)
-    await ctx.client().request("POST", "/v1/fleet/desired",
-                               json_body={"units": names, "state": dstate})
+    # "command" tells load from stop (both want "loaded") in the audit trail.
+    await ctx.client().request("POST", "/v1/fleet/desired", json_body={
+        "units": names, "state": dstate, "command": getattr(args, "fleet_command", "")})
     if args.no_block:
         return 0
     return await wait_for(ctx, names, target, args.block_attempts)

@@ -23,6 +23,8 @@ from shipmate.cli.registry import Context, arg, command
     arg("--suite", default="bookworm", help="Debian suite of the base image"),
     arg("--apt-proxy", help="apt proxy for the builds, e.g. http://172.17.0.1:3142"),
     arg("--verbose", "-v", action="store_true", help="show debootstrap and build output"),
+    arg("--services", action="store_true",
+        help="also build shipmate/postgres:15 and shipmate/redis:7 (else built on first use)"),
 )
 async def images_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
     """Bootstrap the base images (idempotent)."""
@@ -37,7 +39,8 @@ async def images_bootstrap(ctx: Context, args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         results = await bootstrap(engine, mirror=mirror, suite=args.suite, progress=step,
-                                  on_line=lines, force=args.force, apt_proxy=args.apt_proxy)
+                                  on_line=lines, force=args.force, apt_proxy=args.apt_proxy,
+                                  services=args.services)
     finally:
         await engine.close()
     if json_out:

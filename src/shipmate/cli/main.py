@@ -29,8 +29,12 @@ COMMAND_MODULES = (
     "shipmate.cli.manifest",
     "shipmate.cli.paas",
     "shipmate.cli.certs",
+    "shipmate.cli.storage",
+    "shipmate.cli.services",
+    "shipmate.cli.dokku",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
+    "shipmate.cli.events",
 )
 
 

@@ -414,7 +414,8 @@ async def checks_set(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("logs", "show an app's logs", APP,
          arg("-n", "--num", type=int, default=100, help="number of lines"),
-         arg("-t", "--tail", action="store_true", help="follow new output"),
+         arg("-t", "--tail", "-f", "--follow", dest="tail", action="store_true",
+             help="follow new output (tail -f)"),
          arg("-p", "--ps", default="", help="only this process type"))
 async def logs(ctx: Context, args: argparse.Namespace) -> int:
     return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/logs",

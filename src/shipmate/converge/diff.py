@@ -20,14 +20,24 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shipmate.engine.base import ContainerInfo
-from shipmate.spec.container import SPEC_HASH_LABEL, ContainerSpec, PortMapping, spec_hash
+from shipmate.spec.container import (
+    LATER_FIELDS,
+    SPEC_HASH_LABEL,
+    ContainerSpec,
+    PortMapping,
+    spec_hash,
+)
 
 APPLIED_LABEL = "shipmate.spec"
 IMAGE_ID_LABEL = "shipmate.image-id"
 CONTAINER_LABEL = "shipmate.container"
 IN_PLACE = frozenset({"restart", "state"})  # all else forces a new container
 _FIELDS = ("image", "command", "entrypoint", "ports", "mounts", "labels", "health", "network",
-           "hostname", "working_dir", "user", "restart")
+           "networks", "hostname", "working_dir", "user", "restart", "memory",
+           "memory_reservation", "cpus", "init")
+# Resource fields as ``docker inspect`` reports them under HostConfig, with the scale to them.
+_RESOURCES = (("memory", "Memory", 1), ("memory_reservation", "MemoryReservation", 1),
+              ("cpus", "NanoCpus", 1_000_000_000))
 _WILDCARD = ("", "0.0.0.0", "::")  # how the engine reports "all addresses"
 
 
@@ -121,8 +131,11 @@ def _applied_changes(
     for name in _FIELDS:
         if name == "restart" and _restart_of(info) is not None:
             continue  # the engine's own value is checked in _actual_changes
-        if _norm(want.get(name)) != _norm(applied.get(name)):
-            yield FieldChange(name, _shown(name, applied.get(name)), _shown(name, want.get(name)))
+        # A label written before a field existed lacks it: it had the field's default.
+        had = applied.get(name, LATER_FIELDS.get(name))
+        wants = want.get(name, LATER_FIELDS.get(name))  # left out of the view at its default
+        if _norm(wants) != _norm(had):
+            yield FieldChange(name, _shown(name, had), _shown(name, wants))
     old_env = {str(k): str(v) for k, v in applied.get("env") or ()}
     new_env = dict(desired.env)
     for key in sorted(old_env.keys() | new_env.keys()):
@@ -168,6 +181,13 @@ def _raw_changes(desired: ContainerSpec, info: ContainerInfo) -> Iterable[FieldC
                             ("entrypoint", "Entrypoint", desired.entrypoint)):
         if want is not None and key in config and list(config[key] or []) != list(want):
             yield FieldChange(name, _text(config[key]), _text(list(want)))
+    for name, key, scale in _RESOURCES:
+        want_value = getattr(desired, name)
+        if want_value is not None and key in host and host[key] != round(want_value * scale):
+            have_value = (host[key] / scale if scale != 1 else host[key]) or None
+            yield FieldChange(name, _text(have_value), _text(want_value))
+    if "Init" in host and bool(host["Init"]) != desired.init:
+        yield FieldChange("init", _text(bool(host["Init"])), _text(desired.init))
     if "Binds" in host:
         have = sorted(host["Binds"] or [])
         binds = sorted(f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}"

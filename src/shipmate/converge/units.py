@@ -157,6 +157,7 @@ def container_options(spec: ContainerSpec) -> list[tuple[str, str]]:
                        ("WorkingDir", spec.working_dir), ("User", spec.user)):
         if field is not None:
             opts.append((key, _plain(key, field)))
+    opts += [("Network", _plain("Network", n)) for n in spec.networks]
     return opts
 
 

@@ -68,21 +68,40 @@ def _kv(kv: Any) -> dict[str, Any]:
 
 def make_app(daemon: Daemon) -> web.Application:
     """The API application: the core routes, then the fleet and PaaS routes."""
+    from aiohttp.typedefs import Middleware
+
     from shipmate.agent.api import add_fleet_routes
     from shipmate.paas.api import add_paas_routes
+    from shipmate.paas.storage import Storage
+    from shipmate.paas.storage_api import add_storage_routes
+    from shipmate.services.api import add_service_routes
+    from shipmate.services.manager import ServiceManager
+    from shipmate.web.audit_http import add_events_routes, audit_middleware
+    from shipmate.web.metrics import add_metrics_route
 
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 2**20)
+    wiring = daemon.wiring
+    # The audit trail records every change made through the API (inside the errors
+    # middleware, so it sees a failed change's error).
+    middlewares: list[Middleware] = [errors_middleware]
+    if wiring.events is not None:
+        middlewares.append(audit_middleware(wiring.events))
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 2**20)
     app[DAEMON_KEY] = daemon
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/kv/{key:.*}", kv_get)
     app.router.add_put("/v1/kv/{key:.*}", kv_put)
     app.router.add_delete("/v1/kv/{key:.*}", kv_delete)
-    wiring = daemon.wiring
     add_fleet_routes(app, wiring.store, wiring.agent)
     add_paas_routes(app, wiring.paas)
     if wiring.certs is not None:
         from shipmate.paas.certs_api import add_certs_routes
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
+    add_storage_routes(app, Storage(wiring.store, wiring.config))
+    add_service_routes(app, ServiceManager(wiring.store, wiring.engine, wiring.config,
+                                           wiring.paas))
+    if wiring.events is not None:
+        add_events_routes(app, wiring.events)
+    add_metrics_route(app, wiring.cache)
     return app

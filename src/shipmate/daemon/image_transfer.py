@@ -3,7 +3,9 @@
 
 - :func:`serve_images`: the daemon's TCP listener (``api_port``). It serves one read-only
   route, ``GET /v1/images/REF``: a ``docker save`` stream of a Shipmate app image, to clients
-  on the ``api_clients`` networks. Nothing else of the API is reachable over TCP.
+  on the ``api_clients`` networks; and ``GET /metrics`` behind a bearer token when
+  ``metrics_token_file`` is set (:mod:`shipmate.web.metrics`). Nothing else of the API is
+  reachable over TCP.
 - :class:`PeerImages`: what the agent's container runner calls when a unit's image is not
   here: it asks the peers (the unit's image source first) and ``docker load``\\ s the stream,
   reporting progress, within ``image_pull_timeout`` seconds.
@@ -76,9 +78,14 @@ def image_app(engine: Engine, clients: str) -> web.Application:
     return app
 
 
-async def serve_images(config: Config, engine: Engine) -> None:
-    """Serve the image route on ``api_bind:api_port`` until cancelled."""
-    runner = web.AppRunner(image_app(engine, config.api_clients), access_log=None)
+async def serve_images(config: Config, engine: Engine,
+                       more: Callable[[web.Application], None] | None = None) -> None:
+    """Serve the image route on ``api_bind:api_port`` until cancelled (with the routes
+    ``more`` adds: ``/metrics`` behind a token)."""
+    app = image_app(engine, config.api_clients)
+    if more is not None:
+        more(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.api_bind, int(config.api_port)).start()

@@ -24,6 +24,8 @@ from shipmate.errors import ShipmateError
 from shipmate.store.base import Store
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from shipmate.agent.agent import Agent
     from shipmate.cache.server import CacheServer
     from shipmate.daemon.image_transfer import PeerImages
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from shipmate.paas.service import Paas
     from shipmate.router.controller import RouterController
     from shipmate.scheduler.engine import SchedulerEngine
+    from shipmate.web.eventlog import EventLog
 
 log = logging.getLogger(__name__)
 Closer = Callable[[], Awaitable[None]]
@@ -55,6 +58,7 @@ class Wiring:
     closers: tuple[Closer, ...] = ()  # awaited at shutdown, after the components stop
     certs: Certs | None = None  # certs:* (HTTPS)
     letsencrypt: LetsEncrypt | None = None  # letsencrypt:* (ACME)
+    events: EventLog | None = None  # the audit trail (shipmate events)
 
 
 async def open_store(config: Config) -> Store:
@@ -85,6 +89,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     from shipmate.daemon.compactor import Compactor
     from shipmate.paas.service import Paas
     from shipmate.scheduler.engine import SchedulerEngine
+    from shipmate.web.eventlog import EventLog
 
     clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
@@ -97,8 +102,9 @@ def build(config: Config, store: Store, engine: Engine | None,
     comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
              Component("scheduler", scheduler.run)]
     if images is not None and engine is not None:
-        comps.append(Component("images", _serve_images(config, engine)))
-    comps += _paas_components(config, paas)
+        comps.append(Component("images", _serve_images(config, engine, cache)))
+    events = EventLog(store, config.events_max)
+    comps += _paas_components(config, paas, events)
     if router is not None:
         comps.append(Component("router", router.run))
     if cache is not None:
@@ -108,7 +114,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
-                  letsencrypt=le)
+                  letsencrypt=le, events=events)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,
@@ -134,14 +140,28 @@ def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerIma
     return PeerImages(store, engine, config)
 
 
-def _serve_images(config: Config, engine: Engine) -> Callable[[], Awaitable[None]]:
-    """Serve this machine's app images to its peers over TCP."""
+def _serve_images(config: Config, engine: Engine, cache: CacheServer | None
+                  ) -> Callable[[], Awaitable[None]]:
+    """Serve this machine's app images to its peers over TCP (and ``/metrics``, behind a
+    token, with ``metrics_token_file``)."""
     from shipmate.daemon.image_transfer import serve_images
 
     async def run() -> None:
-        await serve_images(config, engine)
+        await serve_images(config, engine, _tcp_metrics(config, cache))
 
     return run
+
+
+def _tcp_metrics(config: Config, cache: CacheServer | None
+                 ) -> Callable[[web.Application], None] | None:
+    if not config.metrics_token_file:
+        return None
+    from pathlib import Path
+
+    from shipmate.web.metrics import add_tcp_metrics_route, read_token
+
+    token = read_token(Path(config.metrics_token_file))  # a bad file stops the daemon now
+    return lambda app: add_tcp_metrics_route(app, cache, token)
 
 
 def _router(config: Config, store: Store) -> tuple[RouterController, tuple[Closer, ...]]:
@@ -173,12 +193,14 @@ def _run_cache(server: CacheServer) -> Callable[[], Awaitable[None]]:
     return run
 
 
-def _paas_components(config: Config, paas: Paas) -> list[Component]:
+def _paas_components(config: Config, paas: Paas, events: EventLog) -> list[Component]:
     """The PaaS's own loop: the SSH front door (the endpoints of its web units are published
     by the agent)."""
     comps = []
     if config.ssh:
         from shipmate.paas.sshserver import SshServer
+        from shipmate.web.audit_http import ssh_note
 
-        comps.append(Component("ssh", SshServer(config, paas.state, paas.keys).run))
+        comps.append(Component("ssh", SshServer(config, paas.state, paas.keys,
+                                                note=ssh_note(events)).run))
     return comps

@@ -178,6 +178,11 @@ class Engine(Protocol):
         """Remove an image; a missing one is fine."""
         ...
 
+    async def remove_volume(self, name: str) -> None:
+        """Remove a named volume and its data; a missing one is fine, one in use by a
+        container is an EngineError."""
+        ...
+
     async def close(self) -> None:
         """Release the client."""
         ...

@@ -129,10 +129,20 @@ class DockerEngine:
     ) -> str:
         """Create (not start) a container from ``spec``; returns its ID."""
         args = docker_spec.create_args(spec, extra_labels)
+        for network in spec.owned_networks:  # a service's private network, made on demand
+            await self.ensure_network(network, internal=False,
+                                      labels={"shipmate.role": "service"})
 
         def run(api: Any) -> str:
             host_config = api.create_host_config(**args.host_config)
-            return str(api.create_container(**args.create, host_config=host_config)["Id"])
+            cid = str(api.create_container(**args.create, host_config=host_config)["Id"])
+            try:
+                for network in spec.networks:  # API 1.41 creates on one network only
+                    api.connect_container_to_network(cid, network)
+            except Exception:
+                api.remove_container(cid, force=True)
+                raise
+            return cid
 
         return await self._call(run)
 
@@ -366,6 +376,11 @@ class DockerEngine:
         """Remove an image; a missing one is fine."""
         with contextlib.suppress(NotFoundError):
             await self._call(lambda api: api.remove_image(name, force=force))
+
+    async def remove_volume(self, name: str) -> None:
+        """Remove a named volume; a missing one is fine."""
+        with contextlib.suppress(NotFoundError):
+            await self._call(lambda api: api.remove_volume(name))
 
     async def close(self) -> None:
         """Release the client and the thread pool."""

@@ -115,7 +115,22 @@ def create_args(spec: ContainerSpec, extra_labels: Mapping[str, str] | None = No
     }
     if spec.network:
         host["network_mode"] = spec.network
+    host.update(resource_limits(spec))
+    if spec.init:
+        host["init"] = True  # dockerd's docker-init (tini) as PID 1
     return CreateArgs(create=create, host_config=host)
+
+
+def resource_limits(spec: ContainerSpec) -> dict[str, int]:
+    """The spec's resource limits as docker-py's ``create_host_config`` arguments."""
+    out: dict[str, int] = {}
+    if spec.memory is not None:
+        out["mem_limit"] = spec.memory
+    if spec.memory_reservation is not None:
+        out["mem_reservation"] = spec.memory_reservation
+    if spec.cpus is not None:
+        out["nano_cpus"] = round(spec.cpus * _NS)
+    return out
 
 
 def actual_ports(raw_ports: Mapping[str, Any] | None) -> tuple[PortMapping, ...]:

@@ -55,18 +55,20 @@ async def bootstrap(
     network_mode: str | None = "host",
     workdir: str | None = None,
     only: Collection[str] | None = None,
+    services: bool = False,
 ) -> list[ImageResult]:
     """Build the base images that are missing or out of date (all with ``force``).
 
     ``progress`` gets one line per step; ``on_line`` gets debootstrap's and the builds' output.
     ``network_mode`` defaults to ``host`` because containers on the bridge cannot resolve the
     package mirror's name; with ``apt_proxy`` pointing at the package cache it can be None.
-    ``only`` limits the run to these references (and their parents).
+    ``only`` limits the run to these references (and their parents); the service images
+    (postgres, redis) are built when named there or with ``services``.
     """
     rc.validate(suite, mirror)
     results: list[ImageResult] = []
     superseded: list[str] = []
-    for recipe in rc.select(rc.recipes(suite), only):
+    for recipe in rc.select(rc.recipes(suite, services=services or only is not None), only):
         started = time.monotonic()
         dockerfile = rc.dockerfile_text(recipe.dockerfile)
         parent_id = None

@@ -52,9 +52,10 @@ def base_ref(suite: str) -> str:
     return f"{BASE_REPOSITORY}:{suite}"
 
 
-def recipes(suite: str = "bookworm") -> list[Recipe]:
+def recipes(suite: str = "bookworm", *, services: bool = False) -> list[Recipe]:
     """The images to build, parents first. The language images are bookworm's (nodejs 18,
-    python3 3.11), so they are built only on that suite."""
+    python3 3.11), so they are built only on that suite; so are the service images
+    (postgresql 15, redis 7), included with ``services`` (or when named)."""
     base = base_ref(suite)
     out = [Recipe(base, "base.Dockerfile", None, "debootstrap, ~30 s")]
     if suite == "bookworm":
@@ -63,6 +64,13 @@ def recipes(suite: str = "bookworm") -> list[Recipe]:
             Recipe("shipmate/python:3.11", "python.Dockerfile", base,
                    "Debian's python3 + pip + venv, ~1 min"),
         ]
+        if services:
+            out += [
+                Recipe("shipmate/postgres:15", "postgres.Dockerfile", base,
+                       "Debian's postgresql-15, ~1 min"),
+                Recipe("shipmate/redis:7", "redis.Dockerfile", base,
+                       "Debian's redis-server 7, ~30 s"),
+            ]
     return out
 
 

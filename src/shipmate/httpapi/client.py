@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,11 @@ _HEAD_LIMIT = 1 << 20
 _PATH_SAFE = "/:@-._~!$&'()*+,;="
 # No answer, a cut one, or one that is not HTTP: the daemon is not (properly) there.
 _BROKEN = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+#: Who a request is made for, in the audit trail: the SSH key's name, which the SSH server
+#: puts in the CLI's environment as ACTOR_ENV (``paas.sshpolicy.REMOTE_ENV``). The daemon
+#: trusts it on its unix socket only (``web.audit_http``).
+ACTOR_HEADER = "X-Shipmate-Actor"
+ACTOR_ENV = "SHIPMATE_SSH_KEY"
 
 
 class _Response:
@@ -110,9 +116,10 @@ class DaemonClient:
 
     async def stream(self, method: str, path: str, *, json_body: Any = None,
                      params: dict[str, str] | None = None,
-                     data: bytes | None = None) -> AsyncIterator[str]:
+                     data: bytes | AsyncIterator[bytes] | None = None) -> AsyncIterator[str]:
         """Send one request and yield the answer's text lines as they arrive. A line that is
-        a JSON object with an ``"error"`` key ends the stream by raising that error."""
+        a JSON object with an ``"error"`` key ends the stream by raising that error. ``data``
+        given as chunks is sent as they come (chunked), never held whole."""
         try:
             resp = await self._send(method, path, json_body, params, data)
         except (*_BROKEN, TimeoutError) as exc:
@@ -129,20 +136,45 @@ class DaemonClient:
         finally:
             resp.close()
 
+    async def download(self, method: str, path: str, *, json_body: Any = None
+                       ) -> AsyncIterator[bytes]:
+        """Send one request and yield the answer's body as raw chunks (a dump, a file)."""
+        try:
+            resp = await self._send(method, path, json_body, None, None)
+        except (*_BROKEN, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            if resp.status >= 400:
+                _decode(resp.status, await resp.read())
+            async for chunk in resp.chunks():
+                yield chunk
+        except _BROKEN as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            resp.close()
+
     async def _send(self, method: str, path: str, json_body: Any,
-                    params: dict[str, str] | None, data: bytes | None) -> _Response:
+                    params: dict[str, str] | None,
+                    data: bytes | AsyncIterator[bytes] | None) -> _Response:
         """Connect, send the request, read the answer's head."""
         target = urllib.parse.quote(path, safe=_PATH_SAFE)
         if params:
             target += "?" + urllib.parse.urlencode(params)
         headers = {"Host": "shipmate", "Connection": "close"}
-        body = data or b""
+        actor = os.environ.get(ACTOR_ENV, "")
+        if actor and actor.isascii() and actor.isprintable() and len(actor) <= 64:
+            headers[ACTOR_HEADER] = actor
+        chunks = data if data is not None and not isinstance(data, bytes) else None
+        body = data if isinstance(data, bytes) else b""
         if json_body is not None:
             body = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
         elif data is not None:
             headers["Content-Type"] = "application/octet-stream"
-        headers["Content-Length"] = str(len(body))
+        if chunks is not None:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(len(body))
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(self.socket, limit=_HEAD_LIMIT), CONNECT_TIMEOUT)
         try:
@@ -150,6 +182,13 @@ class DaemonClient:
                 f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
             writer.write(head.encode("latin-1") + body)
             await writer.drain()
+            if chunks is not None:
+                async for chunk in chunks:
+                    if chunk:
+                        writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        await writer.drain()
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
             status, answer_headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
         except BaseException:
             writer.close()

@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Emit = Callable[[str], None]
 _DONE = object()
+#: Called with the error a streamed answer ended with (None: it went well; its status was
+#: 200 by then) before the stream's end is sent: the audit trail records the change here, so
+#: that it is in the trail when the client sees the end.
+StreamEnd = Callable[[ShipmateError | None], Awaitable[None]]
+ON_STREAM_END: web.RequestKey[StreamEnd] = web.RequestKey("on_stream_end")
 
 
 def error_response(exc: ShipmateError) -> web.Response:
@@ -78,19 +83,23 @@ async def stream_lines(request: web.Request, lines: AsyncIterator[str]) -> web.S
     :meth:`shipmate.httpapi.client.DaemonClient.stream` turns back into the exception."""
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
+    error: ShipmateError | None = None
     try:
         try:
             async for line in lines:
                 await resp.write((line.rstrip("\n") + "\n").encode())
         except ShipmateError as exc:
-            await resp.write((json.dumps({"error": exc.to_dict()}) + "\n").encode())
+            error = exc
         except ConnectionResetError:
             raise
         except Exception as exc:  # a bug: still end the stream, or the client waits forever
             log.exception("unhandled error while streaming %s %s", request.method, request.path)
-            err = ShipmateError(f"internal error: {type(exc).__name__}: {exc}",
-                                hint="see the daemon log")
-            await resp.write((json.dumps({"error": err.to_dict()}) + "\n").encode())
+            error = ShipmateError(f"internal error: {type(exc).__name__}: {exc}",
+                                  hint="see the daemon log")
+        if (on_end := request.get(ON_STREAM_END)) is not None:
+            await on_end(error)
+        if error is not None:
+            await resp.write((json.dumps({"error": error.to_dict()}) + "\n").encode())
         await resp.write_eof()
     except ConnectionResetError:  # the client went away: nobody is left to tell
         log.info("the client of %s %s went away", request.method, request.path)

@@ -181,7 +181,7 @@ async def releases(request: web.Request) -> web.Response:
     current = await paas.state.current(app)
     return web.json_response([
         {"version": r.version, "created_at": _iso(r.created), "git_rev": r.git_rev,
-         "image": r.image, "description": r.description,
+         "image": r.image, "description": r.description, "timings": dict(r.timings),
          "current": current is not None and current.version == r.version}
         for r in await paas.state.releases(app)])
 
@@ -303,3 +303,6 @@ def add_paas_routes(app: web.Application, paas: Paas) -> None:
     r.add_get("/v1/ssh-keys", list_keys)
     r.add_post("/v1/ssh-keys", add_key)
     r.add_delete("/v1/ssh-keys/{name}", remove_key)
+    from shipmate.paas.api_dokku import add_dokku_routes  # it imports this module's helpers
+
+    add_dokku_routes(app, paas)

@@ -16,9 +16,11 @@ from pathlib import Path
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ShipmateError, ValidationError
+from shipmate.paas.builders import appjson
 from shipmate.paas.builders.checks import CheckPlan, plan_checks
-from shipmate.paas.builders.detect import BuildPlan, detect, processes
+from shipmate.paas.builders.detect import NODE_MAJOR, BuildPlan, detect, processes
 from shipmate.paas.model import parse_procfile
+from shipmate.spec.labels import APP_LABEL
 
 Emit = Callable[[str], None]
 LABELS = {"dockerfile": "Dockerfile", "nodejs": "Node.js", "python": "Python",
@@ -59,6 +61,7 @@ class BuildResult:
     processes: Mapping[str, str]
     release_command: str
     checks: CheckPlan
+    app_json: appjson.AppJson = dataclasses.field(default_factory=appjson.AppJson)
 
 
 def unpack(tar: bytes, dest: Path) -> None:
@@ -100,18 +103,55 @@ def _read_small(root: Path, name: str) -> str | None:
     return None
 
 
-def prepare(tar: bytes, root: Path) -> tuple[BuildPlan, dict[str, str], CheckPlan, str]:
-    """Unpack and inspect the tree (blocking file work): the build plan, the Procfile, the
-    checks and the Dockerfile name to build with."""
+def labelled(dockerfile: str, labels: Mapping[str, str]) -> str:
+    """A generated Dockerfile with ``labels`` set right after its ``FROM`` line (pure). There
+    they are cached with the steps before the code; given to the classic builder as build
+    labels instead, they become a last ``LABEL`` step that misses the cache on every code
+    change and costs a container and a commit. Values are app names and such (no quotes)."""
+    first, _, rest = dockerfile.partition("\n")
+    words = " ".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    return f"{first}\nLABEL {words}\n{rest}" if labels else dockerfile
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What the unpacked tree says: the build plan, the Procfile, the checks, app.json and the
+    Dockerfile name to build with."""
+
+    plan: BuildPlan
+    procfile: Mapping[str, str]
+    checks: CheckPlan
+    app_json: appjson.AppJson
+    dockerfile: str
+
+
+def prepare(tar: bytes, root: Path, labels: Mapping[str, str]) -> Prepared:
+    """Unpack and inspect the tree (blocking file work); a generated Dockerfile carries
+    ``labels``."""
     unpack(tar, root)
     procfile = parse_procfile(_read_small(root, "Procfile") or "")
     texts = {n: t for n in ("app.json", "CHECKS") if (t := _read_small(root, n)) is not None}
+    app_json = appjson.parse(texts["app.json"]) if "app.json" in texts else appjson.AppJson()
     plan = detect({p.name for p in root.iterdir()}, procfile)
     dockerfile = "Dockerfile"
     if plan.dockerfile is not None:
-        (root / GENERATED_DOCKERFILE).write_text(plan.dockerfile)
+        (root / GENERATED_DOCKERFILE).write_text(labelled(plan.dockerfile, labels))
         dockerfile = GENERATED_DOCKERFILE
-    return plan, procfile, plan_checks(texts), dockerfile
+    return Prepared(plan, procfile, plan_checks(texts), app_json, dockerfile)
+
+
+def notices(prepared: Prepared) -> list[str]:
+    """The lines a build says about app.json: the fields it ignores (one line) and a Node.js
+    version other than the one installed (one line)."""
+    out = []
+    ignored = prepared.app_json.ignored
+    if ignored:
+        out.append(f"-----> app.json: ignoring {', '.join(ignored)} (not used by Shipmate)")
+    wanted = prepared.app_json.node_engine
+    if prepared.plan.builder == "nodejs" and appjson.node_mismatch(wanted, NODE_MAJOR):
+        out.append(f" !     app.json engines.node asks for {wanted}; building with Node.js "
+                   f"{NODE_MAJOR} (shipmate/node:{NODE_MAJOR}), the version installed")
+    return out
 
 
 async def build(engine: Engine, app: str, rev: str, tar: bytes, emit: Emit, *,
@@ -120,25 +160,33 @@ async def build(engine: Engine, app: str, rev: str, tar: bytes, emit: Emit, *,
     """Build the pushed tree of ``app`` at ``rev`` into an image, on Docker network
     ``network`` (the sandbox's, see :mod:`.sandbox`; ``host`` for none), within ``limits``."""
     bounds = limits or BuildLimits()
+    # The image's labels: the app (images are served to other machines only with it). The
+    # revision is in the image's tag, not in a label: a label that changes with every push
+    # would be one more uncached step.
+    labels = {APP_LABEL: app}
     with tempfile.TemporaryDirectory(prefix=f"shipmate-build-{app}-") as tmp:
-        plan, procfile, checks, dockerfile = await asyncio.to_thread(prepare, tar, Path(tmp))
+        prepared = await asyncio.to_thread(prepare, tar, Path(tmp), labels)
+        plan = prepared.plan
         emit(f"-----> {LABELS[plan.builder]} app detected")
+        for line in notices(prepared):
+            emit(line)
         emit(f"-----> Building {app} from {LABELS[plan.builder]}...")
         try:
             # Closing the engine's build stream (on the timeout) makes dockerd stop the build.
             async with asyncio.timeout(bounds.timeout):
                 image = await engine.build(
-                    tmp, f"shipmate/app-{app}:{rev[:12] or 'latest'}", dockerfile=dockerfile,
+                    tmp, f"shipmate/app-{app}:{rev[:12] or 'latest'}",
+                    dockerfile=prepared.dockerfile,
                     buildargs=dict(buildargs), network_mode=network,
-                    labels={"shipmate.app": app, "shipmate.git-rev": rev},
+                    labels=labels if plan.dockerfile is None else None,
                     on_line=_capped(emit, bounds.max_output_bytes))
         except TimeoutError:
             raise BuildError(f"the build of {app} took longer than {bounds.timeout:g}s and "
                              "was stopped",
                              hint="make it faster, or raise SHIPMATE_BUILD_TIMEOUT") from None
     await _check_size(engine, app, image, bounds.max_image_bytes)
-    return BuildResult(image, plan.builder, processes(plan, procfile),
-                       procfile.get("release", ""), checks)
+    return BuildResult(image, plan.builder, processes(plan, prepared.procfile),
+                       prepared.procfile.get("release", ""), prepared.checks, prepared.app_json)
 
 
 def _capped(emit: Emit, limit: int) -> Emit:

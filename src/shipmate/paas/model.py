@@ -90,6 +90,8 @@ class Release:
     created: float
     description: str = ""
     checks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Seconds per deploy step (build, start, checks, switch, total): see paas/timings.py.
+    timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:

@@ -11,11 +11,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.paas import build as builder
+from shipmate.paas.attach import AttachmentStore, placement_note
+from shipmate.paas.builders.appjson import initial_formation
 from shipmate.paas.builders.checks import check_setting
 from shipmate.paas.cancel import RunningDeploys
 from shipmate.paas.deploy import Deployer, RouterProgress
@@ -23,7 +26,8 @@ from shipmate.paas.gitserver import repo_path
 from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE, Release
 from shipmate.paas.sandbox import BuildSandbox
 from shipmate.paas.sshkeys import SshKeys
-from shipmate.paas.state import PaasState
+from shipmate.paas.state import PaasState, app_key
+from shipmate.paas.timings import Stopwatch, summary, took
 from shipmate.paas.units import APP_LABEL, PROCESS_LABEL, parse_unit_name, unit_prefix
 from shipmate.paas.urls import app_urls
 from shipmate.router import keys as route_keys
@@ -113,27 +117,38 @@ class Paas:
         a = await self.state.get_app(app)
         if a.locked:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
+        watch = Stopwatch()
         emit(f"-----> Building {app} (revision {rev[:7]})")
         network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
-        result = await builder.build(self._engine(), app, rev, tar, emit, buildargs=buildargs,
-                                     network=network,
-                                     limits=builder.BuildLimits.from_config(self.config))
+        with metrics.BUILD_SECONDS.time(app=app):
+            result = await builder.build(self._engine(), app, rev, tar, emit,
+                                         buildargs=buildargs, network=network,
+                                         limits=builder.BuildLimits.from_config(self.config))
+        emit(f"-----> Build done {took(watch.lap('build'))}")
         config = await self.state.config(app)
-        await self._ensure_formation(app, result.processes)
+        await self._ensure_formation(app, result.processes, result.app_json.formation)
+        scripts = {"predeploy": result.app_json.predeploy,
+                   "postdeploy": result.app_json.postdeploy}
         release = await self.deployer.deploy(app, lambda v: Release(
             v, result.image, config, {}, result.processes, rev, time.time(),
             f"Deploy {rev[:7]}", result.checks.to_json()), emit,
-            release_command=result.release_command)
+            release_command=result.release_command, scripts=scripts, watch=watch)
         await self._deployed(app, release, emit)
 
-    async def _ensure_formation(self, app: str, processes: Mapping[str, str]) -> None:
-        formation = await self.state.formation(app)
-        if "web" in processes and "web" not in formation:
-            formation["web"] = 1
-        await self.state.set_formation(app, formation)
+    async def _ensure_formation(self, app: str, processes: Mapping[str, str],
+                                declared: Mapping[str, int] | None = None) -> None:
+        # Only what was recorded counts as set (the formation read defaults to web=1).
+        recorded = await self.store.get(app_key(app, "formation"))
+        current = await self.state.formation(app) if recorded else {}
+        await self.state.set_formation(app, initial_formation(declared or {}, current,
+                                                              processes))
 
     async def _deployed(self, app: str, release: Release, emit: Emit) -> None:
-        emit(f"=====> Application deployed: {release.label}")
+        emit(f"=====> Application deployed: {release.label}"
+             + (f" in {summary(release.timings)}" if release.timings else ""))
+        if (await self.state.formation(app)).get("web", 0) < 1:
+            emit("       (no web process: the app has no route)")
+            return
         for url in await self.urls(app):
             emit(f"       {url}")
 
@@ -186,6 +201,9 @@ class Paas:
                 raise ValidationError(f"Process type {unknown[0]!r} is not in the Procfile",
                                       hint="known: " + ", ".join(sorted(release.processes)))
         await self.state.set_formation(app, {**current, **formation})
+        note = placement_note(app, await AttachmentStore(self.store).read(app))
+        if note:
+            emit(note)
         await self._redeploy(app, emit)
 
     async def restart(self, app: str, emit: Emit) -> None:
@@ -226,6 +244,9 @@ class Paas:
         async with self.deployer.lock(app):
             removed = await self.deployer.destroy_all(app)
             emit(f"-----> Removed {len(removed)} instance(s)")
+            for link in sorted((await AttachmentStore(self.store).read(app)).links):
+                emit(f"-----> Keeping linked service {link} and its data (it is no longer "
+                     "linked; its destroy command removes it)")
             await self.state.destroy_app(app)
             await asyncio.to_thread(shutil.rmtree, repo_path(self.config.state_dir, app), True)
 

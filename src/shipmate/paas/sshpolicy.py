@@ -122,6 +122,22 @@ COMMANDS: Mapping[str, Remote] = {
                      "certs:set", "letsencrypt:enable", "letsencrypt:disable",
                      "letsencrypt:list", "letsencrypt:revoke", "letsencrypt:set",
                      "letsencrypt:auto-renew", "letsencrypt:cron-job"), REMOTE),
+    # storage: over SSH only directories of the storage root (docs/security.md)
+    **dict.fromkeys(("storage:ensure-directory", "storage:mount", "storage:unmount",
+                     "storage:list", "storage:report"), REMOTE),
+    # services: dumps and statements come on standard input, dumps go to standard output
+    **{f"{kind}:{verb}": REMOTE for kind in ("postgres", "redis") for verb in (
+        "create", "link", "unlink", "info", "list", "restart", "destroy", "export")},
+    **{f"{kind}:{verb}": Remote(True, stdin=what) for kind in ("postgres", "redis")
+       for verb, what in (("import", "dump"), ("connect", "statements"))},
+    # Dokku's everyday commands (shipmate.cli.dokku); `enter` needs this machine's engine
+    # and a terminal, so it is local-only; an image tar comes on standard input.
+    **dict.fromkeys(("resource:limit", "resource:reserve", "resource:limit-clear",
+                     "resource:reserve-clear", "resource:report", "ps:rebuild", "apps:rename",
+                     "apps:clone", "ports:set", "ports:add", "ports:remove", "ports:clear",
+                     "ports:report", "ports:list", "git:from-image"), REMOTE),
+    "git:load-image": Remote(True, stdin="image tar (docker save)"),
+    "enter": LOCAL,
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
     # the cluster's units, by name; a unit file comes on standard input
@@ -133,7 +149,7 @@ COMMANDS: Mapping[str, Remote] = {
     "import chef": Remote(True, stdin="recipe", check=_import_check),
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
-    **dict.fromkeys(("status", "info", "cache stats"), REMOTE),
+    **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",

@@ -28,6 +28,10 @@ from shipmate.paas.state import PaasState
 log = logging.getLogger(__name__)
 
 
+#: ``note(key, verb, app, summary)``: record a change in the audit trail.
+Note = Callable[[str, str, str, str], Awaitable[None]]
+
+
 class Reader(Protocol):
     """What a session reads its standard input from (an SSH channel, or a test's stream)."""
 
@@ -133,10 +137,13 @@ class _Server(asyncssh.SSHServer):
 class SshServer:
     """Serves git and the CLI over SSH on ``config.ssh_port``."""
 
-    def __init__(self, config: Config, state: PaasState, keys: SshKeys) -> None:
+    def __init__(self, config: Config, state: PaasState, keys: SshKeys, *,
+                 note: Note | None = None) -> None:
         self.config = config
         self.state = state
         self.keys = keys
+        #: Records a change made here rather than through the API (the audit trail).
+        self.note = note
         self._server: Any = None
 
     async def run(self) -> None:
@@ -200,6 +207,8 @@ class SshServer:
             if not await self.state.exists(app):
                 await self.state.create_app(app)
                 io.stderr.write(f"-----> Creating {app}...\n".encode())
+                if self.note is not None:
+                    await self.note(key or "-", "apps:create", app, "by its first git push")
         else:
             await self.state.get_app(app)
         repo = await asyncio.to_thread(ensure_repo, self.config.state_dir, app,

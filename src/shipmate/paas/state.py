@@ -79,8 +79,9 @@ class PaasState:
             claims_rules.check_new_app(app.name, snap.claims)
             res = await self.store.txn(
                 [Compare.missing(app_key(name, "meta")), *snap.guards],
+                # No formation record yet: the first deploy sets it (app.json's formation,
+                # else web=1), unless ps:scale came first.
                 [Op.put(app_key(name, "meta"), meta),
-                 Op.put(app_key(name, "formation"), '{"web": 1}'),
                  Op.put(app_key(name, "config"), "{}")])
             if res.succeeded:
                 return app
@@ -186,6 +187,16 @@ class PaasState:
         res = await self.store.txn([Compare.missing(key)], [Op.put(key, release.to_json())])
         if not res.succeeded:
             raise ConflictError(f"release v{release.version} of {name} exists already")
+
+    async def set_timings(self, name: str, version: int, timings: Mapping[str, float]) -> None:
+        """Keep how long the deploy of a recorded release took (known only after its switch,
+        when the record exists already); the rest of the record is unchanged."""
+        key = app_key(name, f"releases/{version:06d}")
+        kv = await self.store.get(key)
+        if kv is None:
+            return
+        done = dataclasses.replace(Release.from_json(kv.value), timings=dict(timings))
+        await self.store.txn([Compare.mod_is(key, kv.mod_revision)], [Op.put(key, done.to_json())])
 
     async def current(self, name: str) -> Release | None:
         """The release that takes traffic, if any."""

@@ -9,15 +9,19 @@ so a redeploy of the same release starts new units beside the old ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
+from shipmate.paas.attach import UnitExtras, extras_lines
+from shipmate.paas.resources import ProcessResources
 
 # Declared below the PaaS (the daemon's image distribution reads them too); re-exported here.
 from shipmate.spec.labels import APP_LABEL as APP_LABEL
 from shipmate.spec.labels import IMAGE_SOURCE_LABEL as IMAGE_SOURCE_LABEL
 
 CONTAINER_PORT = 5000
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 PROCESS_LABEL = "shipmate.process"
 INSTANCE_LABEL = "shipmate.instance"
 RELEASE_LABEL = "shipmate.release"  # the route tag: vN-XXXX
@@ -81,10 +85,15 @@ def instance_units(
     env: Mapping[str, str],
     git_rev: str,
     image_source: str = "",
+    extras: UnitExtras | None = None,
+    resources: Mapping[str, ProcessResources] | None = None,
+    port: int = CONTAINER_PORT,
 ) -> list[InstanceUnit]:
     """The units of one deploy: ``formation[type]`` instances of each process type.
     ``image_source`` names the machine that has the image (the builder), for the machines
-    the units land on that do not."""
+    the units land on that do not; ``extras`` adds the app's storage and service links;
+    ``resources`` the limits of each process type; ``port`` the one ``$PORT`` says
+    (``ports:set``)."""
     units = []
     for proc in sorted(formation):
         if proc not in processes:
@@ -92,22 +101,40 @@ def instance_units(
                                   hint="known types: " + ", ".join(sorted(processes)))
         for i in range(1, formation[proc] + 1):
             name = f"{app}_{proc}.{i}_{tag}.container"
-            units.append(InstanceUnit(name, proc, i, _unit_text(
-                app, proc, i, tag, image, processes[proc], env, git_rev, image_source)))
+            limits = (resources or {}).get(proc, ProcessResources()).unit_lines()
+            text = _unit_text(app, proc, i, tag, image, processes[proc], env, git_rev,
+                              image_source, limits, port)
+            units.append(InstanceUnit(name, proc, i, _with_extras(text, extras)))
     return units
 
 
+def _with_extras(text: str, extras: UnitExtras | None) -> str:
+    """``text`` with the extras' ``[Container]`` lines (before ``[Service]``) and their
+    ``[X-Fleet]`` section (at the end)."""
+    if extras is None:
+        return text
+    container, fleet = extras_lines(extras)
+    head, sep, tail = text.partition("\n\n[Service]\n")
+    return "\n".join([head, *container]) + sep + tail + "".join(f"{line}\n" for line in fleet)
+
+
 def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
-               env: Mapping[str, str], git_rev: str, image_source: str = "") -> str:
-    full_env = {**env, "PORT": str(CONTAINER_PORT), "DYNO": f"{proc}.{i}", "GIT_REV": git_rev}
+               env: Mapping[str, str], git_rev: str, image_source: str = "",
+               limits: list[str] | None = None, port: int = CONTAINER_PORT) -> str:
+    full_env = {**env, "PORT": str(port), "DYNO": f"{proc}.{i}", "GIT_REV": git_rev}
+    # RunInit: an init as PID 1 (Dokku runs apps under tini too), so an app that never set up
+    # a SIGTERM handler still stops at once when an old instance is retired.
     lines = ["[Unit]", f"Description={app} {proc}.{i} ({tag})", "", "[Container]",
-             f"Image={image}"]
+             f"Image={image}", "RunInit=true", *(limits or [])]
     if command:
-        lines.append(f'Exec=/bin/sh -c "exec {escape_value(command)}"')
+        # `exec VAR=x cmd` would try to run "VAR=x": a Procfile line that sets variables first
+        # (Dokku runs them through a shell) runs through `env`.
+        prefix = "env " if _ASSIGNMENT.match(command) else ""
+        lines.append(f'Exec=/bin/sh -c "exec {prefix}{escape_value(command)}"')
     for key in sorted(full_env):
         lines.append(f'Environment="{key}={escape_value(full_env[key])}"')
     if proc == "web":
-        lines.append(f"PublishPort={CONTAINER_PORT}")
+        lines.append(f"PublishPort={port}")
     labels = [(APP_LABEL, app), (PROCESS_LABEL, proc), (INSTANCE_LABEL, f"{proc}.{i}"),
               (RELEASE_LABEL, tag)]
     if image_source:
@@ -116,6 +143,6 @@ def _unit_text(app: str, proc: str, i: int, tag: str, image: str, command: str,
         lines.append(f"Label={label}={value}")
     lines += ["", "[Service]", "Restart=always"]
     if proc == "web":  # the agent publishes its endpoint for the app's route
-        lines += ["", "[X-Shipmate]", f"Route={app}", f"RoutePort={CONTAINER_PORT}",
+        lines += ["", "[X-Shipmate]", f"Route={app}", f"RoutePort={port}",
                   f"Release={tag}"]
     return "\n".join(lines) + "\n"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.errors import RouterError, StoreError, ValidationError
 from shipmate.router.isolate import Isolation
@@ -103,9 +105,11 @@ class RouterController:
                                https_port=self._proxy.https_port,
                                default_global_domain=self._global_domain)
         self._report(state.problems)
+        began = time.monotonic()
         try:
             live, changed = await self._apply(state)
         except (ValidationError, RouterError) as exc:
+            metrics.ROUTER_RELOADS.inc(outcome="failed")
             if exc.message != getattr(self.last_error, "message", None):
                 log.error("router: %s", exc)
             self.last_error = exc
@@ -113,6 +117,8 @@ class RouterController:
         self.state, self.revision, self.last_error = live, result.revision, None
         if changed:
             self.reloads += 1
+            metrics.ROUTER_RELOADS.inc(outcome="ok")
+            metrics.ROUTER_RELOAD_SECONDS.observe(time.monotonic() - began)
             log.info("router: reloaded nginx for store revision %d", result.revision)
         if self._progress is not None:
             await self._progress.record(result.revision)

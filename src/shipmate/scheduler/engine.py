@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.errors import StoreError
 from shipmate.scheduler.election import Election, Leadership
@@ -154,6 +155,10 @@ class SchedulerEngine:
 
     async def reconcile_once(self, leadership: Leadership) -> Plan:
         """Read everything, plan, write the placements that changed. Raises Deposed."""
+        with metrics.SCHEDULER_RECONCILE_SECONDS.time():
+            return await self._reconcile(leadership)
+
+    async def _reconcile(self, leadership: Leadership) -> Plan:
         snap = await self.registry.snapshot()
         if snap.mod(LEADER_KEY) != leadership.revision:
             raise Deposed(f"leader key revision is {snap.mod(LEADER_KEY)}")
@@ -171,6 +176,8 @@ class SchedulerEngine:
             log.info("scheduler: %s %s on %s (%s)", type(action).__name__.lower(), action.unit,
                      action.machine, action.reason)
         await self._apply(snap, changes, leadership)
+        for action in result.actions:
+            metrics.SCHEDULER_PLACEMENTS.inc(action=type(action).__name__.lower())
         self.last_plan = result
         self.reconciles += 1
         return result

@@ -19,6 +19,14 @@ from shipmate.spec.names import validate_container_name
 
 SPEC_HASH_LABEL = "shipmate.spec-hash"
 MANAGED_LABEL = "shipmate.managed"
+#: Networks whose names start with this belong to Shipmate (a service and the apps linked to
+#: it): the engine creates one that is missing when a container names it.
+OWNED_NETWORK_PREFIX = "shipmate-svc-"
+#: Fields added after containers were first labelled with their hash, with their defaults:
+#: left out of a spec's JSON (and so its hash) while at the default, so that an upgrade does
+#: not see every existing container as changed (and replace it).
+LATER_FIELDS: Mapping[str, Any] = {"networks": (), "memory": None, "memory_reservation": None,
+                                   "cpus": None, "init": False}
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 
 
@@ -78,14 +86,31 @@ class ContainerSpec:
     restart: RestartPolicy = "no"
     health: HealthCheck | None = None
     network: str | None = None
+    #: More networks the container joins after it is created (Docker connects a container
+    #: to one network at creation); names Docker's embedded DNS resolves on each.
+    networks: tuple[str, ...] = ()
     hostname: str | None = None
     working_dir: str | None = None
     user: str | None = None
+    #: Resource limits (``docker run --memory``, ``--memory-reservation``, ``--cpus``);
+    #: None: unlimited. Left out of :meth:`to_json` when None, so specs made before these
+    #: fields existed keep their hash (and running containers are not replaced).
+    memory: int | None = None
+    memory_reservation: int | None = None
+    cpus: float | None = None
+    #: Run an init as PID 1 (Docker's ``--init``, tini): it forwards signals to the process
+    #: and reaps zombies, so a process that never expected to be PID 1 still stops on
+    #: SIGTERM at once instead of being killed after the stop timeout.
+    init: bool = False
 
     def __post_init__(self) -> None:
         validate_container_name(self.name)
         if not self.image:
             raise ValidationError(f"container {self.name}: image is required")
+        for field in ("memory", "memory_reservation", "cpus"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise ValidationError(f"container {self.name}: {field} must be positive")
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -97,9 +122,21 @@ class ContainerSpec:
         """Labels as a dict (without Shipmate's own bookkeeping labels)."""
         return dict(self.labels)
 
+    @property
+    def owned_networks(self) -> tuple[str, ...]:
+        """The networks it names that Shipmate makes when missing (see
+        :data:`OWNED_NETWORK_PREFIX`)."""
+        names = (self.network, *self.networks)
+        return tuple(n for n in names if n and n.startswith(OWNED_NETWORK_PREFIX))
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; :func:`spec_from_json` reverses it."""
-        return dataclasses.asdict(self)
+        """A JSON-able dict; :func:`spec_from_json` reverses it. :data:`LATER_FIELDS` are left
+        out while at their defaults."""
+        data = dataclasses.asdict(self)
+        for key, default in LATER_FIELDS.items():
+            if data[key] == default:
+                del data[key]
+        return data
 
 
 def make_spec(
@@ -112,9 +149,10 @@ def make_spec(
     ports: Iterable[PortMapping] = (),
     mounts: Iterable[Mount] = (),
     labels: Mapping[str, str] | None = None,
+    networks: Iterable[str] = (),
     **rest: Any,
 ) -> ContainerSpec:
-    """Build a canonical spec (sorted env, ports, mounts, labels)."""
+    """Build a canonical spec (sorted env, ports, mounts, labels, extra networks)."""
     for key in (env or {}):
         if not key or "=" in key or "\0" in key:
             raise ValidationError(f"container {name}: invalid environment variable name {key!r}")
@@ -127,6 +165,7 @@ def make_spec(
         ports=tuple(sorted(ports)),
         mounts=tuple(sorted(mounts)),
         labels=tuple(sorted((labels or {}).items())),
+        networks=tuple(sorted(set(networks))),
         **rest,
     )
 
@@ -144,6 +183,7 @@ def spec_from_json(data: Mapping[str, Any]) -> ContainerSpec:
         ports=[PortMapping(**p) for p in d.pop("ports", ())],
         mounts=[Mount(**m) for m in d.pop("mounts", ())],
         labels=dict(d.pop("labels", ())),
+        networks=d.pop("networks", ()),
         health=HealthCheck(**{**health, "test": tuple(health["test"])}) if health else None,
         **d,
     )
@@ -151,5 +191,6 @@ def spec_from_json(data: Mapping[str, Any]) -> ContainerSpec:
 
 def spec_hash(spec: ContainerSpec) -> str:
     """SHA-256 of the canonical JSON form (first 16 hex digits are enough to label with)."""
-    text = json.dumps(spec.to_json(), sort_keys=True, separators=(",", ":"))
+    data = spec.to_json()
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -55,7 +55,7 @@ IMAGE_KEYS = ("tag", "build", "dockerfile", "args", "import", "bootstrap", "netw
 CONTAINER_KEYS = (
     "image", "command", "entrypoint", "ports", "env", "env_file", "volumes", "labels",
     "restart", "health", "depends_on", "replace", "secrets", "working_dir", "user", "hostname",
-    "network",
+    "network", "init",
 )
 RESTART = ("no", "always", "unless-stopped", "on-failure")
 ReplaceStrategy = Literal["start-first", "stop-first"]
@@ -239,7 +239,8 @@ def _container(src: Source, name: str, key: yaml.Node, node: yaml.Node, base: st
         if "volumes" in f else (),
         labels=labels,
         restart=src.word(f["restart"][1], "restart", RESTART) if "restart" in f else "no",
-        health=health, **opt,
+        health=health, init=src.boolean(f["init"][1], "init") if "init" in f else False,
+        **opt,
     )
     where_by_port = {p: src.where(n) for p, n in zip(
         ports, src.sequence(f["ports"][1], "ports") if "ports" in f else [], strict=True)}

@@ -3,7 +3,10 @@
 Recognised keys (all others are refused, as Quadlet does): ``Image`` (required), ``Exec``,
 ``Entrypoint``, ``Environment``, ``EnvironmentFile``, ``PublishPort``, ``Volume``, ``Label``,
 ``HealthCmd``, ``HealthInterval``, ``HealthTimeout``, ``HealthRetries``, ``HealthStartPeriod``,
-``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``. ``Restart=`` in
+``Network``, ``User``, ``WorkingDir``, ``ContainerName``, ``HostName``, ``RunInit`` (an init
+as PID 1, Docker's ``--init``: ``true``/``false``), and the resource limits ``Memory=``
+(``256m``; systemd's ``MemoryMax=`` is accepted too), ``MemoryReservation=`` and ``CPUQuota=``
+(``50%`` is half a CPU). ``Restart=`` in
 ``[Service]`` becomes the container's restart policy (``no``, ``always``, ``on-failure``).
 """
 
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 
 from shipmate.errors import ValidationError
 from shipmate.spec.container import ContainerSpec, HealthCheck, Mount, PortMapping, make_spec
+from shipmate.spec.resources import parse_cpus, parse_memory
 from shipmate.spec.unitfile import UnitFile, UnitOption
 from shipmate.spec.unitname import expand
 from shipmate.spec.unitwords import split_words
@@ -27,7 +31,11 @@ KEYS = (
     "Image", "Exec", "Entrypoint", "Environment", "EnvironmentFile", "PublishPort", "Volume",
     "Label", "HealthCmd", "HealthInterval", "HealthTimeout", "HealthRetries",
     "HealthStartPeriod", "Network", "User", "WorkingDir", "ContainerName", "HostName",
+    "Memory", "MemoryMax", "MemoryReservation", "CPUQuota",
+    "RunInit",
 )
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}
 _RESTART = {"no": "no", "always": "always", "on-failure": "on-failure",
             "unless-stopped": "unless-stopped"}
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -81,11 +89,28 @@ def container_spec(
         labels=labels,
         restart=_restart(unit, unit_name),
         health=_health(opts),
-        network=_last(opts, "Network"),
+        network=_networks(opts)[0],
+        networks=_networks(opts)[1],
         hostname=_last(opts, "HostName"),
         working_dir=_last(opts, "WorkingDir"),
         user=_last(opts, "User"),
+        **_resources(opts),
+        init=_flag(opts, "RunInit"),
     )
+
+
+def _resources(opts: list[UnitOption]) -> dict[str, int | float]:
+    """``Memory=``/``MemoryMax=``, ``MemoryReservation=``, ``CPUQuota=`` as spec fields."""
+    out: dict[str, int | float] = {}
+    for key, field in (("MemoryMax", "memory"), ("Memory", "memory"),
+                       ("MemoryReservation", "memory_reservation")):
+        value = _last(opts, key)
+        if value is not None and value.lower() != "infinity":
+            out[field] = parse_memory(value, what=f"{key}=")
+    quota = _last(opts, "CPUQuota")
+    if quota is not None:
+        out["cpus"] = parse_cpus(quota, what="CPUQuota=")
+    return out
 
 
 def env_file_paths(unit: UnitFile, unit_name: str) -> list[tuple[str, bool]]:
@@ -114,6 +139,13 @@ def _last(opts: list[UnitOption], name: str) -> str | None:
     return values[-1] if values and values[-1] else None
 
 
+def _networks(opts: list[UnitOption]) -> tuple[str | None, list[str]]:
+    """``Network=`` may repeat (as in Quadlet): the first is the network the container is
+    created on, the others it joins right after."""
+    names = [o.value for o in opts if o.name == "Network" and o.value]
+    return (names[0] if names else None), names[1:]
+
+
 def _split(opt: UnitOption) -> list[str]:
     try:
         return split_words(opt.value)
@@ -124,6 +156,17 @@ def _split(opt: UnitOption) -> list[str]:
 def _argv(opts: list[UnitOption], name: str) -> list[str] | None:
     found = [o for o in opts if o.name == name]
     return _split(found[-1]) if found and found[-1].value else None
+
+
+def _flag(opts: list[UnitOption], name: str) -> bool:
+    found = [o for o in opts if o.name == name]
+    if not found or not found[-1].value:
+        return False
+    value = _BOOLEANS.get(found[-1].value.lower())
+    if value is None:
+        raise ValidationError(f"line {found[-1].line}: {name}={found[-1].value!r} is not a "
+                              "boolean", hint=f"use {name}=true or {name}=false")
+    return value
 
 
 def _pairs(opts: list[UnitOption], name: str) -> dict[str, str]:

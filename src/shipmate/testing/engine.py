@@ -23,6 +23,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from shipmate.clock import Clock, SystemClock
 from shipmate.engine.base import ContainerInfo, Engine, EngineEvent, ImageInfo, NetworkInfo
 from shipmate.engine.docker_spec import container_labels
 from shipmate.errors import EngineConflictError, EngineError, NotFoundError
@@ -61,10 +62,14 @@ class FakeEngine:
     container with a check reports once started ("healthy", or "starting" to drive it with
     :meth:`set_health`)."""
 
-    def __init__(self, *, images: Iterable[str] = (), health_on_start: str = "healthy") -> None:
+    def __init__(self, *, images: Iterable[str] = (), health_on_start: str = "healthy",
+                 clock: Clock | None = None) -> None:
+        #: What a stop that has to wait out its timeout sleeps on (see :meth:`ignore_sigterm`).
+        self.clock: Clock = clock or SystemClock()
         self.containers: dict[str, FakeContainer] = {}
         self.images: dict[str, ImageInfo] = {}  # by reference and by ID
         self.networks: dict[str, NetworkInfo] = {}
+        self.removed_volumes: list[str] = []
         self.writes: builtins.list[Write] = []
         self.emitted: builtins.list[EngineEvent] = []  # every event, for assertions
         self.health_on_start = health_on_start
@@ -75,6 +80,7 @@ class FakeEngine:
         self._pids = itertools.count(1000)
         self._subscribers: builtins.list[asyncio.Queue[EngineEvent]] = []
         self._changed = asyncio.Event()
+        self._deaf: set[str] = set()  # containers whose process ignores SIGTERM as PID 1
         for ref in images:
             self.add_image(ref)
 
@@ -99,6 +105,12 @@ class FakeEngine:
         c = self._get(container)
         c.state, c.exit_code, c.pid = "exited", code, 0
         self._emit("container", "die", c, exitCode=str(code))
+
+    def ignore_sigterm(self, container: str) -> None:
+        """Make the container's process one that installs no SIGTERM handler: run as PID 1
+        (no ``init``), the kernel drops the signal, so :meth:`stop` waits out its timeout
+        (on :attr:`clock`) and kills it (137); under an init it ends at once (143)."""
+        self._deaf.add(self._get(container).id)
 
     def emit_log(self, container: str, *lines: str) -> None:
         """Append log lines (as if the container printed them)."""
@@ -126,6 +138,8 @@ class FakeEngine:
         image = self.images.get(_ref(spec.image))
         if image is None:
             raise NotFoundError(f"No such image: {spec.image}")
+        for network in spec.owned_networks:  # as the Docker adapter does
+            await self.ensure_network(network, internal=False)
         cid = hashlib.sha256(f"{spec.name}:{next(self._ids)}".encode()).hexdigest()
         c = FakeContainer(cid, spec, container_labels(spec, extra_labels or {}), image.id)
         self.containers[cid] = c
@@ -150,13 +164,19 @@ class FakeEngine:
         self._emit("container", "start", c)
 
     async def stop(self, container: str, *, timeout: float = 10) -> None:
-        """Stop a container (exit code 0 as after a clean SIGTERM)."""
+        """Stop a container (exit code 0 as after a clean SIGTERM; see
+        :meth:`ignore_sigterm` for a process that does not stop on it)."""
         self._maybe_fail("stop")
         c = self._get(container)
         self._write("stop", c.spec.name)
+        code = 0
+        if c.state == "running" and c.id in self._deaf:
+            code = 143 if c.spec.init else 137
+            if not c.spec.init:
+                await self.clock.sleep(timeout)
         if c.state == "running":
-            c.state, c.pid, c.ports = "exited", 0, ()
-            self._emit("container", "die", c, exitCode="0")
+            c.state, c.pid, c.ports, c.exit_code = "exited", 0, (), code
+            self._emit("container", "die", c, exitCode=str(code))
             self._emit("container", "stop", c)
 
     async def remove(self, container: str, *, force: bool = False) -> None:
@@ -320,6 +340,15 @@ class FakeEngine:
         self.images[ref] = dataclasses.replace(info, tags=(*info.tags, ref))
         self.images[info.id] = self.images[ref]
 
+    async def remove_volume(self, name: str) -> None:
+        """Forget a named volume (refused while a container mounts it)."""
+        users = [c.spec.name for c in self.containers.values()
+                 if any(m.source == name for m in c.spec.mounts)]
+        if users:
+            raise EngineConflictError(f"remove {name}: volume is in use - [{users[0]}]")
+        self._write("remove_volume", name)
+        self.removed_volumes.append(name)
+
     async def remove_image(self, name: str, *, force: bool = False) -> None:
         """Drop a reference (and the image when no reference is left)."""
         info = self.images.get(_ref(name)) or self.images.get(name)
@@ -376,7 +405,11 @@ class FakeEngine:
             ip_address=f"172.17.0.{2 + int(c.id[:2], 16) % 250}" if c.state == "running" else "",
             started_at=c.started_at,
             # as ``docker inspect`` reports it, so a policy changed by :meth:`update` shows
-            raw={"HostConfig": {"RestartPolicy": {"Name": c.spec.restart}}},
+            raw={"HostConfig": {"RestartPolicy": {"Name": c.spec.restart},
+                                "Memory": c.spec.memory or 0,
+                                "MemoryReservation": c.spec.memory_reservation or 0,
+                                "NanoCpus": round((c.spec.cpus or 0) * 1_000_000_000),
+                                "Init": c.spec.init or None}},
         )
 
     def _emit(self, type_: str, action: str, c: FakeContainer, **extra: str) -> None:

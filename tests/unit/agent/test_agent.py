@@ -145,7 +145,9 @@ async def test_units_placed_elsewhere_or_invalid_here_are_not_run(
         await reg.submit("b.container", WEB.replace("shipmate/base:bookworm", "missing:1"))
         await reg.set_desired("b.container", "launched")
         await place(store, "b.container", "m1")
-        await settle(clock, lambda: "b.container" in agent._reported)
+        # activating while its start runs (in the background), then failed
+        await settle(clock, lambda: (st := agent._reported.get("b.container")) is not None
+                     and st.active_state != "activating")
         assert engine.container_named("shipmate-a") is None
         st = agent._reported["b.container"]
         assert (st.active_state, st.sub_state) == ("failed", "failed")
@@ -329,3 +331,53 @@ async def test_routed_units_publish_their_endpoints_under_the_machine_lease(
         engine.exit(c.id, 1)  # a dead container takes no traffic
         await settle(clock, lambda: not agent.endpoints._published)
         assert await store.get(key) is None
+
+
+async def test_a_start_is_not_held_behind_a_slow_stop(store: Store, tmp_path: Path) -> None:
+    """An old instance that ignores SIGTERM (PID 1 without an init) takes the whole stop
+    timeout to go; the new instance placed at the same time starts meanwhile."""
+    clock = FakeClock()
+    engine = FakeEngine(images=["shipmate/base:bookworm"], clock=clock)
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    async with running(agent, clock):
+        await reg.submit("old.container", WEB)
+        await reg.set_desired("old.container", "launched")
+        await place(store, "old.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-old") is not None)
+        engine.ignore_sigterm("shipmate-old")
+        started_at = clock.now()
+        await reg.set_desired("old.container", "loaded")  # retired...
+        await reg.submit("new.container", WEB)  # ... as the next deploy's instance arrives
+        await reg.set_desired("new.container", "launched")
+        await place(store, "new.container", "m1")
+        await settle(clock, lambda: (c := engine.container_named("shipmate-new")) is not None
+                     and c.state == "running")
+        old = engine.container_named("shipmate-old")
+        assert old is not None and old.state == "running"  # its stop is still waiting
+        assert clock.now() - started_at < agent.containers.stop_timeout  # type: ignore[union-attr]
+        await settle(clock, lambda: engine.container_named("shipmate-old") is None)
+        assert clock.now() - started_at >= 10.0  # it did take the whole timeout
+
+
+async def test_a_unit_stopped_and_started_again_waits_for_its_own_stop(
+        store: Store, tmp_path: Path) -> None:
+    """A unit's own start still follows its stop (one job per unit at a time)."""
+    clock = FakeClock()
+    engine = FakeEngine(images=["shipmate/base:bookworm"], clock=clock)
+    reg = Registry(store)
+    agent = make_agent(store, engine, tmp_path, clock)
+    async with running(agent, clock):
+        await reg.submit("a.container", WEB)
+        await reg.set_desired("a.container", "launched")
+        await place(store, "a.container", "m1")
+        await settle(clock, lambda: engine.container_named("shipmate-a") is not None)
+        first = engine.container_named("shipmate-a")
+        assert first is not None
+        engine.ignore_sigterm(first.id)
+        await reg.set_desired("a.container", "loaded")
+        await settle(clock, lambda: agent.jobs.busy("a.container") == "stop")
+        await reg.set_desired("a.container", "launched")
+        await settle(clock, lambda: (c := engine.container_named("shipmate-a")) is not None
+                     and c.id != first.id and c.state == "running", steps=60)
+        assert first.state == "removed" and first.exit_code == 137

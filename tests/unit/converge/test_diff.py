@@ -146,3 +146,40 @@ def test_container_without_applied_label_is_compared_by_hash() -> None:
     assert "spec" in fields(diff(s, bare, image_id=IMG))
     same = ContainerInfo(**{**info.__dict__, "labels": {SPEC_HASH_LABEL: spec_hash(s)}})
     assert diff(s, same, image_id=IMG) == ()
+
+
+def test_resource_limits_are_diffed_and_unset_ones_keep_old_hashes() -> None:
+    plain = spec()
+    assert "memory" not in plain.to_json() and "cpus" not in plain.to_json()
+    limited = spec(memory=64 * 2**20, cpus=0.5)
+    assert spec_hash(limited) != spec_hash(plain)
+    # Added, changed and removed limits are all seen (the applied view records them).
+    assert fields(diff(limited, created_from(plain), image_id=IMG)) == ["cpus", "memory"]
+    assert fields(diff(plain, created_from(limited), image_id=IMG)) == ["cpus", "memory"]
+    host = {"Memory": 64 * 2**20, "NanoCpus": 500_000_000, "MemoryReservation": 0}
+    assert diff(limited, created_from(limited, HostConfig=host), image_id=IMG) == ()
+    # Changed behind Shipmate's back (docker update): the engine's value is checked too.
+    drift = diff(limited, created_from(limited, HostConfig={**host, "Memory": 2**30}),
+                 image_id=IMG)
+    assert [(c.field, c.old, c.new) for c in drift] == [
+        ("memory", "1073741824", str(64 * 2**20))]
+    assert drift[0].replace
+
+
+def test_init_is_a_replace_and_a_label_from_before_the_field_means_no_init() -> None:
+    s = spec()
+    old_label = applied_label(s).replace(',"init":false', "")  # written before `init` existed
+    assert '"init"' not in old_label
+    info = created_from(s)
+    info = ContainerInfo(**{**info.__dict__, "labels": {**info.labels,
+                                                        APPLIED_LABEL: old_label}})
+    assert diff(s, info, image_id=IMG) == ()
+    (change,) = diff(spec(init=True), info, image_id=IMG)
+    assert (change.field, change.old, change.new, change.replace) == ("init", "false", "true",
+                                                                      True)
+
+
+def test_init_switched_behind_shipmates_back_is_noticed() -> None:
+    s = spec(init=True)
+    assert diff(s, created_from(s, HostConfig={"Init": True}), image_id=IMG) == ()
+    assert fields(diff(s, created_from(s, HostConfig={"Init": None}), image_id=IMG)) == ["init"]

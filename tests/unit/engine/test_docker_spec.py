@@ -130,3 +130,15 @@ def test_event_and_load_messages():
     assert docker_spec.loaded_images([{"stream": "Loaded image: shipmate/x:1\n"},
                                       {"stream": "Loaded image ID: sha256:ab\n"},
                                       {"status": "Loading layer"}]) == ["shipmate/x:1", "sha256:ab"]
+
+
+def test_init_runs_dockers_init_as_pid_1_and_keeps_old_hashes():
+    plain = make_spec("one", "shipmate/base:bookworm")
+    assert "init" not in docker_spec.create_args(plain).host_config
+    with_init = make_spec("one", "shipmate/base:bookworm", init=True)
+    assert docker_spec.create_args(with_init).host_config["init"] is True
+    assert spec_hash(with_init) != spec_hash(plain)
+    # A spec without init hashes as it did before the field existed: an upgrade does not
+    # replace every container it finds.
+    assert spec_hash(plain) == \
+        "3f4cf2a1b92389dac85f10a84a093e3e3f952410aec2d83021bc0b78bcb23233"  # before `init`

@@ -1,6 +1,7 @@
 import pytest
 
 from shipmate.errors import ValidationError
+from shipmate.paas.build import labelled
 from shipmate.paas.builders.checks import (
     Check,
     CheckPlan,
@@ -80,3 +81,34 @@ def test_declared_checks_are_bounded_too() -> None:
         parse_app_json('{"healthchecks": {"web": [{"timeout": 0.1}]}}')
     with pytest.raises(ValidationError, match=r"CHECKS line 1: wait 100000 is out of range"):
         parse_checks_file("WAIT=100000\n/ ok\n")
+
+
+def test_stay_up_wait_only_without_explicit_checks_unless_set() -> None:
+    plain, waits = CheckPlan({}), CheckPlan({}, 7.0)
+    assert plain.stay_up({}, 3.0, explicit=False) == 3.0  # the checks_wait setting
+    assert waits.stay_up({}, 3.0, explicit=False) == 7.0  # CHECKS WAIT=
+    assert plain.stay_up({}, 3.0, explicit=True) == 0.0  # explicit checks: none
+    assert plain.stay_up({"wait": 0}, 3.0, explicit=False) == 0.0  # checks:set wait 0
+    assert waits.stay_up({"wait": 2}, 3.0, explicit=True) == 2.0
+    _, none_given = parse_checks_file("/ ok\n")
+    assert none_given is None and "wait" not in CheckPlan({}).to_json()
+    assert CheckPlan.from_json({"wait": 3.0, "checks": {}}).wait == 3.0  # an older record
+
+
+@pytest.mark.parametrize("files", [{"package.json"}, {"requirements.txt"}, {"index.html"},
+                                   {"Procfile"}])
+def test_a_code_only_push_misses_the_cache_at_the_last_step_only(files: set[str]) -> None:
+    """Everything that does not depend on the code comes before `COPY . .`, which ends the
+    file: with the classic builder each step after a cache miss costs a container."""
+    text = detect(files, {"web": "x"}).dockerfile or ""
+    steps = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert steps[-1] == "COPY . ."
+    assert text.count("COPY . .") == 1
+
+
+def test_generated_dockerfiles_carry_the_labels_before_the_code() -> None:
+    text = labelled(detect({"package.json"}, {}).dockerfile or "", {"shipmate.app": "web-1"})
+    lines = text.splitlines()
+    assert lines[:2] == ["FROM shipmate/node:18", 'LABEL shipmate.app="web-1"']
+    assert lines[-1] == "COPY . ."
+    assert labelled("FROM x\nCOPY . .\n", {}) == "FROM x\nCOPY . .\n"

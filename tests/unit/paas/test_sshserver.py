@@ -55,7 +55,9 @@ def test_every_cli_command_is_in_the_allowlist_table() -> None:
 
 def test_only_the_table_says_what_reads_stdin() -> None:
     assert {n for n, r in COMMANDS.items() if r.stdin} == {
-        "fleet submit", "ssh-keys:add", "import chef", "import puppet", "certs:add"}
+        "fleet submit", "ssh-keys:add", "import chef", "import puppet", "certs:add",
+        "postgres:import", "postgres:connect", "redis:import", "redis:connect",
+        "git:load-image"}
     assert check_remote(["fleet", "submit", "a.service"]).stdin == "unit file"
 
 

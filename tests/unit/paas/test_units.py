@@ -1,4 +1,6 @@
+from shipmate.paas.resources import ProcessResources
 from shipmate.paas.units import escape_value, instance_units, parse_unit_name
+from shipmate.spec.container import ContainerSpec
 from shipmate.spec.unitcontainer import container_spec
 from shipmate.spec.units import parse_unit
 
@@ -49,3 +51,39 @@ def test_systemd_word_splitting() -> None:
     assert split_words('  "" ') == [""]
     with pytest.raises(ValidationError, match="unterminated"):
         split_words('"open')
+
+
+def _spec(unit_name: str, text: str) -> ContainerSpec:
+    parsed = parse_unit(unit_name, text)
+    return container_spec(parsed.file, unit_name, hostname="h", machine_id="m")
+
+
+def test_resources_and_port_reach_the_container_spec() -> None:
+    limits = {"web": ProcessResources(memory=64 * 2**20, cpus=0.5,
+                                      memory_reservation=32 * 2**20),
+              "worker": ProcessResources()}
+    web, worker = instance_units("app", "v1-0000", "sha256:img", {"web": "", "worker": "w"},
+                                 {"web": 1, "worker": 1}, {}, "a" * 40, resources=limits,
+                                 port=5050)
+    assert "Memory=64m\nMemoryReservation=32m\nCPUQuota=50%\n" in web.text
+    spec = _spec(web.name, web.text)
+    assert (spec.memory, spec.memory_reservation, spec.cpus) == (64 * 2**20, 32 * 2**20, 0.5)
+    assert spec.env_dict["PORT"] == "5050" and [p.container_port for p in spec.ports] == [5050]
+    assert "RoutePort=5050" in web.text
+    plain = _spec(worker.name, worker.text)
+    assert (plain.memory, plain.cpus) == (None, None)
+    assert "Memory" not in worker.text
+
+
+def test_a_procfile_command_that_sets_variables_first_runs_through_env() -> None:
+    (unit,) = instance_units("app", "v1-0000", "sha256:img", {"web": "FOO=$PORT node s.js"},
+                             {"web": 1}, {}, "a" * 40)
+    assert _spec(unit.name, unit.text).command == (
+        "/bin/sh", "-c", "exec env FOO=$PORT node s.js")
+
+
+def test_app_instances_run_under_an_init() -> None:
+    (unit,) = instance_units("app", "v1-0000", "sha256:img", {"web": "python3 app.py"},
+                             {"web": 1}, {}, "a" * 40)
+    parsed = parse_unit(unit.name, unit.text)
+    assert container_spec(parsed.file, unit.name, hostname="h", machine_id="m").init is True

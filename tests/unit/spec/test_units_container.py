@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shipmate.errors import ValidationError
-from shipmate.spec.container import HealthCheck, Mount, PortMapping
+from shipmate.spec.container import ContainerSpec, HealthCheck, Mount, PortMapping
 from shipmate.spec.unitcontainer import env_file_paths, parse_timespan
 from shipmate.spec.units import container_spec, parse_unit
 
@@ -98,3 +98,38 @@ def test_timespans() -> None:
     assert parse_timespan("1h 1s") == 3601.0
     with pytest.raises(ValueError):
         parse_timespan("")
+
+
+def test_resource_keys_become_spec_limits() -> None:
+    from shipmate.engine.docker_spec import create_args
+
+    def spec_of(lines: str) -> ContainerSpec:
+        text = f"[Container]\nImage=x\n{lines}\n"
+        return container_spec(parse_unit("a.container", text).file, "a.container",
+                              hostname="h", machine_id="m")
+
+    s = spec_of("Memory=256m\nMemoryReservation=128M\nCPUQuota=150%")
+    assert (s.memory, s.memory_reservation, s.cpus) == (256 * 2**20, 128 * 2**20, 1.5)
+    assert spec_of("MemoryMax=1073741824").memory == 2**30  # systemd's key, bytes
+    assert spec_of("MemoryMax=infinity").memory is None
+    host = create_args(s).host_config
+    assert (host["mem_limit"], host["mem_reservation"], host["nano_cpus"]) == (
+        256 * 2**20, 128 * 2**20, 1_500_000_000)
+    assert "mem_limit" not in create_args(spec_of("")).host_config
+    with pytest.raises(ValidationError, match="Memory= 'lots' is not a size"):
+        spec_of("Memory=lots")
+    with pytest.raises(ValidationError, match="CPUQuota="):
+        spec_of("CPUQuota=fast")
+
+
+@pytest.mark.parametrize(("value", "init"), [("true", True), ("yes", True), ("false", False),
+                                             ("", False)])
+def test_run_init(value: str, init: bool) -> None:
+    unit = parse_unit("c.container", f"[Container]\nImage=i\nRunInit={value}\n")
+    assert container_spec(unit.file, "c.container", hostname="h", machine_id="m").init is init
+
+
+def test_run_init_must_be_a_boolean() -> None:
+    with pytest.raises(ValidationError, match="RunInit='sometimes' is not a boolean"):
+        unit = parse_unit("c.container", "[Container]\nImage=i\nRunInit=sometimes\n")
+        container_spec(unit.file, "c.container", hostname="h", machine_id="m")

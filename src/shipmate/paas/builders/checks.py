@@ -1,20 +1,22 @@
 """Health checks a release must pass before it takes traffic. Pure parsing of Dokku's
 ``app.json`` ``healthchecks`` and the older ``CHECKS`` file, and the default check.
 
-Default (no checks declared): the process stays up for ``wait`` seconds (5, Dokku's
-DOKKU_DEFAULT_CHECKS_WAIT is 10) and, for ``web``, its port answers HTTP.
+Default (no checks declared): the process stays up for ``wait`` seconds (the daemon's
+``checks_wait`` setting, 3 s; Dokku's DOKKU_DEFAULT_CHECKS_WAIT is 10) and, for ``web``, its
+port answers HTTP. Explicit checks prove the app works: they pass as soon as they pass, with
+no stay-up wait unless ``checks:set APP wait N`` asks for one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from shipmate.errors import ValidationError
+from shipmate.paas.builders import appjson
 
-DEFAULT_WAIT = 3.0
+DEFAULT_WAIT = 3.0  # the ``checks_wait`` setting's default
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 5
 # Bounds of every health-check setting (checks:set, app.json, CHECKS): a deploy ends within a
@@ -41,18 +43,32 @@ class CheckPlan:
     """Per process type, the explicit checks (empty: the default check)."""
 
     checks: Mapping[str, tuple[Check, ...]]
-    wait: float = DEFAULT_WAIT
+    wait: float | None = None  # the tree's own stay-up wait (CHECKS WAIT=); None: not given
 
     def to_json(self) -> dict[str, Any]:
         """For the release record."""
-        return {"wait": self.wait, "checks": {
+        data: dict[str, Any] = {"checks": {
             p: [dataclasses.asdict(c) for c in cs] for p, cs in self.checks.items()}}
+        if self.wait is not None:
+            data["wait"] = self.wait
+        return data
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> CheckPlan:
         """Reverse :meth:`to_json`."""
         checks = {p: tuple(Check(**c) for c in cs) for p, cs in data.get("checks", {}).items()}
-        return CheckPlan(checks, float(data.get("wait", DEFAULT_WAIT)))
+        wait = data.get("wait")
+        return CheckPlan(checks, float(wait) if wait is not None else None)
+
+    def stay_up(self, settings: Mapping[str, Any], default: float, *, explicit: bool) -> float:
+        """Seconds the new processes must stay up after their checks: the app's ``checks:set
+        wait`` if set; else none when an explicit check runs (it proved the app works);
+        else the tree's ``WAIT=``, or ``default`` (the ``checks_wait`` setting)."""
+        if settings.get("wait") is not None:
+            return float(settings["wait"])
+        if explicit:
+            return 0.0
+        return self.wait if self.wait is not None else default
 
 
 def check_setting(key: str, value: Any, where: str = "checks:set") -> float:
@@ -79,12 +95,10 @@ def _num(value: Any, what: str) -> float:
 
 
 def parse_app_json(text: str) -> dict[str, tuple[Check, ...]]:
-    """Dokku's ``app.json`` format: ``{"healthchecks": {"web": [{"type": "startup", ...}]}}``."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValidationError(f"app.json is not valid JSON: {exc}") from exc
-    hc = data.get("healthchecks", {}) if isinstance(data, dict) else {}
+    """Dokku's ``app.json`` format: ``{"healthchecks": {"web": [{"type": "startup", ...}]}}``
+    (comments allowed, as in :mod:`.appjson`)."""
+    data = appjson.loads(text)
+    hc = data.get("healthchecks", {})
     if not isinstance(hc, dict):
         raise ValidationError("app.json healthchecks must map process types to lists")
     out: dict[str, tuple[Check, ...]] = {}
@@ -106,17 +120,18 @@ def parse_app_json(text: str) -> dict[str, tuple[Check, ...]]:
     return out
 
 
-def parse_checks_file(text: str) -> tuple[tuple[Check, ...], float]:
+def parse_checks_file(text: str) -> tuple[tuple[Check, ...], float | None]:
     """The older CHECKS file: ``WAIT=``, ``TIMEOUT=``, ``ATTEMPTS=`` and ``/path content``
-    lines (for ``web``). Returns the checks and the wait."""
-    settings = {"WAIT": DEFAULT_WAIT, "TIMEOUT": DEFAULT_TIMEOUT, "ATTEMPTS": DEFAULT_ATTEMPTS}
+    lines (for ``web``). Returns the checks and the wait (None when not given)."""
+    settings: dict[str, float] = {"TIMEOUT": DEFAULT_TIMEOUT, "ATTEMPTS": DEFAULT_ATTEMPTS}
+    known = ("WAIT", "TIMEOUT", "ATTEMPTS")
     paths: list[tuple[str, str]] = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
-        if sep and key in settings and "/" not in key:
+        if sep and key in known and "/" not in key:
             try:
                 number = float(value)
             except ValueError:
@@ -129,7 +144,7 @@ def parse_checks_file(text: str) -> tuple[tuple[Check, ...], float]:
         paths.append((path, content.strip()))
     checks = tuple(Check(path=p, content=c, attempts=int(settings["ATTEMPTS"]),
                          timeout=settings["TIMEOUT"]) for p, c in paths)
-    return checks, settings["WAIT"]
+    return checks, settings.get("WAIT")
 
 
 def plan_checks(files: Mapping[str, str]) -> CheckPlan:
