@@ -111,7 +111,10 @@ def test_walkthrough_one_per_machine_and_every_router_balances(
     units = cli.units("node-2")
     assert sorted(units) == list(UNITS)
     assert sorted(m for m, _ in units.values()) == list(NODES)
-    assert all(sub == "running" for _, sub in units.values())
+    # `launched` (what start waits for, as fleetctl does) means the agent has started the
+    # unit; its container may still be starting (an image to fetch from a peer, under load).
+    wait_for("every unit running", lambda: all(
+        sub == "running" for _, sub in cli.units("node-2").values()), 60)
     for key, value in (("/shipmate/routes/domains/codeit", '{"domains": ["code.it"]}'),
                        ("/shipmate/routes/active/codeit", '{"release": "*"}')):
         cli.inner("node-1", "etcdctl", "--endpoints", "http://127.0.0.1:2379", "put", key, value)
@@ -125,15 +128,17 @@ def test_partition_stops_the_cut_off_units_and_heal_leaves_no_duplicates(
     victim = cli.units("node-1")["codeit.2.container"][0]
     others = [n for n in NODES if n != victim]
     cli.cluster("partition", victim)
-    # the cut-off machine stops its units once its lease is gone
-    wait_for(f"{victim} to stop its units",
-             lambda: not cli.running_labels(victim, INSTANCE), 30)
-    for node in others:
-        wait_for(f"{node} to forget {victim}", lambda: cli.machines(node) == others, 30)
-        # every request answered, and only by live instances
-        wait_for(f"{node}'s router to drop {victim}",
-                 lambda: _only(cli, node, {"codeit-1", "codeit-3"}), 30)
-    cli.cluster("heal", victim)
+    try:
+        # the cut-off machine stops its units once its lease is gone
+        wait_for(f"{victim} to stop its units",
+                 lambda: not cli.running_labels(victim, INSTANCE), 30)
+        for node in others:
+            wait_for(f"{node} to forget {victim}", lambda: cli.machines(node) == others, 30)
+            # every request answered, and only by live instances
+            wait_for(f"{node}'s router to drop {victim}",
+                     lambda: _only(cli, node, {"codeit-1", "codeit-3"}), 30)
+    finally:  # a failure here must not leave the later tests a partitioned cluster
+        cli.cluster("heal", victim)
     for node in NODES:
         wait_for(f"{node} to see three machines again", lambda: cli.machines(node)
                  == list(NODES), 60)
