@@ -15,6 +15,7 @@ import pytest
 from shipmate.engine.base import ContainerInfo
 from shipmate.engine.docker import DockerEngine
 from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
+from tests.integration.engine_helpers import remove_machine_containers
 
 pytestmark = pytest.mark.integration
 BASE = "shipmate/base:bookworm"
@@ -36,16 +37,7 @@ def daemon(tmp_path: Path, docker_host: str, base_image: str):
         yield env, machine
     finally:
         shipmate(env, "down")
-        asyncio.run(_remove_containers(docker_host, machine))
-
-
-async def _remove_containers(docker_host: str, machine: str) -> None:
-    engine = DockerEngine(docker_host)
-    try:
-        for c in await engine.list({MACHINE_LABEL: machine}):
-            await engine.remove(c.id, force=True)
-    finally:
-        await engine.close()
+        remove_machine_containers(docker_host, machine)
 
 
 def containers(docker_host: str, machine: str) -> dict[str, ContainerInfo]:

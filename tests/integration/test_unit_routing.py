@@ -3,7 +3,6 @@ by its domain, as an app does: a real daemon (agent + router + nginx), a real co
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.error
@@ -14,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from shipmate.engine.docker import DockerEngine
 from tests.conftest import ensure_images, free_port
 from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
+from tests.integration.engine_helpers import remove_machine_containers
 
 pytestmark = pytest.mark.integration
 PYTHON = "shipmate/python:3.11"
-MACHINE_LABEL = "shipmate.machine"
 
 
 @pytest.fixture
@@ -37,16 +35,7 @@ def routed_daemon(tmp_path: Path, docker_host: str) -> Iterator[tuple[dict[str, 
         yield env, port, machine
     finally:
         shipmate(env, "down")
-        asyncio.run(_remove_containers(docker_host, machine))
-
-
-async def _remove_containers(docker_host: str, machine: str) -> None:
-    engine = DockerEngine(docker_host)
-    try:
-        for c in await engine.list({MACHINE_LABEL: machine}):
-            await engine.remove(c.id, force=True)
-    finally:
-        await engine.close()
+        remove_machine_containers(docker_host, machine)
 
 
 def get(port: int, host: str) -> tuple[int, str]:
