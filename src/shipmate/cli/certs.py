@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from shipmate.cli import output
+from shipmate.cli.common import APP, FMT, app_of, as_text, flag_args, single_value, stream_out
 from shipmate.cli.inputs import MAX_INPUT
-from shipmate.cli.paas import APP, FMT, _app, _flag_args, _single, _stream, _text
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ValidationError
 
@@ -51,7 +51,7 @@ def _stdin_tar() -> dict[str, Any]:
          arg("crt", nargs="?", help="PEM certificate (with its chain)"),
          arg("key", nargs="?", help="PEM private key"))
 async def certs_add(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     if ctx.remote or args.crt in (None, "-"):
         if args.crt not in (None, "-") or args.key:
             raise ValidationError("over SSH, certs:add reads a tar from standard input",
@@ -71,7 +71,7 @@ async def certs_add(ctx: Context, args: argparse.Namespace) -> int:
 @command("certs:generate", "make a self-signed certificate for an app (for testing)", APP,
          arg("domains", nargs="*", help="names (default: every name the app answers on)"))
 async def certs_generate(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     report = await ctx.client().request("POST", f"/v1/apps/{app}/certs/generate",
                                         json_body={"domains": args.domains})
     output.step(f"Generated a self-signed certificate for {', '.join(report['hostnames'])}")
@@ -80,30 +80,30 @@ async def certs_generate(ctx: Context, args: argparse.Namespace) -> int:
 
 
 @command("certs:report", "show an app's certificate", APP, FMT,
-         *_flag_args([flag for flag, _, _ in _REPORT]))
+         *flag_args([flag for flag, _, _ in _REPORT]))
 async def certs_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/certs")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/certs")
     if ctx.format == "json":
         output.as_json(data)
         return 0
     items = [(flag, label, " ".join(v) if isinstance(v := data.get(key, ""), list) else v)
              for flag, label, key in _REPORT]
-    if not _single(args.flag, items):
-        output.report(f"{args.app} ssl information", [(lb, _text(v)) for _, lb, v in items])
+    if not single_value(args.flag, items):
+        output.report(f"{args.app} ssl information", [(lb, as_text(v)) for _, lb, v in items])
     return 0
 
 
 @command("certs:show", "print an app's certificate or private key (PEM)", APP,
          arg("part", choices=("crt", "key")))
 async def certs_show(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/certs/{args.part}")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/certs/{args.part}")
     sys.stdout.write(data["pem"])
     return 0
 
 
 @command("certs:remove", "remove an app's certificate (back to plain HTTP)", APP)
 async def certs_remove(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("DELETE", f"/v1/apps/{_app(args)}/certs")
+    await ctx.client().request("DELETE", f"/v1/apps/{app_of(args)}/certs")
     output.step(f"Removed the certificate of {args.app}")
     return 0
 
@@ -111,7 +111,7 @@ async def certs_remove(ctx: Context, args: argparse.Namespace) -> int:
 @command("certs:set", "set an HTTPS property of an app: hsts true|false", APP,
          arg("name", choices=("hsts",)), arg("value", choices=("true", "false")))
 async def certs_set(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/certs/options",
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/certs/options",
                                json_body={"name": args.name, "value": args.value})
     output.step(f"Set {args.name} to {args.value} for {args.app}")
     return 0
@@ -122,26 +122,26 @@ async def certs_set(ctx: Context, args: argparse.Namespace) -> int:
 @command("letsencrypt:enable", "get a certificate from the ACME server (Let's Encrypt) now, "
          "and renew it automatically", APP)
 async def le_enable(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/letsencrypt")
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/letsencrypt")
 
 
 @command("letsencrypt:disable", "stop renewing an app's certificate and remove it", APP)
 async def le_disable(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("DELETE", f"/v1/apps/{_app(args)}/letsencrypt")
+    await ctx.client().request("DELETE", f"/v1/apps/{app_of(args)}/letsencrypt")
     output.step(f"Disabled letsencrypt for {args.app}")
     return 0
 
 
 @command("letsencrypt:revoke", "revoke an app's certificate at the ACME server", APP)
 async def le_revoke(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/letsencrypt/revoke")
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/letsencrypt/revoke")
 
 
 @command("letsencrypt:auto-renew", "renew the certificates that are due (or one app's) now",
          arg("app", nargs="?", default="", help="app name (default: every app)"))
 async def le_auto_renew(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args) if args.app else ""
-    return await _stream(ctx, "POST", "/v1/letsencrypt/auto-renew", {"app": app})
+    app = app_of(args) if args.app else ""
+    return await stream_out(ctx, "POST", "/v1/letsencrypt/auto-renew", {"app": app})
 
 
 @command("letsencrypt:list", "list apps with letsencrypt, their expiry and next renewal", FMT)

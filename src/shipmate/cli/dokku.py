@@ -12,21 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from shipmate.cli import output
-from shipmate.cli.paas import _single, _stream
+from shipmate.cli.common import APP, FMT, app_of, single_value, stream_out
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ValidationError
 from shipmate.spec.names import validate_app_name
 
-APP = arg("app", help="app name")
-FMT = arg("--format", choices=("text", "json"), default=None, help="output format")
 PROC = arg("--process-type", default="", help="only this process type (default: all)")
 SKIP = arg("--skip-deploy", action="store_true", help="do not deploy the app now")
 _RESOURCE_OPTS = (arg("--memory", default=None, help="memory: 256m, 1g (a number is MB)"),
                   arg("--cpu", default=None, help="CPUs: 0.5 is half a CPU"))
-
-
-def _app(args: argparse.Namespace) -> str:
-    return validate_app_name(args.app)
 
 
 # resources ------------------------------------------------------------------------------------
@@ -36,7 +30,7 @@ async def _resources(ctx: Context, args: argparse.Namespace, kind: str, clear: b
                                 ("cpu", getattr(args, "cpu", None))) if v is not None}
     if not clear and not values:
         raise ValidationError("No resource given", hint="use --memory and/or --cpu")
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/resources", json_body={
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/resources", json_body={
         "kind": kind, "process_type": args.process_type, "set": values, "clear": clear})
     scope = f" ({args.process_type})" if args.process_type else ""
     if clear:
@@ -73,7 +67,7 @@ async def resource_reserve_clear(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("resource:report", "show an app's resource limits and reservations", APP, FMT)
 async def resource_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/resources")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/resources")
     if ctx.format == "json":
         output.as_json(data["record"])
         return 0
@@ -86,14 +80,14 @@ async def resource_report(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("ps:rebuild", "build the deployed revision again and deploy it", APP)
 async def ps_rebuild(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/rebuild")
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/rebuild")
 
 
 @command("apps:rename", "rename an app (moves its settings, releases and repository)",
          arg("old"), arg("new"), SKIP)
 async def apps_rename(ctx: Context, args: argparse.Namespace) -> int:
     old, new = validate_app_name(args.old), validate_app_name(args.new)
-    return await _stream(ctx, "POST", f"/v1/apps/{old}/rename",
+    return await stream_out(ctx, "POST", f"/v1/apps/{old}/rename",
                          {"name": new, "skip_deploy": args.skip_deploy})
 
 
@@ -101,7 +95,7 @@ async def apps_rename(ctx: Context, args: argparse.Namespace) -> int:
          arg("old"), arg("new"), SKIP)
 async def apps_clone(ctx: Context, args: argparse.Namespace) -> int:
     old, new = validate_app_name(args.old), validate_app_name(args.new)
-    return await _stream(ctx, "POST", f"/v1/apps/{old}/clone",
+    return await stream_out(ctx, "POST", f"/v1/apps/{old}/clone",
                          {"name": new, "skip_deploy": args.skip_deploy})
 
 
@@ -111,7 +105,7 @@ MAPS = arg("maps", nargs="+", metavar="SCHEME:HOST:CONTAINER", help="e.g. http:8
 
 
 async def _ports(ctx: Context, args: argparse.Namespace, body: dict[str, Any]) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/ports", body)
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/ports", body)
 
 
 @command("ports:set", "set an app's port mappings", APP, MAPS)
@@ -141,20 +135,20 @@ async def ports_clear(ctx: Context, args: argparse.Namespace) -> int:
          arg("--ports-map-detected", dest="flag", action="store_const",
              const="--ports-map-detected", help="print only the mappings in effect"))
 async def ports_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/ports")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/ports")
     if ctx.format == "json":
         output.as_json(data)
         return 0
     items = [("--ports-map", "Ports map", " ".join(data["map"])),
              ("--ports-map-detected", "Ports map detected", " ".join(data["effective"]))]
-    if not _single(args.flag, items):
+    if not single_value(args.flag, items):
         output.report(f"{args.app} ports information", [(lb, v) for _, lb, v in items])
     return 0
 
 
 @command("ports:list", "list an app's port mappings in effect", APP)
 async def ports_list(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/ports")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/ports")
     output.header(f"{args.app} port mappings")
     output.table([dict(zip(("scheme", "host port", "container port"), m.split(":"),
                            strict=True)) for m in data["effective"]],
@@ -170,7 +164,7 @@ async def ports_list(ctx: Context, args: argparse.Namespace) -> int:
 async def enter(ctx: Context, args: argparse.Namespace) -> int:
     from shipmate.spec.unitcontainer import default_container_name
 
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/ps")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/ps")
     wanted = args.instance
     found = [p for p in data["processes"] if p["state"].startswith("active")
              and (p["instance"] == wanted or p["instance"].split(".")[0] == wanted)]
@@ -202,7 +196,7 @@ IMAGE = arg("image", help="image name (repository[:tag]) or ID")
 
 @command("git:from-image", "deploy an image already on this machine's engine", APP, IMAGE)
 async def git_from_image(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/from-image",
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/from-image",
                          {"image": args.image})
 
 
@@ -215,7 +209,7 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
 @command("git:load-image", "load a `docker save` tar from standard input and deploy IMAGE",
          APP, IMAGE)
 async def git_load_image(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     if sys.stdin.isatty():
         raise ValidationError("git:load-image reads the image from standard input",
                               hint=f"docker save {args.image} | shipmate git:load-image "

@@ -6,58 +6,18 @@ import argparse
 import shlex
 import sys
 import time
-from typing import Any
 
 from shipmate.cli import output
+from shipmate.cli.common import APP, FMT, app_of, as_text, flag_args, single_value, stream_out
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ValidationError
 from shipmate.paas.model import parse_assignments, parse_release_label, parse_scale
-from shipmate.spec.names import validate_app_name
-
-APP = arg("app", help="app name")
-FMT = arg("--format", choices=("text", "json"), default=None, help="output format")
-
-
-def _app(args: argparse.Namespace) -> str:
-    return validate_app_name(args.app)
-
-
-async def _stream(ctx: Context, method: str, path: str, body: Any = None) -> int:
-    async for line in ctx.client().stream(method, path, json_body=body):
-        print(line, flush=True)
-    return 0
-
-
-def _single(flag: str | None, items: list[tuple[str, str, Any]]) -> bool:
-    """Dokku's ``:report APP --flag``: print one value and stop."""
-    if not flag:
-        return False
-    for key, _, value in items:
-        if key == flag:
-            print(_text(value))
-            return True
-    raise ValidationError(f"Invalid flag passed, valid flags: {', '.join(k for k, _, _ in items)}")
-
-
-def _text(value: Any) -> str:
-    """A report value as Dokku prints it (``true``/``false`` for flags)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _flag_args(flags: list[str]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    """``--app-locked`` and friends as options (argparse would refuse them as a positional
-    value): each one stores its own name in ``args.flag``."""
-    return [arg(flag, dest="flag", action="store_const", const=flag, default=None,
-                help=f"print only this value ({flag})") for flag in flags]
-
 
 # apps ---------------------------------------------------------------------------------------
 
 @command("apps:create", "create an app", APP)
 async def apps_create(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", "/v1/apps", json_body={"name": _app(args)})
+    await ctx.client().request("POST", "/v1/apps", json_body={"name": app_of(args)})
     output.step(f"Creating {args.app}...")
     return 0
 
@@ -76,7 +36,7 @@ async def apps_list(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("apps:exists", "exit 0 if the app exists, 1 if not", APP)
 async def apps_exists(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/exists")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/exists")
     if data["exists"]:
         output.step("App exists")
         return 0
@@ -87,7 +47,7 @@ async def apps_exists(ctx: Context, args: argparse.Namespace) -> int:
 @command("apps:destroy", "destroy an app, its containers, releases and settings", APP,
          arg("--force", action="store_true", help="do not ask for confirmation"))
 async def apps_destroy(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     if not args.force:
         if not sys.stdin.isatty():
             raise ValidationError(f"Refusing to destroy {app} without confirmation",
@@ -98,19 +58,19 @@ async def apps_destroy(ctx: Context, args: argparse.Namespace) -> int:
             output.error("Confirmation did not match. Aborted.")
             return 1
     output.step(f"Destroying {app} (including all add-ons)")
-    return await _stream(ctx, "DELETE", f"/v1/apps/{app}")
+    return await stream_out(ctx, "DELETE", f"/v1/apps/{app}")
 
 
 @command("apps:lock", "refuse deploys of an app", APP)
 async def apps_lock(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/lock")
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/lock")
     output.step("Deploy lock created")
     return 0
 
 
 @command("apps:unlock", "allow deploys of an app again", APP)
 async def apps_unlock(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/unlock")
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/unlock")
     output.step("Deploy lock removed")
     return 0
 
@@ -123,18 +83,18 @@ _REPORT_FLAGS = [("--app-deploy-source", "App deploy source", "deploy_source"),
 
 
 @command("apps:report", "show an app's information", APP, FMT,
-         *_flag_args([flag for flag, _, _ in _REPORT_FLAGS]))
+         *flag_args([flag for flag, _, _ in _REPORT_FLAGS]))
 async def apps_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}")
     if ctx.format == "json":
         output.as_json(data)
         return 0
     if isinstance(data.get("created"), int | float):
         data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(data["created"]))
     items = [(flag, label, data.get(key, "")) for flag, label, key in _REPORT_FLAGS]
-    if not _single(args.flag, items):
+    if not single_value(args.flag, items):
         output.report(f"{args.app} app information",
-                      [(label, _text(v)) for _, label, v in items])
+                      [(label, as_text(v)) for _, label, v in items])
     return 0
 
 
@@ -165,7 +125,7 @@ async def config_set(ctx: Context, args: argparse.Namespace) -> int:
     output.step("Setting config vars")
     for key in values:
         output.detail(key)
-    return await _stream(ctx, "PATCH", f"/v1/apps/{_app(args)}/config",
+    return await stream_out(ctx, "PATCH", f"/v1/apps/{app_of(args)}/config",
                          {"set": values, "restart": not args.no_restart})
 
 
@@ -175,7 +135,7 @@ async def config_unset(ctx: Context, args: argparse.Namespace) -> int:
     output.step("Unsetting config vars")
     for key in args.keys:
         output.detail(key)
-    return await _stream(ctx, "PATCH", f"/v1/apps/{_app(args)}/config",
+    return await stream_out(ctx, "PATCH", f"/v1/apps/{app_of(args)}/config",
                          {"unset": args.keys, "restart": not args.no_restart})
 
 
@@ -186,7 +146,7 @@ async def _config(ctx: Context, app: str) -> dict[str, str]:
 
 @command("config:get", "print one config value exactly", APP, arg("key"))
 async def config_get(ctx: Context, args: argparse.Namespace) -> int:
-    cfg = await _config(ctx, _app(args))
+    cfg = await _config(ctx, app_of(args))
     if args.key not in cfg:
         return 1
     sys.stdout.write(cfg[args.key] + "\n")
@@ -195,7 +155,7 @@ async def config_get(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("config:show", "show an app's config vars", APP, FMT)
 async def config_show(ctx: Context, args: argparse.Namespace) -> int:
-    cfg = await _config(ctx, _app(args))
+    cfg = await _config(ctx, app_of(args))
     if ctx.format == "json":
         output.as_json(cfg)
         return 0
@@ -205,7 +165,7 @@ async def config_show(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("config:keys", "list an app's config keys", APP)
 async def config_keys(ctx: Context, args: argparse.Namespace) -> int:
-    for key in sorted(await _config(ctx, _app(args))):
+    for key in sorted(await _config(ctx, app_of(args))):
         print(key)
     return 0
 
@@ -214,7 +174,7 @@ async def config_keys(ctx: Context, args: argparse.Namespace) -> int:
          arg("--format", dest="export_format", choices=("exports", "envfile", "json", "shell"),
              default="exports"))
 async def config_export(ctx: Context, args: argparse.Namespace) -> int:
-    cfg = await _config(ctx, _app(args))
+    cfg = await _config(ctx, app_of(args))
     fmt = args.export_format
     if fmt == "json":
         output.as_json(cfg)
@@ -247,7 +207,7 @@ async def domains_clear_global(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("domains:add", "add custom domains to an app", APP, arg("domains", nargs="+"))
 async def domains_add(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/domains",
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/domains",
                                json_body={"add": args.domains})
     output.step(f"Added {' '.join(args.domains)} to {args.app}")
     return 0
@@ -255,7 +215,7 @@ async def domains_add(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("domains:remove", "remove custom domains from an app", APP, arg("domains", nargs="+"))
 async def domains_remove(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/domains",
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/domains",
                                json_body={"remove": args.domains})
     output.step(f"Removed {' '.join(args.domains)} from {args.app}")
     return 0
@@ -265,9 +225,9 @@ _DOMAIN_FLAGS = ["--domains-app-vhosts", "--domains-global-vhosts", "--domains-a
                  "--domains-routing"]
 
 
-@command("domains:report", "show an app's domains", APP, FMT, *_flag_args(_DOMAIN_FLAGS))
+@command("domains:report", "show an app's domains", APP, FMT, *flag_args(_DOMAIN_FLAGS))
 async def domains_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/domains")
     if ctx.format == "json":
         output.as_json(data)
         return 0
@@ -275,14 +235,14 @@ async def domains_report(ctx: Context, args: argparse.Namespace) -> int:
              ("--domains-global-vhosts", "Domains global vhosts", data["global"]),
              ("--domains-app-port", "Domains app port", data.get("port") or ""),
              ("--domains-routing", "Domains routing", data.get("routing", ""))]
-    if not _single(args.flag, items):
+    if not single_value(args.flag, items):
         output.report(f"{args.app} domains information", [(lb, v) for _, lb, v in items])
     return 0
 
 
 @command("urls", "print an app's URLs", APP)
 async def urls(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/domains")
     for url in data["urls"]:
         print(url)
     return 0
@@ -290,7 +250,7 @@ async def urls(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("url", "print an app's first URL", APP)
 async def url(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/domains")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/domains")
     print(data["urls"][0] if data["urls"] else "")
     return 0
 
@@ -300,7 +260,7 @@ async def url(ctx: Context, args: argparse.Namespace) -> int:
 @command("ps:scale", "set how many instances of each process type run", APP,
          arg("pairs", nargs="*", metavar="TYPE=COUNT"))
 async def ps_scale(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     if not args.pairs:
         formation = await ctx.client().request("GET", f"/v1/apps/{app}/formation")
         output.step("Scaling for " + app)
@@ -308,13 +268,13 @@ async def ps_scale(ctx: Context, args: argparse.Namespace) -> int:
                      ["proctype", "qty"])
         return 0
     output.step(f"Scaling {app} processes: {' '.join(args.pairs)}")
-    return await _stream(ctx, "POST", f"/v1/apps/{app}/scale",
+    return await stream_out(ctx, "POST", f"/v1/apps/{app}/scale",
                          {"formation": parse_scale(args.pairs)})
 
 
 @command("ps:report", "show an app's processes", APP, FMT)
 async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/ps")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/ps")
     if ctx.format == "json":
         output.as_json(data)
         return 0
@@ -329,22 +289,22 @@ async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("ps:restart", "restart an app (a fresh deploy of its current release)", APP)
 async def ps_restart(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/restart")
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/restart")
 
 
 @command("ps:stop", "stop an app's instances (cancels a running deploy)", APP)
 async def ps_stop(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/stop")
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/stop")
 
 
 @command("ps:start", "start the instances ps:stop stopped", APP)
 async def ps_start(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/start")
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/start")
 
 
 @command("releases", "list an app's releases", APP, FMT)
 async def releases(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/releases")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/releases")
     if ctx.format == "json":
         output.as_json(data)
         return 0
@@ -361,12 +321,12 @@ async def releases(ctx: Context, args: argparse.Namespace) -> int:
 async def releases_rollback(ctx: Context, args: argparse.Namespace) -> int:
     version = parse_release_label(args.release)
     output.step(f"Rolling back {args.app} to v{version}")
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/rollback", {"version": version})
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/rollback", {"version": version})
 
 
 @command("checks:report", "show an app's health-check settings", APP, FMT)
 async def checks_report(ctx: Context, args: argparse.Namespace) -> int:
-    data = await ctx.client().request("GET", f"/v1/apps/{_app(args)}/checks")
+    data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/checks")
     if ctx.format == "json":
         output.as_json(data)
         return 0
@@ -379,7 +339,7 @@ async def checks_report(ctx: Context, args: argparse.Namespace) -> int:
 
 async def _toggle_checks(ctx: Context, args: argparse.Namespace, verb: str,
                          doing: str) -> int:
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/checks",
                                json_body={verb: args.types.split(",")})
     output.step(f"{doing} zero downtime for app ({args.types})")
     return 0
@@ -406,7 +366,7 @@ async def checks_set(ctx: Context, args: argparse.Namespace) -> int:
             value = float(args.value)
         except ValueError:
             raise ValidationError(f"{args.key} must be a number, got {args.value!r}") from None
-    await ctx.client().request("POST", f"/v1/apps/{_app(args)}/checks",
+    await ctx.client().request("POST", f"/v1/apps/{app_of(args)}/checks",
                                json_body={"set": {args.key: value}})
     output.step(f"Setting {args.key} to {args.value}")
     return 0
@@ -418,7 +378,7 @@ async def checks_set(ctx: Context, args: argparse.Namespace) -> int:
              help="follow new output (tail -f)"),
          arg("-p", "--ps", default="", help="only this process type"))
 async def logs(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", f"/v1/apps/{_app(args)}/logs",
+    return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/logs",
                          {"num": args.num, "follow": args.tail, "process": args.ps})
 
 
@@ -428,7 +388,7 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.cmd:
         raise ValidationError("No command given", hint=f"e.g. shipmate run {args.app} ls -la")
     code = 0
-    async for line in ctx.client().stream("POST", f"/v1/apps/{_app(args)}/run",
+    async for line in ctx.client().stream("POST", f"/v1/apps/{app_of(args)}/run",
                                           json_body={"command": args.cmd}):
         if line.startswith("\0exit "):
             code = int(line.split()[1])

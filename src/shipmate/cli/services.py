@@ -8,13 +8,12 @@ import shutil
 import sys
 
 from shipmate.cli import output
-from shipmate.cli.paas import FMT, _flag_args, _single, _stream
+from shipmate.cli.common import APP, FMT, flag_args, single_value, stream_out
 from shipmate.cli.registry import CommandFunc, Context, arg, command
 from shipmate.errors import ValidationError
 from shipmate.spec.names import validate_app_name
 
 NAME = arg("name", help="service name")
-APP = arg("app", help="app name")
 _INFO = [("--dsn", "Dsn", "dsn"), ("--links", "Links", "links"),
          ("--status", "Status", "status"), ("--version", "Version", "version"),
          ("--id", "Id", "id"), ("--internal-ip", "Internal ip", "internal_ip"),
@@ -36,7 +35,7 @@ def _create(kind: str) -> CommandFunc:
     async def run(ctx: Context, args: argparse.Namespace) -> int:
         from shipmate.services.model import validate_service_name
 
-        return await _stream(ctx, "POST", f"/v1/services/{kind}", {
+        return await stream_out(ctx, "POST", f"/v1/services/{kind}", {
             "name": validate_service_name(args.name), "version": args.image_version})
     return run
 
@@ -44,13 +43,13 @@ def _create(kind: str) -> CommandFunc:
 def _link(kind: str, verb: str) -> CommandFunc:
     async def run(ctx: Context, args: argparse.Namespace) -> int:
         body = {"app": validate_app_name(args.app), "alias": getattr(args, "alias", "") or ""}
-        return await _stream(ctx, "POST", f"{_base(kind, args)}/{verb}", body)
+        return await stream_out(ctx, "POST", f"{_base(kind, args)}/{verb}", body)
     return run
 
 
 def _simple(kind: str, method: str, suffix: str) -> CommandFunc:
     async def run(ctx: Context, args: argparse.Namespace) -> int:
-        return await _stream(ctx, method, _base(kind, args) + suffix)
+        return await stream_out(ctx, method, _base(kind, args) + suffix)
     return run
 
 
@@ -61,7 +60,7 @@ def _info(kind: str) -> CommandFunc:
             output.as_json(data)
             return 0
         items = [(flag, label, data.get(key, "")) for flag, label, key in _INFO]
-        if not _single(args.flag, items):
+        if not single_value(args.flag, items):
             output.report(f"{_TITLES[kind]} service information: {args.name}",
                           [(label, v) for _, label, v in items])
         return 0
@@ -93,7 +92,7 @@ def _destroy(kind: str) -> CommandFunc:
             if input(f" !     To proceed, type \"{args.name}\"\n\n> ").strip() != args.name:
                 output.error("Confirmation did not match. Aborted.")
                 return 1
-        return await _stream(ctx, "DELETE", _base(kind, args))
+        return await stream_out(ctx, "DELETE", _base(kind, args))
     return run
 
 
@@ -150,7 +149,7 @@ def _register(kind: str) -> None:
     command(f"{kind}:unlink", f"unlink a {title} service from an app (redeploys)", NAME, APP)(
         _link(kind, "unlink"))
     command(f"{kind}:info", f"show a {title} service", NAME, FMT,
-            *_flag_args([f for f, _, _ in _INFO]))(_info(kind))
+            *flag_args([f for f, _, _ in _INFO]))(_info(kind))
     command(f"{kind}:list", f"list {title} services", FMT)(_list(kind))
     command(f"{kind}:restart", f"restart a {title} service", NAME)(
         _simple(kind, "POST", "/restart"))

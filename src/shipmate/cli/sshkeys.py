@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 from shipmate.cli import output
+from shipmate.cli.common import FMT
 from shipmate.cli.inputs import read_file, read_stdin
 from shipmate.cli.registry import Context, arg, command
-
-FMT = arg("--format", choices=("text", "json"), default=None, help="output format")
 
 
 @command("ssh-keys:add", "allow an SSH public key to push and run commands",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from shipmate.cli import output
-from shipmate.cli.paas import APP, FMT, _app, _flag_args, _single, _stream
+from shipmate.cli.common import APP, FMT, app_of, flag_args, single_value, stream_out
 from shipmate.cli.registry import Context, arg, command
 
 MOUNT = arg("mount", metavar="HOST_PATH:CONTAINER_PATH",
@@ -18,14 +18,14 @@ MOUNT = arg("mount", metavar="HOST_PATH:CONTAINER_PATH",
              help="owner: herokuish (32767, the default), heroku (1000), paketo (2000), "
                   "root, false (leave it) or UID[:GID]"))
 async def storage_ensure_directory(ctx: Context, args: argparse.Namespace) -> int:
-    return await _stream(ctx, "POST", "/v1/storage/directories",
+    return await stream_out(ctx, "POST", "/v1/storage/directories",
                          {"name": args.name, "chown": args.chown})
 
 
 @command("storage:mount", "mount a host directory into an app's containers (next deploy)",
          APP, MOUNT)
 async def storage_mount(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     await ctx.client().request("POST", f"/v1/apps/{app}/storage",
                                json_body={"mount": args.mount, "remote": ctx.remote})
     output.step(f"Mounted {args.mount} for {app}; `ps:restart {app}` applies it now "
@@ -35,7 +35,7 @@ async def storage_mount(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("storage:unmount", "remove a mount from an app (next deploy)", APP, MOUNT)
 async def storage_unmount(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     await ctx.client().request("POST", f"/v1/apps/{app}/storage/unmount",
                                json_body={"mount": args.mount, "remote": ctx.remote})
     output.step(f"Unmounted {args.mount} from {app}; `ps:restart {app}` applies it now")
@@ -44,7 +44,7 @@ async def storage_unmount(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("storage:list", "list an app's mounts", APP, FMT)
 async def storage_list(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     data = await ctx.client().request("GET", f"/v1/apps/{app}/storage")
     if ctx.format == "json":  # Dokku's shape
         output.as_json([{"host_path": m["host"], "container_path": m["container"],
@@ -63,14 +63,14 @@ _REPORT = [("--storage-build-mounts", "Storage build mounts", "build_mounts"),
 
 
 @command("storage:report", "show an app's storage", APP, FMT,
-         *_flag_args([f for f, _, _ in _REPORT]))
+         *flag_args([f for f, _, _ in _REPORT]))
 async def storage_report(ctx: Context, args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_of(args)
     report = (await ctx.client().request("GET", f"/v1/apps/{app}/storage"))["report"]
     if ctx.format == "json":
         output.as_json(report)
         return 0
     items = [(flag, label, report.get(key, "")) for flag, label, key in _REPORT]
-    if not _single(args.flag, items):
+    if not single_value(args.flag, items):
         output.report(f"{app} storage information", [(label, v) for _, label, v in items])
     return 0
