@@ -123,7 +123,7 @@ class ServiceManager:
         service = await self.state.get(kind, name)
         await self.paas.state.get_app(app)
         env = validate_config_key(f"{alias.upper()}_URL" if alias else service.spec.env_var)
-        if app in await self.state.links(service):
+        if app in await self.state.links(service):  # checked again in the swap
             raise ConflictError(f"Already linked as {env}", hint=f"{kind}:unlink {name} {app}")
         current = (await self.paas.state.config(app)).get(env)
         if current is not None and current != service.url:
@@ -190,11 +190,7 @@ class ServiceManager:
         """``KIND:destroy NAME``: refused while linked; else the unit, the container, the
         volume (its data) and the records go."""
         service = await self.state.get(kind, name)
-        links = await self.state.links(service)
-        if links:
-            raise ConflictError(f"Cannot delete linked service {name}: linked to "
-                                f"{', '.join(sorted(links))}",
-                                hint=f"unlink it first: {kind}:unlink {name} APP")
+        await self.state.mark_destroying(service)  # refused while linked; no links after
         state = await self._unit_state(service)
         emit(f"-----> Deleting {name}")
         await self.registry.destroy(service.unit)

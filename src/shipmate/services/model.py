@@ -75,6 +75,13 @@ class Service:
     password: str
     created: float
     machine: str = ""  # where it was created (its image was built there)
+    exposed: int = 0  # the host port it is published on (0: none)
+    destroying: bool = False  # KIND:destroy has begun: no new links
+
+    @property
+    def ref(self) -> str:
+        """``postgres:db``: how an app's links name it."""
+        return f"{self.kind}:{self.name}"
 
     @property
     def spec(self) -> Kind:
