@@ -19,6 +19,7 @@ from collections.abc import Callable
 from shipmate.errors import ConflictError, NotFoundError
 from shipmate.paas.attach import AttachmentStore, Link, links_op
 from shipmate.paas.state import app_key
+from shipmate.services.backups import BackupSchedule, LastBackup
 from shipmate.services.model import Service, kind_of, validate_service_name
 from shipmate.store.base import Compare, Op, Store
 
@@ -120,6 +121,25 @@ class ServiceState:
         raise ConflictError(f"{service.name} or {app} kept changing; nothing was changed",
                             hint="try again")
 
+    async def set_exposed(self, service: Service, port: int) -> Service:
+        """Record the host port the service is published on (0: none); the new record."""
+        meta_key = service_key(service.kind, service.name)
+        for _ in range(CAS_TRIES):
+            meta = await self.store.get(meta_key)
+            if meta is None:
+                raise NotFoundError(f"{service.spec.title} service {service.name} does not "
+                                    "exist")
+            changed = dataclasses.replace(Service.from_json(meta.value), exposed=port)
+            if changed.destroying:
+                raise ConflictError(f"{service.spec.title} service {service.name} is being "
+                                    "destroyed")
+            res = await self.store.txn([Compare.mod_is(meta_key, meta.mod_revision)],
+                                       [Op.put(meta_key, changed.to_json())])
+            if res.succeeded:
+                return changed
+        raise ConflictError(f"{service.name} kept changing; nothing was changed",
+                            hint="try again")
+
     async def mark_destroying(self, service: Service) -> None:
         """Mark the service as going, once no app holds a link to it (checked and marked in
         one compare-and-swap: a link made meanwhile makes this fail, and a link made after
@@ -143,6 +163,33 @@ class ServiceState:
                 return
         raise ConflictError(f"{service.name} kept changing; it was not destroyed",
                             hint="try again")
+
+    async def backup_schedule(self, service: Service) -> BackupSchedule | None:
+        """The service's backup schedule, if it has one."""
+        kv = await self.store.get(service_key(service.kind, service.name, "backup/schedule"))
+        return BackupSchedule.from_json(kv.value) if kv else None
+
+    async def set_backup_schedule(self, service: Service,
+                                  schedule: BackupSchedule | None) -> None:
+        """Set (or, with None, remove) the service's backup schedule (only while the
+        service exists)."""
+        meta = service_key(service.kind, service.name)
+        key = service_key(service.kind, service.name, "backup/schedule")
+        op = Op.put(key, schedule.to_json()) if schedule else Op.delete(key)
+        res = await self.store.txn([Compare(meta, "version", ">", 0)], [op])
+        if not res.succeeded:
+            raise NotFoundError(f"{service.spec.title} service {service.name} does not exist")
+
+    async def last_backup(self, service: Service) -> LastBackup | None:
+        """The outcome of the service's latest scheduled backup."""
+        kv = await self.store.get(service_key(service.kind, service.name, "backup/last"))
+        return LastBackup.from_json(kv.value) if kv else None
+
+    async def set_last_backup(self, service: Service, last: LastBackup) -> None:
+        """Record a scheduled backup's outcome (only while the service exists)."""
+        meta = service_key(service.kind, service.name)
+        await self.store.txn([Compare(meta, "version", ">", 0)], [
+            Op.put(service_key(service.kind, service.name, "backup/last"), last.to_json())])
 
     async def destroy(self, service: Service) -> None:
         """Forget every record of the service."""
