@@ -10,69 +10,17 @@ service: it reports it running, and when the server is then killed it starts it 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
-from tests.integration.engine_helpers import remove_machine_containers
+from tests.integration.daemon_helpers import shipmate
 from tests.integration.paas_helpers import run, unique
+from tests.integration.service_helpers import Daemon, daemon, forget
 
 pytestmark = pytest.mark.integration
-
-
-class Daemon:
-    """One daemon process of a state dir, started and SIGKILLed by the test."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.machine = unique("crash-m")
-        self.env = daemon_env(state_dir, SHIPMATE_MACHINE_ID=self.machine)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        (self.state_dir / "shipmate.sock").unlink(missing_ok=True)
-        log = open(self.state_dir / "daemon-test.log", "ab")  # noqa: SIM115 - the child's
-        self.proc = subprocess.Popen([sys.executable, "-m", "shipmate.cli.main", "daemon"],
-                                     env=self.env, stdout=log, stderr=log,
-                                     start_new_session=True)
-        log.close()
-        wait_status(self.env, timeout=60)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def ok(self, *args: str, timeout: float = 180, input: str | None = None) -> str:
-        res = subprocess.run([sys.executable, "-m", "shipmate.cli.main", *args], env=self.env,
-                             capture_output=True, text=True, timeout=timeout, input=input)
-        assert res.returncode == 0, f"shipmate {' '.join(args)}: {res.stdout}{res.stderr}"
-        return res.stdout
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "state")
-    d.state_dir.mkdir()
-    d.start()
-    yield d
-    d.stop()
-    remove_machine_containers("unix:///var/run/docker.sock", d.machine)
+__all__ = ["daemon"]  # the fixture, imported for pytest
 
 
 def _container(name: str) -> dict[str, object]:
@@ -147,10 +95,7 @@ def test_committed_rows_and_the_service_survive_a_sigkill_of_the_daemon(
         assert set(acked) <= {int(x) for x in rows.split()}
     finally:
         run(["docker", "rm", "-f", client_name])
-        shipmate(daemon.env, "postgres:destroy", name, "--force", timeout=120)
-        run(["docker", "rm", "-f", host])
-        run(["docker", "volume", "rm", "-f", f"shipmate-postgres-{name}-data"])
-        run(["docker", "network", "rm", f"shipmate-svc-postgres-{name}"])
+        forget(daemon, "postgres", name)
 
 
 def host_prefix() -> str:
