@@ -241,11 +241,20 @@ class ServiceManager:
         emit(f"=====> {service.spec.title} service {name} unexposed")
 
     async def _republish(self, service: Service, port: int, emit: Emit) -> None:
+        """Replace the container with one published on ``port`` (0: none); when it does
+        not come up (the engine could not bind the port), the previous one comes back."""
         changed = await self.state.set_exposed(service, port)
         emit(f"-----> Replacing container {changed.container} "
              f"({'publishing port ' + str(port) if port else 'no host port'})")
         await self.registry.replace(changed.unit, unit_text(changed))
-        await self.wait_replaced(changed)
+        try:
+            await self.wait_replaced(changed)
+        except ShipmateError:
+            emit(f" !     It did not start: going back to {_exposed(service)}")
+            back = await self.state.set_exposed(changed, service.exposed)
+            await self.registry.replace(back.unit, unit_text(back))
+            await self.wait_replaced(back)
+            raise
 
     async def wait_replaced(self, service: Service, timeout: float = READY_TIMEOUT) -> None:
         """Wait until the unit runs its current content and accepts connections."""
@@ -253,9 +262,11 @@ class ServiceManager:
         deadline = time.monotonic() + timeout
         while True:
             state = await self._unit_state(service)
-            if state is not None and state.active_state == "active" and record is not None \
-                    and state.hash == record.hash:
+            current = state is not None and record is not None and state.hash == record.hash
+            if current and state is not None and state.active_state == "active":
                 return
+            if current and state is not None and state.active_state == "failed":
+                raise ShipmateError(f"{service.unit} failed to start{await self._logs(service)}")
             if time.monotonic() > deadline:
                 raise ShipmateError(f"{service.unit} did not come back within {timeout:.0f}s"
                                     f"{await self._logs(service)}",

@@ -177,3 +177,14 @@ async def test_no_backup_once_the_schedule_is_removed(tmp_path: Path) -> None:
     with pytest.raises(ShipmateError):  # a destroyed service takes no schedule
         await state.set_backup_schedule(REDIS, make_schedule("@daily", str(tmp_path), 1, T0))
     await store.close()
+
+
+def test_backups_name_a_server_directory_so_they_are_local_only() -> None:
+    from shipmate.paas.sshpolicy import COMMANDS
+
+    for kind in ("postgres", "redis"):
+        assert not COMMANDS[f"{kind}:backup"].allowed
+        assert not COMMANDS[f"{kind}:backup-schedule"].allowed
+        assert COMMANDS[f"{kind}:backup-unschedule"].allowed
+        assert COMMANDS[f"{kind}:expose"].allowed
+        assert COMMANDS[f"{kind}:import"].stdin == "dump"
