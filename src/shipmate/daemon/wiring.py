@@ -114,10 +114,23 @@ def build(config: Config, store: Store, engine: Engine | None,
         comps.append(Component("cache", _run_cache(cache)))
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
+    users = Users(store)
+    if config.dashboard_port:
+        comps.append(_dashboard(config, store, paas, users, events, cache))
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
-                  letsencrypt=le, events=events, users=Users(store))
+                  letsencrypt=le, events=events, users=users)
+
+
+def _dashboard(config: Config, store: Store, paas: Paas, users: Users, events: EventLog,
+               cache: CacheServer | None) -> Component:
+    """The web dashboard (with ``dashboard_port``): its listener and its route."""
+    from shipmate.web.dashboard.listener import DashboardServer
+    from shipmate.web.dashboard.server import Dashboard
+
+    dash = Dashboard(store, paas, users, events, cache)
+    return Component("dashboard", DashboardServer(dash, config).run)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,
