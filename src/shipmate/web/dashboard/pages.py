@@ -45,7 +45,7 @@ async def overview_parts(request: web.Request) -> dict[str, str]:
     dash, user = dash_of(request), user_of(request)
     platform, (events, _, _) = await asyncio.gather(
         read_platform(dash.store), dash.events.recent(RECENT_EVENTS * 5))
-    apps = views.app_rows(platform, user)
+    apps = views.app_rows(platform, user, dash.paas.config.http_port)
     snap, _ = cache_snapshot(dash)
     summary = {"machines": len(platform.machines), "apps": len(apps),
                "units": len(platform.units) if user.admin else sum(a["instances"] for a in apps),
@@ -146,11 +146,15 @@ async def visible_unit(request: web.Request) -> str:
 
 
 async def journal_parts(request: web.Request, unit: str) -> dict[str, str]:
-    """A unit's journal tail as each machine running it published it."""
-    published = await read_published(dash_of(request).store, unit)
+    """Where a unit runs and its journal tail as each machine running it published it."""
+    dash = dash_of(request)
+    platform, published = await asyncio.gather(read_platform(dash.store),
+                                                read_published(dash.store, unit))
     blocks = [{"machine": mid, "lines": list(rec.get("lines") or [])[-JOURNAL_LINES:]}
               for mid, rec in sorted(published.items())]
-    return {"journal": fragment(dash_of(request), "journal", blocks=blocks)}
+    return {"units": fragment(dash, "units", units=views.unit_rows(
+                platform, user_of(request), only=unit)),
+            "journal": fragment(dash, "journal", blocks=blocks)}
 
 
 async def unit_page(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from shipmate.agent.endpoints import instance_name
 from shipmate.paas.model import Release
 from shipmate.paas.units import parse_unit_name, unit_prefix
 from shipmate.web.dashboard.access import may_see, visible
@@ -48,7 +49,8 @@ class Instance:
 def instances_by_app(platform: Platform, only: str = "") -> dict[str, list[Instance]]:
     """The instances of every app (or of ``only``), by process and number, in one pass."""
     reported = {s.unit: s for s in platform.states}
-    eps = {(e.app, e.release, e.machine): e for e in platform.endpoints if e.process == "web"}
+    # An instance's endpoint is keyed by its unit and machine (agent/endpoints.py).
+    eps = {(e.app, e.instance): e for e in platform.endpoints if e.process == "web"}
     found: dict[str, list[Instance]] = {}
     for unit in platform.units:
         if only and not unit.startswith(unit_prefix(only)):
@@ -59,7 +61,7 @@ def instances_by_app(platform: Platform, only: str = "") -> dict[str, list[Insta
         app, proc, n, tag = parsed
         st = reported.get(unit)
         machine = st.machine if st else ",".join(platform.placements.get(unit, ())) or "-"
-        ep = eps.get((app, tag, machine)) if proc == "web" else None
+        ep = eps.get((app, instance_name(unit, machine))) if proc == "web" else None
         found.setdefault(app, []).append(Instance(
             unit, f"{proc}.{n}", proc, tag, machine,
             f"{st.active_state}/{st.sub_state}" if st else "waiting",
@@ -80,8 +82,11 @@ def running(rows: Iterable[Instance]) -> int:
     return sum(1 for r in rows if r.state.startswith("active"))
 
 
-def app_rows(platform: Platform, user: Principal) -> list[dict[str, Any]]:
-    """The overview's apps table: the apps ``user`` sees."""
+def app_rows(platform: Platform, user: Principal, http_port: int = 80
+             ) -> list[dict[str, Any]]:
+    """The overview's apps table: the apps ``user`` sees, with their ``APP.GLOBALDOMAIN``
+    URL on the router's ``http_port``."""
+    port = "" if http_port == 80 else f":{http_port}"
     by_app = instances_by_app(platform)
     rows = []
     for name in visible(user, platform.apps, platform.grants):
@@ -92,7 +97,7 @@ def app_rows(platform: Platform, user: Principal) -> list[dict[str, Any]]:
                      "running": running(found), "instances": len(found),
                      "formation": " ".join(f"{k}={v}" for k, v in sorted(
                          info.formation.items())),
-                     "url": f"http://{name}.{platform.global_domain}"
+                     "url": f"http://{name}.{platform.global_domain}{port}"
                      if platform.global_domain else ""})
     return rows
 
@@ -103,14 +108,16 @@ def app_of_unit(unit: str) -> str:
     return parsed[0] if parsed else ""
 
 
-def unit_rows(platform: Platform, user: Principal) -> list[dict[str, Any]]:
+def unit_rows(platform: Platform, user: Principal, only: str = "") -> list[dict[str, Any]]:
     """fleetctl list-units for the page: every unit (an admin) or the units of the apps
-    ``user`` sees; where each runs, its target and its state."""
+    ``user`` sees (or just ``only``); where each runs, its target and its state."""
     reported: dict[str, list[Any]] = {}
     for st in platform.states:
         reported.setdefault(st.unit, []).append(st)
     rows = []
     for unit in sorted(platform.units):
+        if only and unit != only:
+            continue
         app = app_of_unit(unit)
         if not user.admin and not (app and may_see(user, app, platform.grants)):
             continue
