@@ -60,7 +60,7 @@ class DashboardServer:
                               self.config.dashboard_port).start()
             log.info("dashboard on %s:%d", self.config.dashboard_bind,
                      self.config.dashboard_port)
-            await asyncio.gather(self._publish(), self._sample())
+            await asyncio.gather(self._publish(), self._sample(), self.dash.recent.run())
         finally:
             for task in list(self.dash.deploys.tasks):  # deploys end with the daemon
                 task.cancel()

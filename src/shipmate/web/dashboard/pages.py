@@ -14,7 +14,7 @@ from shipmate.errors import NotFoundError, ValidationError
 from shipmate.spec.names import validate_app_name
 from shipmate.spec.unitname import parse_unit_name
 from shipmate.web.dashboard import access, views
-from shipmate.web.dashboard.data import Platform, read_app, read_platform
+from shipmate.web.dashboard.data import AppDetail, Platform, read_app, read_platform
 from shipmate.web.dashboard.graphs import app_graphs
 from shipmate.web.dashboard.server import Dashboard, dash_of, render, user_of
 
@@ -43,8 +43,8 @@ def cache_snapshot(dash: Dashboard) -> tuple[dict[str, Any] | None,
 async def overview_parts(request: web.Request) -> dict[str, str]:
     """The overview's live fragments: the summary cards, the apps and the recent events."""
     dash, user = dash_of(request), user_of(request)
-    platform, (events, _, _) = await asyncio.gather(
-        read_platform(dash.store), dash.events.recent(RECENT_EVENTS * 5))
+    platform, events = await asyncio.gather(read_platform(dash.store),
+                                            dash.recent.read(RECENT_EVENTS * 2))
     apps = views.app_rows(platform, user, dash.paas.config.http_port)
     snap, _ = cache_snapshot(dash)
     summary = {"machines": len(platform.machines), "apps": len(apps),
@@ -78,12 +78,12 @@ async def visible_app(request: web.Request, platform: Platform | None = None) ->
     return app
 
 
-async def app_parts(request: web.Request, app: str) -> dict[str, str]:
-    """The app page's live fragments: status, instances, releases, events."""
+async def app_parts(request: web.Request, app: str) -> tuple[dict[str, str], AppDetail]:
+    """The app page's live fragments (status, instances, releases, events) and the app's
+    records they were made from."""
     dash = dash_of(request)
-    platform, detail, (events, _, _) = await asyncio.gather(
-        read_platform(dash.store), read_app(dash.paas, app),
-        dash.events.recent(APP_EVENTS, app))
+    platform, detail, events = await asyncio.gather(
+        read_platform(dash.store), read_app(dash.paas, app), dash.recent.read(APP_EVENTS, app))
     rows = views.instances(platform, app)
     return {"status": fragment(dash, "app_status", d=detail, running=views.running(rows),
                                total=len(rows)),
@@ -92,16 +92,16 @@ async def app_parts(request: web.Request, app: str) -> dict[str, str]:
                                  rows=views.release_rows(detail.releases, detail.current,
                                                          events)),
             "events": fragment(dash, "events", events=views.event_rows(
-                events, user_of(request), platform.grants)[:RECENT_EVENTS])}
+                events, user_of(request), platform.grants)[:RECENT_EVENTS])}, detail
 
 
 async def app_page(request: web.Request) -> web.Response:
     """``GET /apps/{app}``."""
     dash = dash_of(request)
     app = await visible_app(request)
-    detail = await read_app(dash.paas, app)
+    parts, detail = await app_parts(request, app)
     deploy = dash.deploys.since(app, 0)
-    return render(request, "app.html", app=app, d=detail, parts=await app_parts(request, app),
+    return render(request, "app.html", app=app, d=detail, parts=parts,
                   config=views.config_rows(detail.config_keys),
                   graphs=app_graphs(dash.sampler.of(app)), deploy=deploy,
                   after=deploy[-1][0] if deploy else dash.deploys.seq)

@@ -42,7 +42,7 @@ async def app(request: web.Request) -> web.StreamResponse:
 
     async def render() -> Sequence[Frame]:
         nonlocal after
-        frames = _frames(await pages.app_parts(request, name))
+        frames = _frames((await pages.app_parts(request, name))[0])
         new = deploys.since(name, after)
         if new:
             after = new[-1][0]
