@@ -210,7 +210,7 @@ def test_log_in_open_an_app_scale_it_and_see_it_live(dash: Dash, browser: object
     d.find_element(By.ID, "password").send_keys(PASSWORD)
     d.find_element(By.ID, "login").click()
     _wait(d, lambda d: d.find_elements(By.LINK_TEXT, dash.app), 20, "the app on the overview")
-    _wait(d, lambda d: "1 / 1" in d.find_element(By.ID, "apps").text, 30, "its instance")
+    _wait(d, lambda d: "1 / 1" in _text(d, "#apps"), 30, "its instance")
     _shot(d, "2-overview")
     d.find_element(By.LINK_TEXT, dash.app).click()
     _wait(d, lambda d: len(_running(d)) == 1, 30, "one running instance")
@@ -221,16 +221,16 @@ def test_log_in_open_an_app_scale_it_and_see_it_live(dash: Dash, browser: object
     count.clear()
     count.send_keys("2")
     d.find_element(By.ID, "scale").click()
-    _wait(d, lambda d: "Scaling web=2" in d.find_element(By.ID, "flash").text, 10, "the flash")
+    _wait(d, lambda d: "Scaling web=2" in _text(d, "#flash"), 10, "the flash")
     _wait(d, lambda d: len(_running(d)) == 2, 120, "the second instance, live")
-    _wait(d, lambda d: "Application deployed" in d.find_element(By.ID, "deploy").text, 60,
+    _wait(d, lambda d: "Application deployed" in _text(d, "#deploy"), 60,
           "the deploy output")
     assert d.execute_script("return window.shipmateMarker") == "not reloaded"
-    assert d.find_element(By.ID, "running-count").text == "2"
-    _wait(d, lambda d: "ps:scale" in d.find_element(By.ID, "events").text, 30, "the event")
-    _wait(d, lambda d: "listening on port" in d.find_element(By.ID, "logs").text, 30,
+    assert _text(d, "#running-count") == "2"
+    _wait(d, lambda d: "ps:scale" in _text(d, "#events"), 30, "the event")
+    _wait(d, lambda d: "listening on port" in _text(d, "#logs"), 30,
           "the app's logs")
-    endpoints = {r.text.split()[4] for r in _running(d)}
+    endpoints = {r.split()[4] for r in _running(d)}
     assert len(endpoints) == 2, endpoints  # each instance its own endpoint
     _shot(d, "4-app-scaled")
     for page, name, marker in (("/machines", "5-machines", f"{dash.app}_web.2"),
@@ -239,15 +239,28 @@ def test_log_in_open_an_app_scale_it_and_see_it_live(dash: Dash, browser: object
         _wait(d, lambda d, m=marker: m in d.page_source, 20, page)
         _shot(d, name)
     d.get(f"{dash.base}/machines")
-    d.find_element(By.PARTIAL_LINK_TEXT, f"{dash.app}_web.1").click()
-    _wait(d, lambda d: "listening on port" in d.find_element(By.ID, "journal").text, 30,
+    # the unit's link on the machines page (read in one script: the live stream replaces
+    # the table now and then)
+    href = d.execute_script("return document.querySelector(arguments[0]).getAttribute('href')",
+                            f'#units a[href^="/units/{dash.app}_web.1_"]')
+    d.get(dash.base + href)
+    _wait(d, lambda d: "listening on port" in _text(d, "#journal"), 30,
           "the journal")
-    assert "active" in d.find_element(By.ID, "units").text
+    assert "active" in _text(d, "#units")
     _shot(d, "6-unit")
 
 
-def _running(driver: Any) -> list[Any]:
-    from selenium.webdriver.common.by import By
+def _text(driver: Any, selector: str) -> str:
+    """The text of the element ``selector`` now ('' when there is none), in one script."""
+    return str(driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : ''",
+        selector))
 
-    rows = driver.find_elements(By.CSS_SELECTOR, "#instances tr.instance")
-    return [r for r in rows if "active/running" in r.text]
+
+def _running(driver: Any) -> list[str]:
+    """The running instances' rows, as text (read in one script: the live stream may
+    replace the table between two WebDriver calls)."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#instances tr.instance'))"
+        ".map(r => r.innerText)")
+    return [r for r in rows if "active/running" in r]

@@ -5,15 +5,18 @@ are audit events (``via`` dashboard)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
 
+from shipmate.errors import ShipmateError
 from shipmate.web.dashboard import auth
 from shipmate.web.dashboard.server import dash_of, render, user_of
 from shipmate.web.dashboard.sessions import TTL, new_token
 from shipmate.web.events import AuditEvent
 
+log = logging.getLogger(__name__)
 LOGIN_FORM_TTL = 3600.0
 
 
@@ -48,8 +51,12 @@ async def login_form(request: web.Request, *, status: int = 200, error: str = ""
 
 async def _note(request: web.Request, actor: str, verb: str, outcome: str = "ok",
                 error: str = "") -> None:
-    await dash_of(request).events.record(AuditEvent(
-        time.time(), actor, "dashboard", verb, "", f"from {_peer(request)}", outcome, error))
+    try:
+        await dash_of(request).events.record(AuditEvent(
+            time.time(), actor, "dashboard", verb, "", f"from {_peer(request)}", outcome,
+            error))
+    except ShipmateError as exc:  # the login itself is decided: the log says what was missed
+        log.error("audit: could not record %s by %s: %s", verb, actor, exc)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
