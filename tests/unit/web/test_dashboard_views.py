@@ -181,3 +181,23 @@ async def test_recent_events_by_app_from_the_trail() -> None:
     assert [e.seq for e in await recent.read(3, "web")] == [3, 5, 7]
     assert [e.seq for e in await recent.read(2)] == [6, 7]
     await store.close()
+
+
+async def test_a_platform_read_decodes_only_what_changed() -> None:
+    from shipmate.scheduler import registry as reg
+    from shipmate.web.dashboard.data import Memo, read_platform
+
+    store = await memory_store()
+    memo = Memo()
+    lease = await store.grant(60)
+    registry = reg.Registry(store)
+    await registry.register_machine(Machine("m1", "10.0.0.1"), lease)
+    await registry.report_state(UnitState(W1, "m1", "loaded", "active", "running"), lease)
+    first = await read_platform(store, memo)
+    again = await read_platform(store, memo)
+    assert again.states[0] is first.states[0]  # the same decoded record: not decoded again
+    await registry.report_state(UnitState(W1, "m1", "loaded", "failed", "failed"), lease)
+    await store.delete(reg.machine_key("m1"))
+    changed = await read_platform(store, memo)
+    assert changed.states[0].active_state == "failed" and changed.machines == {}
+    await store.close()

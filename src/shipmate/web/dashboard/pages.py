@@ -43,7 +43,7 @@ def cache_snapshot(dash: Dashboard) -> tuple[dict[str, Any] | None,
 async def overview_parts(request: web.Request) -> dict[str, str]:
     """The overview's live fragments: the summary cards, the apps and the recent events."""
     dash, user = dash_of(request), user_of(request)
-    platform, events = await asyncio.gather(read_platform(dash.store),
+    platform, events = await asyncio.gather(read_platform(dash.store, dash.memo),
                                             dash.recent.read(RECENT_EVENTS * 2))
     apps = views.app_rows(platform, user, dash.paas.config.http_port)
     snap, _ = cache_snapshot(dash)
@@ -83,7 +83,8 @@ async def app_parts(request: web.Request, app: str) -> tuple[dict[str, str], App
     records they were made from."""
     dash = dash_of(request)
     platform, detail, events = await asyncio.gather(
-        read_platform(dash.store), read_app(dash.paas, app), dash.recent.read(APP_EVENTS, app))
+        read_platform(dash.store, dash.memo), read_app(dash.paas, app),
+        dash.recent.read(APP_EVENTS, app))
     rows = views.instances(platform, app)
     return {"status": fragment(dash, "app_status", d=detail, running=views.running(rows),
                                total=len(rows)),
@@ -119,7 +120,7 @@ async def app_graphs_fragment(request: web.Request) -> web.Response:
 async def machines_parts(request: web.Request) -> dict[str, str]:
     """The machines page's live fragments."""
     dash, user = dash_of(request), user_of(request)
-    platform = await read_platform(dash.store)
+    platform = await read_platform(dash.store, dash.memo)
     return {"machines": fragment(dash, "machines", machines=views.machine_rows(platform)),
             "units": fragment(dash, "units", units=views.unit_rows(platform, user))}
 
@@ -137,7 +138,7 @@ async def visible_unit(request: web.Request) -> str:
     except ValidationError as exc:
         raise NotFoundError(f"Unit {request.match_info['unit'][:80]} not found") from exc
     dash, user = dash_of(request), user_of(request)
-    platform = await read_platform(dash.store)
+    platform = await read_platform(dash.store, dash.memo)
     app = views.app_of_unit(unit)
     if unit not in platform.units or not (
             user.admin or (app and access.may_see(user, app, platform.grants))):
@@ -148,7 +149,7 @@ async def visible_unit(request: web.Request) -> str:
 async def journal_parts(request: web.Request, unit: str) -> dict[str, str]:
     """Where a unit runs and its journal tail as each machine running it published it."""
     dash = dash_of(request)
-    platform, published = await asyncio.gather(read_platform(dash.store),
+    platform, published = await asyncio.gather(read_platform(dash.store, dash.memo),
                                                 read_published(dash.store, unit))
     blocks = [{"machine": mid, "lines": list(rec.get("lines") or [])[-JOURNAL_LINES:]}
               for mid, rec in sorted(published.items())]

@@ -62,11 +62,13 @@ class Dashboard:
 
     def __post_init__(self) -> None:
         from shipmate.web.dashboard.actions import DeployLogs
+        from shipmate.web.dashboard.data import Memo
         from shipmate.web.dashboard.recent import RecentEvents
 
         self.sessions = Sessions(self.store, wall=self.wall)
         self.deploys = DeployLogs()
         self.recent = RecentEvents(self.events)
+        self.memo = Memo()  # decoded store records, shared by every page's reads
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined, auto_reload=False)
