@@ -150,6 +150,8 @@ COMMANDS: Mapping[str, Remote] = {
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
     **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
+    # backups name files on the server (archives hold every secret): local-only
+    **dict.fromkeys(("backup create", "backup restore", "backup verify"), LOCAL),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",
