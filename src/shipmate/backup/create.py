@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shipmate import __version__
 from shipmate.backup import archive
-from shipmate.backup.manifest import CA, REPOS, SERVICES, STORE, Manifest
+from shipmate.backup.manifest import CA, HOST_KEY, REPOS, SERVICES, STORE, Manifest
 from shipmate.backup.snapshot import ROOT, Snapshot
 from shipmate.config import Config
 from shipmate.errors import ShipmateError, ValidationError
@@ -76,6 +76,7 @@ class BackupMaker:
         for app in apps:
             notes += await self._bundle(app, staging, emit)
         notes += await asyncio.to_thread(self._copy_ca, staging, emit)
+        await asyncio.to_thread(self._copy_host_key, staging, emit)
         services = [Service.from_json(record) for _, _, record in snap.services()]
         for service in services:
             notes += await self._dump(service, staging, emit)
@@ -115,6 +116,13 @@ class BackupMaker:
         shutil.copytree(src, staging / CA.rstrip("/"), symlinks=False)
         emit(f"-----> Cluster CA ({src}) copied")
         return []
+
+    def _copy_host_key(self, staging: Path, emit: Emit) -> None:
+        src = Path(self.config.state_dir) / HOST_KEY.rpartition("/")[2]
+        if src.is_file():
+            (staging / HOST_KEY).parent.mkdir(mode=0o700, exist_ok=True)
+            shutil.copyfile(src, staging / HOST_KEY)
+            emit("-----> SSH host key copied")
 
     async def _dump(self, service: Service, staging: Path, emit: Emit) -> list[str]:
         label = f"{service.kind}:{service.name}"

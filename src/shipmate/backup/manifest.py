@@ -6,6 +6,7 @@ Layout of a backup archive (a gzip'd tar)::
     store.json                       the store snapshot (:mod:`.snapshot`)
     repos/<app>.bundle               ``git bundle create --all`` of each app's repository
     ca/<file>                        the cluster CA's directory, when the machine has one
+    keys/ssh_host_ed25519_key        the SSH server's host key (known_hosts stay valid)
     services/<kind>/<name>.dump      ``pg_dump -Fc`` (postgres) or an RDB (redis)
 
 Rules checked by :func:`problems`: the manifest is a Shipmate manifest of a format this
@@ -30,6 +31,7 @@ STORE = "store.json"
 REPOS = "repos/"
 CA = "ca/"
 SERVICES = "services/"
+HOST_KEY = "keys/ssh_host_ed25519_key"
 KIND = "shipmate-backup"
 _REPO = re.compile(r"^repos/[a-z0-9][a-z0-9.-]*\.bundle$")
 _SERVICE = re.compile(r"^services/(postgres|redis)/[a-z0-9][a-z0-9-]{0,39}\.dump$")
@@ -104,7 +106,7 @@ def _bad(why: str) -> ValidationError:
 
 def allowed_name(name: str) -> bool:
     """True when ``name`` is a member name of the layout (safe to extract)."""
-    if name in (MANIFEST, STORE):
+    if name in (MANIFEST, STORE, HOST_KEY):
         return True
     if ".." in name.split("/"):
         return False

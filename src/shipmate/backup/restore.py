@@ -19,7 +19,7 @@ from pathlib import Path
 
 from shipmate.backup import archive
 from shipmate.backup.create import ca_dir
-from shipmate.backup.manifest import CA, REPOS, SERVICES, STORE, Manifest
+from shipmate.backup.manifest import CA, HOST_KEY, REPOS, SERVICES, STORE, Manifest
 from shipmate.backup.restore_work import AppRebuilder, ServiceRestorer
 from shipmate.backup.snapshot import Snapshot
 from shipmate.config import Config
@@ -105,6 +105,7 @@ class Restorer:
         emit(f"-----> Store: {len(keys)} keys written")
         failed += await asyncio.to_thread(self._repos, staging, snap, emit)
         failed += await asyncio.to_thread(self._ca, staging, force, emit)
+        await asyncio.to_thread(self._host_key, staging, emit)
         svc = ServiceRestorer(self.store, self.config, self.services)
         for service in services:
             dump = staging / SERVICES / service.kind / f"{service.name}.dump"
@@ -148,6 +149,18 @@ class Restorer:
             p.chmod(0o700 if p.is_dir() else 0o600)
         emit(f"-----> Cluster CA restored to {dest}")
         return []
+
+    def _host_key(self, staging: Path, emit: Emit) -> None:
+        src = staging / HOST_KEY
+        dest = Path(self.config.state_dir) / HOST_KEY.rpartition("/")[2]
+        if not src.is_file() or (dest.is_file() and dest.read_bytes() == src.read_bytes()):
+            return
+        tmp = dest.with_suffix(".restored")
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o600)
+        tmp.replace(dest)
+        emit("-----> SSH host key restored: restart the daemon (`shipmate down && shipmate "
+             "up`) for the SSH server to use it")
 
 
 def restore_repo(config: Config, app: str, bundle: Path) -> Path:

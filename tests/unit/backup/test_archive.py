@@ -143,10 +143,11 @@ def test_an_archive_without_manifest(tmp_path: Path, files: dict[str, bytes]) ->
 
 def test_member_names_outside_the_layout_are_unsafe(tmp_path: Path) -> None:
     for name in ("store.json", "repos/web.bundle", "ca/ca.crt", "ca/etcd/peer.key",
+                 "keys/ssh_host_ed25519_key",
                  "services/redis/cache.dump"):
         assert allowed_name(name), name
     for name in ("../x", "/etc/passwd", "repos/../x.bundle", "ca/../../etc", "repos/Web.bundle",
-                 "services/mysql/x.dump", "other.txt", "ca/"):
+                 "services/mysql/x.dump", "other.txt", "ca/", "keys/id_rsa"):
         assert not allowed_name(name), name
     manifest = Manifest("v", "t", 1, "m", (Member("../evil", 1, "0"),))
     assert problems(manifest, {}) == ["the manifest lists no store.json (the store snapshot)",
