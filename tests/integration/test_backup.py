@@ -109,3 +109,44 @@ def test_backup_then_restore_on_a_fresh_machine(tmp_path: Path, bases: list[Path
             if d is not None:
                 d.apps |= {one, two}
                 d.down()
+
+
+def _service_cleanup(kind: str, name: str) -> None:
+    sh(["docker", "rm", "-f", f"shipmate-{kind}-{name}"])
+    sh(["docker", "volume", "rm", "-f", f"shipmate-{kind}-{name}-data"])
+    sh(["docker", "network", "rm", f"shipmate-svc-{kind}-{name}"])
+
+
+def test_services_come_back_with_their_data(bases: list[Path]) -> None:
+    pg, kv = unique("bkdb"), unique("bkkv")
+    old = _daemon(bases, "shipmate-backup-svc-old-")
+    new: PaasDaemon | None = None
+    try:
+        old.ok("postgres:create", pg, timeout=900)
+        old.ok("redis:create", kv, timeout=900)
+        sql = "CREATE TABLE t (n int, s text); INSERT INTO t VALUES (1, 'one'), (2, 'two');\n"
+        assert old.cli("postgres:connect", pg, input=sql, timeout=120).returncode == 0
+        assert old.cli("redis:connect", kv, input="SET greeting ahoy\n").returncode == 0
+        dsn = old.ok("postgres:info", pg, "--dsn")
+        archive = bases[0] / "services.tar.gz"
+        made = old.ok("backup", "create", str(archive), timeout=300)
+        assert f"postgres:{pg} dumped" in made and f"redis:{kv} dumped" in made, made
+        old.cli("down", timeout=60)
+        for kind, name in (("postgres", pg), ("redis", kv)):  # the data is gone from here
+            _service_cleanup(kind, name)
+
+        new = _daemon(bases, "shipmate-backup-svc-new-")
+        restored = new.cli("backup", "restore", str(archive), timeout=900)
+        assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr
+        assert new.ok("postgres:info", pg, "--dsn") == dsn  # linked apps' URLs stay right
+        rows = new.cli("postgres:connect", pg, input="SELECT n, s FROM t ORDER BY n;\n")
+        assert rows.returncode == 0 and "1 | one" in rows.stdout and "2 | two" in rows.stdout, \
+            rows.stdout + rows.stderr
+        got = new.cli("redis:connect", kv, input="GET greeting\n")
+        assert got.returncode == 0 and got.stdout.strip() == "ahoy", got.stdout + got.stderr
+    finally:
+        for d in (new, old):
+            if d is not None:
+                d.down()
+        for kind, name in (("postgres", pg), ("redis", kv)):
+            _service_cleanup(kind, name)
