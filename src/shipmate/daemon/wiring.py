@@ -113,6 +113,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     comps.append(renewer)
     if config.backup_schedule:
         comps.append(_scheduled_backups(config, store, engine, paas, scheduler))
+    comps += _service_backups(config, store, engine, clock)
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
@@ -141,6 +142,22 @@ def _scheduled_backups(config: Config, store: Store, engine: Engine | None, paas
     maker = BackupMaker(store, config, ServiceManager(store, engine, config, paas))
     return Component("backups", ScheduledBackups(maker, config,
                                                  lambda: scheduler.is_leader).run)
+
+
+def _service_backups(config: Config, store: Store, engine: Engine | None,
+                     clock: SystemClock) -> list[Component]:
+    """Scheduled backups of the services this machine runs (they need its engine)."""
+    if engine is None:
+        return []
+    from shipmate.services.backup_io import write_backup
+    from shipmate.services.backup_scheduler import BackupScheduler
+    from shipmate.services.model import Service
+
+    async def backup(service: Service, directory: str, now: float) -> str:
+        return await write_backup(engine, service, directory, now)
+
+    scheduler = BackupScheduler(store, config.machine_id, backup, clock=clock)
+    return [Component("service-backups", scheduler.run)]
 
 
 def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerImages | None:
