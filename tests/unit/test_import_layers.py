@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "cli": 5,
     "daemon": 4,
     **dict.fromkeys(("paas", "agent", "router", "scheduler", "cache", "services", "web",
-                     "cluster", "importers"), 3),
+                     "cluster", "importers", "backup"), 3),
     **dict.fromkeys(("converge", "store", "engine", "spec", "testing"), 2),
     **dict.fromkeys((ROOT_NAME, "errors", "config", "clock", "cronspec", "netaddr", "httpapi",
                      "metrics"), 1),

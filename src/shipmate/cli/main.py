@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "shipmate.cli.cluster",
     "shipmate.cli.events",
     "shipmate.cli.users",
+    "shipmate.cli.backup",
 )
 
 

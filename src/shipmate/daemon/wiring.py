@@ -114,6 +114,8 @@ def build(config: Config, store: Store, engine: Engine | None,
         comps.append(Component("cache", _run_cache(cache)))
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
+    if config.backup_schedule:
+        comps.append(_scheduled_backups(config, store, engine, paas, scheduler))
     comps += _service_backups(config, store, engine, clock)
     users = Users(store)
     if config.dashboard_port:
@@ -144,6 +146,18 @@ def _tls(config: Config, store: Store, paas: Paas, router: RouterController | No
     le = LetsEncrypt(store, certs, ca_bundle=config.acme_ca_bundle, router=router)
     renewer = Renewer(le, lambda: scheduler.is_leader, config.acme_renew_interval)
     return certs, le, Component("letsencrypt", renewer.run)
+
+
+def _scheduled_backups(config: Config, store: Store, engine: Engine | None, paas: Paas,
+                       scheduler: SchedulerEngine) -> Component:
+    """Backups on ``backup_schedule`` (made on the scheduler leader only)."""
+    from shipmate.backup.create import BackupMaker
+    from shipmate.backup.schedule import ScheduledBackups
+    from shipmate.services.manager import ServiceManager
+
+    maker = BackupMaker(store, config, ServiceManager(store, engine, config, paas))
+    return Component("backups", ScheduledBackups(maker, config,
+                                                 lambda: scheduler.is_leader).run)
 
 
 def _service_backups(config: Config, store: Store, engine: Engine | None,

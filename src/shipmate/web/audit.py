@@ -248,6 +248,8 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/services/{kind}/{name}/unlink"): _service("unlink"),
     ("POST", "/v1/services/{kind}/{name}/import"): _service("import", reads_body=False),
     ("POST", "/v1/services/{kind}/{name}/connect"): _service("connect", reads_body=False),
+    ("POST", "/v1/backup/create"): _plain("backup:create", _field("path")),
+    ("POST", "/v1/backup/restore"): _plain("backup:restore", _field("path")),
     ("POST", "/v1/services/{kind}/{name}/backup"): _service("backup", _field("dir")),
     ("PUT", "/v1/services/{kind}/{name}/backup-schedule"): _service(
         "backup-schedule", _field("cron")),
