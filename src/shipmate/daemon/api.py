@@ -71,6 +71,7 @@ def make_app(daemon: Daemon) -> web.Application:
     from aiohttp.typedefs import Middleware
 
     from shipmate.agent.api import add_fleet_routes
+    from shipmate.paas.acl_api import add_acl_routes
     from shipmate.paas.api import add_paas_routes
     from shipmate.paas.storage import Storage
     from shipmate.paas.storage_api import add_storage_routes
@@ -99,6 +100,7 @@ def make_app(daemon: Daemon) -> web.Application:
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
     add_storage_routes(app, Storage(wiring.store, wiring.config))
+    add_acl_routes(app, wiring.store)
     add_service_routes(app, ServiceManager(wiring.store, wiring.engine, wiring.config,
                                            wiring.paas))
     if wiring.events is not None:
