@@ -86,3 +86,17 @@ def test_a_non_admin_key_acts_only_on_its_apps(paas: PaasDaemon, tmp_path: Path)
     _refused(paas.ssh("config:show", mine, key=dev),
              f"User dev does not have permissions to run config:show on {mine}")
     paas.ok("ssh-keys:remove", "dev")
+
+
+def test_grants_follow_a_renamed_app_and_go_with_a_destroyed_one(paas: PaasDaemon) -> None:
+    old, new = unique("aclold"), unique("aclnew")
+    paas.apps.update({old, new})
+    paas.ok("apps:create", old)
+    paas.ok("acl:add", old, "someone")
+    paas.ok("apps:rename", old, new, "--skip-deploy")
+    assert json.loads(paas.ok("acl:list", new, "--format", "json")) == ["someone"]
+    paas.ok("apps:destroy", new, "--force")
+    paas.ok("apps:create", new)
+    assert json.loads(paas.ok("acl:list", new, "--format", "json")) == []
+    res = paas.cli("acl:add", "no-such-app-x", "someone")
+    assert res.returncode == 1 and res.stderr.startswith(" !     App no-such-app-x does not exist")
