@@ -266,8 +266,10 @@ class SshServer:
                                io)
 
     async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
-        env = {**os.environ, **self.config.to_env(), **extra_env}
+        env = {**os.environ, **self.config.to_env()}
         env.pop("SHIPMATE_DEBUG", None)
+        env.pop(GRANTED_ENV, None)  # only the server says what a key is granted
+        env.update(extra_env)
         # A session of its own, so that a client who leaves takes down the whole command
         # (git's hook included): a deploy it started is then cancelled, not left running.
         proc = await asyncio.create_subprocess_exec(
