@@ -29,8 +29,10 @@ async def acl_add(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("acl:remove", "stop a key or user acting on an app", APP, NAME)
 async def acl_remove(ctx: Context, args: argparse.Namespace) -> int:
+    from shipmate.paas.acl import validate_principal
+
     app = app_of(args)
-    await ctx.client().request("DELETE", f"/v1/apps/{app}/acl/{args.name}")
+    await ctx.client().request("DELETE", f"/v1/apps/{app}/acl/{validate_principal(args.name)}")
     output.step(f"Revoked {args.name}'s access to {app}")
     return 0
 

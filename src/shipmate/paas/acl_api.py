@@ -20,6 +20,7 @@ def _app(request: web.Request) -> str:
 
 
 async def list_names(request: web.Request) -> web.Response:
+    """``acl:list APP``: the names granted the app."""
     store, app = request.app[_STORE], _app(request)
     if not await acl.app_exists(store, app):
         raise NotFoundError(f"App {app} does not exist")
@@ -27,6 +28,7 @@ async def list_names(request: web.Request) -> web.Response:
 
 
 async def add_name(request: web.Request) -> web.Response:
+    """``acl:add APP NAME``; says whether a key or user has the name, and is an admin."""
     store, app, body = request.app[_STORE], _app(request), await json_body(request)
     name = str(body.get("name", ""))
     names = await acl.grant(store, app, name)
@@ -36,6 +38,7 @@ async def add_name(request: web.Request) -> web.Response:
 
 
 async def remove_name(request: web.Request) -> web.Response:
+    """``acl:remove APP NAME``."""
     store, app = request.app[_STORE], _app(request)
     names = await acl.revoke(store, app, request.match_info["name"])
     return web.json_response({"app": app, "names": names})
