@@ -84,12 +84,14 @@ SCOPES: Mapping[str, Scope] = {
     **dict.fromkeys(("storage:list", "storage:report", "storage:unmount"), APP),
     **_all("storage", "ensure-directory mount"),
     # services are not apps and carry passwords: an admin creates and links them
-    **_all("postgres", "create link unlink info list restart destroy export import connect"),
-    **_all("redis", "create link unlink info list restart destroy export import connect"),
+    **{f"{kind}:{verb}": ADMIN for kind in ("postgres", "redis") for verb in (
+        "create", "link", "unlink", "info", "list", "restart", "destroy", "export", "import",
+        "connect", "backup", "backup-schedule", "backup-unschedule", "expose", "unexpose")},
     # the engine's images are shared by every app (a loaded tar may retag any of them)
     **_all("git", "from-image load-image"),
     **_all("ssh-keys", "add list remove"),
     **_all("acl", "add remove list"),
+    **_all("users", "add list remove"),  # dashboard users (local only besides)
     **{f"fleet {verb}": ADMIN for verb in (
         "submit", "list-machines", "list-units", "list-unit-files", "load", "start", "stop",
         "unload", "destroy", "cat", "status", "journal")},

@@ -27,8 +27,9 @@ REMOTE_ENV = "SHIPMATE_SSH_KEY"
 #: The only user name the SSH server accepts (Dokku's is ``dokku``).
 SSH_USER = "shipmate"
 _GLOBAL_OK = frozenset({"--help", "-h", "--version"})
-# Every option of any command that takes a value (tests/unit/paas/test_aclpolicy.py holds
-# it): positionals() must find the app where the CLI's parser will.
+# Options that take a value; every one of a command acting on an app is here
+# (tests/unit/paas/test_aclpolicy.py holds it): positionals() must find the app where the
+# CLI's parser will.
 _VALUE_OPTIONS = frozenset({"--format", "--name", "--fields", "--block-attempts", "--lines",
                             "-n", "--num", "-p", "--ps", "--app", "--process-type", "--memory",
                             "--cpu", "--alias", "--image-version", "--chown", "--service", "-s",
@@ -133,7 +134,11 @@ COMMANDS: Mapping[str, Remote] = {
                      "storage:list", "storage:report"), REMOTE),
     # services: dumps and statements come on standard input, dumps go to standard output
     **{f"{kind}:{verb}": REMOTE for kind in ("postgres", "redis") for verb in (
-        "create", "link", "unlink", "info", "list", "restart", "destroy", "export")},
+        "create", "link", "unlink", "info", "list", "restart", "destroy", "export",
+        "backup-unschedule", "expose", "unexpose")},
+    # backups name a directory on the server: local-only (docs/services.md)
+    **{f"{kind}:{verb}": LOCAL for kind in ("postgres", "redis")
+       for verb in ("backup", "backup-schedule")},
     **{f"{kind}:{verb}": Remote(True, stdin=what) for kind in ("postgres", "redis")
        for verb, what in (("import", "dump"), ("connect", "statements"))},
     # Dokku's everyday commands (shipmate.cli.dokku); `enter` needs this machine's engine
@@ -158,6 +163,8 @@ COMMANDS: Mapping[str, Remote] = {
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
     **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
+    # dashboard users: managed by root on the machine only (docs/dashboard.md)
+    **dict.fromkeys(("users:add", "users:list", "users:remove"), LOCAL),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",

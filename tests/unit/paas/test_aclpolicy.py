@@ -48,9 +48,11 @@ def test_the_app_of_an_app_scoped_command_is_where_the_cli_parser_puts_it() -> N
         assert dests == {"app"}, name  # what the CLI's check_parsed reads
 
 
-def test_every_option_with_a_value_is_known_to_the_line_check() -> None:
+def test_every_option_with_a_value_of_an_app_command_is_known_to_the_line_check() -> None:
     # Otherwise the SSH server would take an option's value for the app.
     for name, parser in _parsers().items():
+        if SCOPES[name].kind != "app":
+            continue
         for action in parser._actions:
             if action.option_strings and action.nargs != 0 and not isinstance(
                     action, argparse._HelpAction):
