@@ -3,8 +3,9 @@ an admin sees every app; anyone else the apps whose ``/shipmate/acl/<app>`` reco
 (``{"names": ["alice", ...]}``) names them. A user name and an SSH key name that are equal
 are one principal, so a grant made for a key holds here too.
 
-:func:`read_grants` reads the records directly (``shipmate.paas.acl`` holds the shared read
-functions once it is merged; this reader follows the same layout). The rest is pure.
+:func:`read_grants` reads every app's record in one range (the per-app reads of
+:mod:`shipmate.paas.acl` would cost a store round trip per app on the overview); the rest is
+pure. Who is an admin is :func:`shipmate.paas.acl.is_admin`, the rule SSH keys follow.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
+from shipmate.paas.acl import ACL_PREFIX
 from shipmate.store.base import KeyValue, Store
 from shipmate.web.dashboard.auth import Principal
 
-ACL_PREFIX = "/shipmate/acl/"
 Grants = Mapping[str, frozenset[str]]
 
 

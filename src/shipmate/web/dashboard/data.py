@@ -11,13 +11,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shipmate.errors import ShipmateError, ValidationError
+from shipmate.paas.acl import ACL_PREFIX
 from shipmate.paas.model import App, Release
 from shipmate.paas.state import APPS
 from shipmate.router import keys as route_keys
 from shipmate.scheduler import registry as reg
 from shipmate.scheduler.model import Machine, Placement, UnitState, loads
 from shipmate.store.base import KeyValue, Op, Store
-from shipmate.web.dashboard.access import ACL_PREFIX, decode_grants
+from shipmate.web.dashboard.access import decode_grants
 
 if TYPE_CHECKING:
     from shipmate.paas.service import Paas

@@ -22,6 +22,7 @@ import jinja2
 from aiohttp import web
 
 from shipmate.errors import ShipmateError
+from shipmate.paas import acl
 from shipmate.web.dashboard import auth
 from shipmate.web.dashboard.auth import Principal, RateLimiter
 from shipmate.web.dashboard.graphs import Sampler
@@ -124,7 +125,8 @@ async def principal(request: web.Request) -> Principal | None:
     record = await dash.users.get(session.user)
     if record is None:
         return None
-    return Principal(session.user, bool(record.get("admin")), session.csrf)
+    # one rule for SSH keys and dashboard users: an admin key of the same name makes an admin
+    return Principal(session.user, await acl.is_admin(dash.store, session.user), session.csrf)
 
 
 def forged(request: web.Request, expected: str, given: str) -> str:
