@@ -97,64 +97,66 @@ def parse_entries(raw: Any, text: str = "", *, now: dt.datetime | None = None
     entries: list[CronEntry] = []
     ignored: set[str] = set()
     for i, item in enumerate(raw):
-        entry = _entry(i, item, text, now or dt.datetime.now(dt.UTC))
+        try:
+            entry = _entry(item, now or dt.datetime.now(dt.UTC))
+            if entry.id in {e.id for e in entries}:
+                raise ValidationError("repeats an earlier entry (same schedule and command)")
+        except ValidationError as exc:
+            raise _bad(raw, i, text, exc.message, exc.hint or _HINT) from exc
         if item.get("concurrency_policy", "allow") != "allow":
             ignored.add("cron.concurrency_policy")
-        if entry.id in {e.id for e in entries}:
-            raise _bad(i, item, text, "repeats an earlier entry (same schedule and command)")
         entries.append(entry)
     return tuple(entries), tuple(sorted(ignored))
 
 
-def _entry(i: int, item: Any, text: str, now: dt.datetime) -> CronEntry:
+def _entry(item: Any, now: dt.datetime) -> CronEntry:
     if not isinstance(item, dict):
-        raise _bad(i, item, text, "is not an object")
+        raise ValidationError("is not an object")
     command, schedule = item.get("command"), item.get("schedule")
     if not isinstance(command, str) or not command.strip():
-        raise _bad(i, item, text, "needs a command (a non-empty string)")
+        raise ValidationError("needs a command (a non-empty string)")
     if not isinstance(schedule, str):
-        raise _bad(i, item, text, "needs a schedule (a string)")
-    policy = item.get("concurrency_policy", "allow")
-    if policy not in _POLICIES:
-        raise _bad(i, item, text, f"concurrency_policy must be one of {', '.join(_POLICIES)}")
+        raise ValidationError("needs a schedule (a string)")
+    if item.get("concurrency_policy", "allow") not in _POLICIES:
+        raise ValidationError(f"concurrency_policy must be one of {', '.join(_POLICIES)}")
     maintenance = item.get("maintenance", False)
     if not isinstance(maintenance, bool):
-        raise _bad(i, item, text, "maintenance must be true or false")
-    try:
-        parsed = cronspec.parse(schedule)
-        parsed.next_after(now)  # "0 0 30 2 *" parses but never runs
-    except ValidationError as exc:
-        raise _bad(i, item, text, exc.message, exc.hint or _HINT) from exc
+        raise ValidationError("maintenance must be true or false")
+    parsed = cronspec.parse(schedule)
+    parsed.next_after(now)  # "0 0 30 2 *" parses but never runs
     return CronEntry(parsed.text, command.strip(), maintenance)
 
 
-def _bad(i: int, item: Any, text: str, why: str, hint: str = _HINT) -> ValidationError:
-    line = _line_of(item, text, i)
+def _bad(raw: list[Any], i: int, text: str, why: str, hint: str) -> ValidationError:
+    line = _line_of(raw, i, text)
     where = f"app.json line {line}, cron entry {i + 1}" if line else f"app.json cron entry {i + 1}"
-    shown = json.dumps(item) if len(json.dumps(item)) <= 120 else json.dumps(item)[:117] + "..."
+    shown = json.dumps(raw[i])
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
     return ValidationError(f"{where}: {why}\n       {shown}", hint=hint)
 
 
-def _line_of(item: Any, text: str, index: int) -> int:
-    """The line of app.json where entry ``index`` is written (best effort: 0 when unsure).
-    Its schedule (or command) string is searched after the ``"cron"`` key."""
-    if not text or not isinstance(item, dict):
-        return 0
+def _line_of(raw: list[Any], index: int, text: str) -> int:
+    """The line of app.json where entry ``index`` is written (best effort: 0 when unsure):
+    where its schedule (else command) string appears after the ``"cron"`` key, counting the
+    earlier entries that hold the same string."""
+    item = raw[index]
     start = text.find('"cron"')
-    if start < 0:
+    if start < 0 or not isinstance(item, dict):
         return 0
     for field in ("schedule", "command"):
         value = item.get(field)
-        if isinstance(value, str):
-            needle = json.dumps(value)[1:-1]
-            pos = start
-            for _ in range(index + 1):  # the same string may be written by earlier entries
-                found = text.find(f'"{needle}"', pos)
-                if found < 0:
-                    break
-                pos, hit = found + 1, found
-            else:
-                return text.count("\n", 0, hit) + 1
+        if not isinstance(value, str):
+            continue
+        same = sum(1 for e in raw[:index] if isinstance(e, dict)
+                   and value in (e.get("schedule"), e.get("command")))
+        needle, pos, hit = json.dumps(value), start, -1
+        for _ in range(same + 1):
+            hit = text.find(needle, pos)
+            if hit < 0:
+                break
+            pos = hit + 1
+        if hit >= 0:
+            return text.count("\n", 0, hit) + 1
     return 0
 
 

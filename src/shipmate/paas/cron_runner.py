@@ -125,7 +125,10 @@ class CronRunner:
         self.wall, self.grace, self.interval = wall, grace, interval
         #: Runs in flight on this machine; kept past a leadership change (they run out).
         self.running: set[asyncio.Task[cron.RunRecord]] = set()
-        self.fired = 0
+        #: For tests and reports: slots fired here, passes made, leader loops running, and
+        #: the clock time the loop sleeps until (0 while a pass runs).
+        self.fired = self.passes = self.leading = 0
+        self.asleep_until = 0.0
 
     def now(self) -> dt.datetime:
         """Wall-clock time, UTC."""
@@ -134,6 +137,13 @@ class CronRunner:
     async def lead(self, leadership: Leadership) -> None:
         """The leader's loop: a pass at every slot and every ``interval`` seconds (deploys,
         suspends and a predecessor's records are read each pass); until cancelled."""
+        self.leading += 1
+        try:
+            await self._lead(leadership)
+        finally:
+            self.leading -= 1
+
+    async def _lead(self, leadership: Leadership) -> None:
         while True:
             wait = self.interval
             try:
@@ -142,7 +152,12 @@ class CronRunner:
                 log.warning("cron: pass failed: %s", exc)
             except Exception:  # a fault here must not cost the cluster its scheduler
                 log.exception("cron: pass failed")
-            await self.clock.sleep(wait)
+            self.passes += 1
+            self.asleep_until = self.clock.now() + wait
+            try:
+                await self.clock.sleep(wait)
+            finally:
+                self.asleep_until = 0.0
 
     async def tick(self, leadership: Leadership) -> float:
         """One pass: fire what is due; returns the seconds until the next pass."""
@@ -166,7 +181,7 @@ class CronRunner:
             log.warning("cron: %s: %d earlier run(s) missed, skipped", where, decision.missed)
         if not decision.fire:
             late = (now - decision.slot).total_seconds()
-            log.warning("cron: %s: run of %s skipped, %.0fs late (cron_grace %.0fs)", where,
+            log.warning("cron: %s: run of %s skipped, %.1fs late (cron_grace %gs)", where,
                         cron.iso(decision.slot), late, self.grace)
 
     def _until_next(self, jobs: list[Job], now: dt.datetime) -> float:
