@@ -53,6 +53,7 @@ def cli() -> Iterator[ClusterCli]:
 
 
 def _push(cli: ClusterCli, tmp: Path, node: str) -> None:
+    (tmp / "ssh").mkdir()
     key = make_key(tmp / "ssh")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMATE_")}
     env["SHIPMATE_SOCKET"] = str(STATE / "cluster" / NAME / node / "shipmate.sock")

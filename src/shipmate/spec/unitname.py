@@ -27,7 +27,7 @@ INSTEAD = {
     "timer": 'there is no systemd here to fire timers: schedule an app\'s task with an '
              'app.json "cron" entry ({"command": "...", "schedule": "@daily"}; the scheduler '
              'leader runs it once per slot across the cluster, see `cron:list APP` and '
-             'docs/dokku.md), or run a .service whose ExecStart= loops '
+             'docs/paas.md), or run a .service whose ExecStart= loops '
              '(ExecStart=/bin/sh -c "while :; do TASK; sleep 3600; done")',
 }
 
