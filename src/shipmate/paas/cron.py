@@ -280,14 +280,16 @@ def decide(schedule: cronspec.Schedule, state: EntryState, since: float, now: dt
     """The slot to record now, or None when nothing is due.
 
     ``since`` is when the entry came to be (its release's creation): slots at or before it
-    never run, as a crontab line added at 12:03:30 does not run at 12:03. The latest due
-    slot after the recorded one (and after ``since`` and a resume) is fired when it is at
-    most ``grace`` seconds late; later than that it is recorded unrun."""
+    never run, as a crontab line added at 12:03:30 does not run at 12:03. Once a slot is
+    recorded the entry is known, and a newer release (``config:set`` at 12:03:02) no longer
+    holds back a slot that is late (12:03 after a leader change). The latest due slot after
+    the recorded one (and after a resume) is fired when it is at most ``grace`` seconds
+    late; later than that it is recorded unrun."""
     try:
         due = schedule.last_at_or_before(now)
     except ValidationError:
         return None
-    floor = max(since, state.since)
+    floor = state.since if state.slot else max(since, state.since)
     if due.timestamp() <= floor:
         return None
     last = from_iso(state.slot) if state.slot else None

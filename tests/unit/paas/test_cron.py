@@ -127,6 +127,13 @@ def test_slots_before_the_release_existed_never_run() -> None:
                        300) == cron.Decision(at(1), fire=True, missed=0)
 
 
+def test_a_release_made_after_a_late_slot_does_not_hold_a_known_entry_back() -> None:
+    # config:set at 12:01:02 while no leader fired 12:01 yet: 12:01 still runs
+    recorded = cron.EntryState(slot=cron.iso(at(0)))
+    assert cron.decide(EVERY_MINUTE, recorded, at(1, 2).timestamp(), at(1, 5), 300) == \
+        cron.Decision(at(1), fire=True, missed=0)
+
+
 def test_a_late_slot_within_grace_fires_and_older_ones_are_counted_as_missed() -> None:
     recorded = cron.EntryState(slot=cron.iso(at(0)))
     decision = cron.decide(EVERY_MINUTE, recorded, 0, at(4, 20), 300)
