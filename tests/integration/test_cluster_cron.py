@@ -108,6 +108,8 @@ def test_killing_the_leader_mid_minute_neither_skips_nor_doubles_a_run(
     wait_for("two runs after the kill", lambda: len(
         [r for r in _runs(cli, survivor) if r["started"] > killed_at]) >= 2, 150, 2.0)
     runs = _runs(cli, survivor)
+    print(f"killed {leader} at {killed_at % 60:.1f} s past the minute; runs:",
+          [(r["slot"][11:16], r["machine"], round(r["started"] % 60, 1)) for r in runs])
     slots = [_minute(r["slot"]) for r in runs]
     # the log: one run per minute, every minute, none twice
     assert slots == [slots[0] + dt.timedelta(minutes=i) for i in range(len(slots))], runs
