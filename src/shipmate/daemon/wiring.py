@@ -115,6 +115,7 @@ def build(config: Config, store: Store, engine: Engine | None,
         comps.append(Component("cache", _run_cache(cache)))
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
+    comps += _service_backups(config, store, engine, clock)
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
@@ -142,6 +143,22 @@ def _tls(config: Config, store: Store, paas: Paas, router: RouterController | No
     le = LetsEncrypt(store, certs, ca_bundle=config.acme_ca_bundle, router=router)
     renewer = Renewer(le, lambda: scheduler.is_leader, config.acme_renew_interval)
     return certs, le, Component("letsencrypt", renewer.run)
+
+
+def _service_backups(config: Config, store: Store, engine: Engine | None,
+                     clock: SystemClock) -> list[Component]:
+    """Scheduled backups of the services this machine runs (they need its engine)."""
+    if engine is None:
+        return []
+    from shipmate.services.backup_io import write_backup
+    from shipmate.services.backup_scheduler import BackupScheduler
+    from shipmate.services.model import Service
+
+    async def backup(service: Service, directory: str, now: float) -> str:
+        return await write_backup(engine, service, directory, now)
+
+    scheduler = BackupScheduler(store, config.machine_id, backup, clock=clock)
+    return [Component("service-backups", scheduler.run)]
 
 
 def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerImages | None:

@@ -256,6 +256,14 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/services/{kind}/{name}/unlink"): _service("unlink"),
     ("POST", "/v1/services/{kind}/{name}/import"): _service("import", reads_body=False),
     ("POST", "/v1/services/{kind}/{name}/connect"): _service("connect", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/backup"): _service("backup", _field("dir")),
+    ("PUT", "/v1/services/{kind}/{name}/backup-schedule"): _service(
+        "backup-schedule", _field("cron")),
+    ("DELETE", "/v1/services/{kind}/{name}/backup-schedule"): _service(
+        "backup-unschedule", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/expose"): _service(
+        "expose", lambda m, q, b: f"port {b.get('port')}" if type(b.get("port")) is int else ""),
+    ("POST", "/v1/services/{kind}/{name}/unexpose"): _service("unexpose", reads_body=False),
     ("PUT", "/v1/kv/{key}"): _key("kv:put"),
     ("DELETE", "/v1/kv/{key}"): _key("kv:delete"),
 }
