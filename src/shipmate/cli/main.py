@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
     "shipmate.cli.events",
+    "shipmate.cli.users",
 )
 
 

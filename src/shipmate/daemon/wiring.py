@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from shipmate.router.controller import RouterController
     from shipmate.scheduler.engine import SchedulerEngine
     from shipmate.web.eventlog import EventLog
+    from shipmate.web.users import Users
 
 log = logging.getLogger(__name__)
 Closer = Callable[[], Awaitable[None]]
@@ -60,6 +61,7 @@ class Wiring:
     certs: Certs | None = None  # certs:* (HTTPS)
     letsencrypt: LetsEncrypt | None = None  # letsencrypt:* (ACME)
     events: EventLog | None = None  # the audit trail (shipmate events)
+    users: Users | None = None  # dashboard users (shipmate users:*)
     cron: CronTasks | None = None  # cron:* (the scheduler leader fires the entries)
 
 
@@ -92,6 +94,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     from shipmate.paas.service import Paas
     from shipmate.scheduler.engine import SchedulerEngine
     from shipmate.web.eventlog import EventLog
+    from shipmate.web.users import Users
 
     clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
@@ -116,10 +119,13 @@ def build(config: Config, store: Store, engine: Engine | None,
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
     comps += _service_backups(config, store, engine, clock)
+    users = Users(store)
+    if config.dashboard_port:
+        comps.append(_dashboard(config, store, paas, users, events, cache))
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
-                  letsencrypt=le, events=events, cron=cron)
+                  letsencrypt=le, events=events, users=users, cron=cron)
 
 
 def _cron(config: Config, paas: Paas, images: PeerImages | None) -> CronTasks:
@@ -131,6 +137,16 @@ def _cron(config: Config, paas: Paas, images: PeerImages | None) -> CronTasks:
     executor = OneOffExecutor(paas.deployer.one_off, paas.engine, images)
     runner = CronRunner(paas.store, executor, config.machine_id, grace=config.cron_grace)
     return CronTasks(paas.store, runner)
+
+
+def _dashboard(config: Config, store: Store, paas: Paas, users: Users, events: EventLog,
+               cache: CacheServer | None) -> Component:
+    """The web dashboard (with ``dashboard_port``): its listener and its route."""
+    from shipmate.web.dashboard.listener import DashboardServer
+    from shipmate.web.dashboard.server import Dashboard
+
+    dash = Dashboard(store, paas, users, events, cache)
+    return Component("dashboard", DashboardServer(dash, config).run)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,

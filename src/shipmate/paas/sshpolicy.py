@@ -156,6 +156,8 @@ COMMANDS: Mapping[str, Remote] = {
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
     **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
+    # dashboard users: managed by root on the machine only (docs/dashboard.md)
+    **dict.fromkeys(("users:add", "users:list", "users:remove"), LOCAL),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",

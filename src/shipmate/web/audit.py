@@ -264,6 +264,12 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/services/{kind}/{name}/expose"): _service(
         "expose", lambda m, q, b: f"port {b.get('port')}" if type(b.get("port")) is int else ""),
     ("POST", "/v1/services/{kind}/{name}/unexpose"): _service("unexpose", reads_body=False),
+    # dashboard users: the password in the body is never read here (the name only)
+    ("POST", "/v1/users"): Audited(lambda m, q, b: Described(
+        "users:add", "", f"{b.get('name')}" + (" (admin)" if b.get("admin") is True else "")
+        if isinstance(b.get("name"), str) else "")),
+    ("DELETE", "/v1/users/{name}"): Audited(
+        lambda m, q, b: Described("users:remove", "", m.get("name", "")), False),
     ("PUT", "/v1/kv/{key}"): _key("kv:put"),
     ("DELETE", "/v1/kv/{key}"): _key("kv:delete"),
 }
