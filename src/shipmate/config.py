@@ -66,6 +66,9 @@ class Config:
         "", "CA file to verify the ACME server with ('' = the system's; tests: pebble's)")
     acme_renew_interval: float = setting(
         3600.0, "seconds between the scheduler leader's certificate renewal passes")
+    cron_grace: float = setting(
+        300.0, "seconds late a scheduled cron run may still start (after a leader change or "
+        "an outage); a later run is skipped and logged")
     # cache
     cache: bool = setting(True, "run the package cache in the daemon")
     cache_bind: str = setting("0.0.0.0", "address the package cache listens on")

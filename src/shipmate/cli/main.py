@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "shipmate.cli.storage",
     "shipmate.cli.services",
     "shipmate.cli.dokku",
+    "shipmate.cli.cron",
     "shipmate.cli.sshkeys",
     "shipmate.cli.acl",
     "shipmate.cli.cluster",

@@ -103,6 +103,10 @@ def make_app(daemon: Daemon) -> web.Application:
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
     add_storage_routes(app, Storage(wiring.store, wiring.config))
+    if wiring.cron is not None:
+        from shipmate.paas.cron_api import add_cron_routes
+
+        add_cron_routes(app, wiring.cron)
     add_acl_routes(app, wiring.store)
     services = ServiceManager(wiring.store, wiring.engine, wiring.config, wiring.paas)
     add_service_routes(app, services)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from shipmate.cache.server import CacheServer
     from shipmate.daemon.image_transfer import PeerImages
     from shipmate.paas.certs import Certs
+    from shipmate.paas.cron_service import CronTasks
     from shipmate.paas.letsencrypt import LetsEncrypt
     from shipmate.paas.service import Paas
     from shipmate.router.controller import RouterController
@@ -61,6 +62,7 @@ class Wiring:
     letsencrypt: LetsEncrypt | None = None  # letsencrypt:* (ACME)
     events: EventLog | None = None  # the audit trail (shipmate events)
     users: Users | None = None  # dashboard users (shipmate users:*)
+    cron: CronTasks | None = None  # cron:* (the scheduler leader fires the entries)
 
 
 async def open_store(config: Config) -> Store:
@@ -97,10 +99,12 @@ def build(config: Config, store: Store, engine: Engine | None,
     clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
     agent = Agent(store, engine, config, fetcher=images, clock=clock)
-    scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
-                                reconcile_interval=config.reconcile_interval)
     router, closers = _router(config, store) if config.router else (None, ())
     paas = Paas(store, engine, config, router=router, clock=clock)  # deploys wait for router
+    cron = _cron(config, paas, images)
+    scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
+                                reconcile_interval=config.reconcile_interval,
+                                leader_tasks=(cron.runner.lead,))
     cache = _cache(config) if config.cache else None
     comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
              Component("scheduler", scheduler.run)]
@@ -123,7 +127,18 @@ def build(config: Config, store: Store, engine: Engine | None,
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
-                  letsencrypt=le, events=events, users=users)
+                  letsencrypt=le, events=events, users=users, cron=cron)
+
+
+def _cron(config: Config, paas: Paas, images: PeerImages | None) -> CronTasks:
+    """Scheduled tasks: the scheduler leader fires them, in one-off containers on its own
+    machine (fetching the image from a peer when it lacks it)."""
+    from shipmate.paas.cron_runner import CronRunner, OneOffExecutor
+    from shipmate.paas.cron_service import CronTasks
+
+    executor = OneOffExecutor(paas.deployer.one_off, paas.engine, images)
+    runner = CronRunner(paas.store, executor, config.machine_id, grace=config.cron_grace)
+    return CronTasks(paas.store, runner)
 
 
 def _dashboard(config: Config, store: Store, paas: Paas, users: Users, events: EventLog,

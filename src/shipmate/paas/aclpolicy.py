@@ -101,6 +101,8 @@ SCOPES: Mapping[str, Scope] = {
                      "up", "down", "plan", "apply", "images:bootstrap", "images:list"), ADMIN),
     **{f"cluster {verb}": ADMIN for verb in (
         "up", "down", "status", "kill", "start", "partition", "heal", "logs")},
+    # an app's scheduled tasks (app.json cron): the app's own
+    **dict.fromkeys(("cron:list", "cron:run", "cron:suspend", "cron:resume"), APP),
     # the whole platform's data, every app's and every secret: admins only (local-only too)
     **dict.fromkeys(("backup create", "backup restore", "backup verify"), ADMIN),
 }

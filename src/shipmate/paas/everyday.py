@@ -137,7 +137,7 @@ async def clone(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = Tr
     config = await paas.state.config(new)
     release = await paas.deployer.deploy(new, lambda v: Release(
         v, current.image, config, {}, current.processes, current.git_rev, time.time(),
-        f"Clone of {old} {current.label}", dict(current.checks)), emit)
+        f"Clone of {old} {current.label}", dict(current.checks), cron=current.cron), emit)
     await paas._deployed(new, release, emit)
 
 
@@ -198,7 +198,8 @@ async def from_image(paas: Paas, app: str, image: str, emit: Emit) -> None:
     await paas._ensure_formation(app, processes, parsed.formation)
     release = await paas.deployer.deploy(app, lambda v: Release(
         v, info.id, config, {}, processes, "", time.time(), f"Deploy image {image}",
-        checks.to_json()), emit, release_command=procfile.get("release", ""),
+        checks.to_json(), cron=tuple(e.to_json() for e in parsed.cron)), emit,
+        release_command=procfile.get("release", ""),
         scripts={"predeploy": parsed.predeploy, "postdeploy": parsed.postdeploy})
     await paas._deployed(app, release, emit)
 

@@ -148,6 +148,8 @@ COMMANDS: Mapping[str, Remote] = {
                      "apps:clone", "ports:set", "ports:add", "ports:remove", "ports:clear",
                      "ports:report", "ports:list", "git:from-image"), REMOTE),
     "git:load-image": Remote(True, stdin="image tar (docker save)"),
+    # scheduled tasks (app.json cron entries)
+    **dict.fromkeys(("cron:list", "cron:run", "cron:suspend", "cron:resume"), REMOTE),
     "enter": LOCAL,
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),

@@ -245,6 +245,14 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/storage/directories"): _plain("storage:ensure-directory", _field("name")),
     ("POST", "/v1/apps/{app}/storage"): _plain("storage:mount", _field("mount")),
     ("POST", "/v1/apps/{app}/storage/unmount"): _plain("storage:unmount", _field("mount")),
+    # scheduled tasks: the task's id (its command is in app.json, not repeated here)
+    ("POST", "/v1/apps/{app}/cron/{id}/run"): _plain(
+        "cron:run", lambda m, q, b: m.get("id", "")[:32]
+        + (" (detached)" if b.get("detach") is True else "")),
+    ("POST", "/v1/apps/{app}/cron/{id}/suspend"): _plain(
+        "cron:suspend", lambda m, q, b: m.get("id", "")[:32], reads_body=False),
+    ("POST", "/v1/apps/{app}/cron/{id}/resume"): _plain(
+        "cron:resume", lambda m, q, b: m.get("id", "")[:32], reads_body=False),
     # services (postgres:*, redis:*): dumps and statements are never read here
     ("POST", "/v1/services/{kind}"): _service("create", _field("version")),
     ("DELETE", "/v1/services/{kind}/{name}"): _service("destroy", reads_body=False),
