@@ -74,6 +74,7 @@ def make_app(daemon: Daemon) -> web.Application:
     from shipmate.backup.api import add_backup_routes
     from shipmate.backup.create import BackupMaker
     from shipmate.backup.restore import Restorer
+    from shipmate.paas.acl_api import add_acl_routes
     from shipmate.paas.api import add_paas_routes
     from shipmate.paas.storage import Storage
     from shipmate.paas.storage_api import add_storage_routes
@@ -102,6 +103,7 @@ def make_app(daemon: Daemon) -> web.Application:
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
     add_storage_routes(app, Storage(wiring.store, wiring.config))
+    add_acl_routes(app, wiring.store)
     services = ServiceManager(wiring.store, wiring.engine, wiring.config, wiring.paas)
     add_service_routes(app, services)
     add_backup_routes(app, BackupMaker(wiring.store, wiring.config, services),

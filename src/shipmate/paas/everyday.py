@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
+from shipmate.paas.acl import acl_key, rename_ops
 from shipmate.paas.builders import appjson
 from shipmate.paas.builders.checks import CheckPlan, plan_checks
 from shipmate.paas.gitserver import repo_path
@@ -101,6 +102,9 @@ async def rename(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = T
         await paas.state.create_app(new)
         emit(f"-----> Renaming {old} to {new}")
         await _copy_records(paas, old, new, None)
+        granted = await paas.store.get(acl_key(old))  # the grants follow the app
+        if granted is not None:
+            await paas.store.txn([], rename_ops(granted.value, new))
         domains, port = await paas.state.domains(old)
         await paas.store.delete(route_keys.domains_key(old))
         if domains or port:

@@ -27,8 +27,15 @@ REMOTE_ENV = "SHIPMATE_SSH_KEY"
 #: The only user name the SSH server accepts (Dokku's is ``dokku``).
 SSH_USER = "shipmate"
 _GLOBAL_OK = frozenset({"--help", "-h", "--version"})
+# Options that take a value; every one of a command acting on an app is here
+# (tests/unit/paas/test_aclpolicy.py holds it): positionals() must find the app where the
+# CLI's parser will.
 _VALUE_OPTIONS = frozenset({"--format", "--name", "--fields", "--block-attempts", "--lines",
-                            "-n", "--num", "-p", "--ps"})
+                            "-n", "--num", "-p", "--ps", "--app", "--process-type", "--memory",
+                            "--cpu", "--alias", "--image-version", "--chown", "--service", "-s",
+                            "-o", "--out", "--timeout", "--port", "--bind", "--nodes",
+                            "--subnet", "--env", "--image", "--apt-proxy", "--mirror",
+                            "--suite"})
 Check = Callable[[str, Sequence[str]], None]
 
 
@@ -144,6 +151,8 @@ COMMANDS: Mapping[str, Remote] = {
     "enter": LOCAL,
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
+    # who may act on which app (admin keys only: paas/aclpolicy.py)
+    **dict.fromkeys(("acl:add", "acl:remove", "acl:list"), REMOTE),
     # the cluster's units, by name; a unit file comes on standard input
     "fleet submit": Remote(True, stdin="unit file", check=_one_name_stdin("unit file")),
     **{f"fleet {verb}": _remote_names() for verb in (

@@ -211,9 +211,14 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/apps/{app}/run"): _plain("run", _run),
     ("POST", "/v1/apps/{app}/builds"): _plain(
         "push", lambda m, q, b: f"revision {q.get('rev', '')[:12]}", reads_body=False),
-    ("POST", "/v1/ssh-keys"): _plain("ssh-keys:add", _field("name")),
+    ("POST", "/v1/ssh-keys"): _plain(
+        "ssh-keys:add", lambda m, q, b: _field("name")(m, q, b)
+        + (" (admin)" if b.get("admin") is True else "")),
     ("DELETE", "/v1/ssh-keys/{name}"): Audited(
         lambda m, q, b: Described("ssh-keys:remove", "", m.get("name", "")), False),
+    ("POST", "/v1/apps/{app}/acl"): _plain("acl:add", _field("name")),
+    ("DELETE", "/v1/apps/{app}/acl/{name}"): _plain(
+        "acl:remove", lambda m, q, b: m.get("name", "")[:64], reads_body=False),
     ("PUT", "/v1/apps/{app}/certs"): _plain("certs:add", reads_body=False),
     ("DELETE", "/v1/apps/{app}/certs"): _plain("certs:remove", reads_body=False),
     ("POST", "/v1/apps/{app}/certs/generate"): _plain(
