@@ -1,14 +1,18 @@
 """Backup and restore of a whole platform with a real daemon, real pushes and real nginx:
-two deployed apps (one with config set, one with a domain of its own) are backed up; the
-daemon stops and its containers go; a daemon on a fresh state dir restores the archive,
-and both apps answer again with the same config and the same release numbers. A truncated
-archive fails ``backup verify`` with a message saying so."""
+two deployed apps (one with config set and a file it wrote to its storage mount, one with a
+domain of its own) are backed up; the daemon stops and its containers and storage go; a
+daemon on a fresh state dir restores the archive, and both apps answer again with the same
+config and the same release numbers, the file back in the mount with its mode and owner. A
+truncated archive fails ``backup verify`` with a message saying so."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +56,31 @@ def _facts(d: PaasDaemon, app: str) -> tuple[list[int], dict[str, str], str]:
     return [r["version"] for r in releases], config, vhosts
 
 
+def _one_container(d: PaasDaemon, app: str, not_id: str = "", timeout: float = 60) -> str:
+    """The ID of the app's single running container (other than ``not_id``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = d.containers(app)
+        if len(found) == 1 and found[0]["Id"] != not_id:
+            return str(found[0]["Id"])
+        assert time.monotonic() < deadline, f"{len(found)} containers of {app}"
+        time.sleep(0.3)
+
+
+def _write_to_mount(d: PaasDaemon, app: str) -> Path:
+    """Mount a storage directory into ``app`` and have its container write a file there;
+    the file's path on the host."""
+    d.ok("storage:ensure-directory", app)
+    d.ok("storage:mount", app, f"{app}:/app/storage")
+    first = _one_container(d, app)
+    d.ok("ps:restart", app)  # applies the mount now
+    cid = _one_container(d, app, not_id=first)
+    wrote = sh(["docker", "exec", cid, "sh", "-c",
+                "echo kept > /app/storage/file && chmod 640 /app/storage/file"])
+    assert wrote.returncode == 0, wrote.stderr
+    return d.state_dir / "storage" / app / "file"
+
+
 def _stop(d: PaasDaemon, apps: list[str]) -> None:
     d.cli("down", timeout=60)
     for app in apps:
@@ -73,13 +102,17 @@ def test_backup_then_restore_on_a_fresh_machine(tmp_path: Path, bases: list[Path
         old.wait_page(two, head(tree)[:7])
         before = {app: _facts(old, app) for app in (one, two)}
         assert before[one][0] == [1, 2] and before[two][0] == [1]
+        written = _write_to_mount(old, one)
+        owner = os.stat(written)
 
         archive = tmp_path / "platform.tar.gz"
         made = old.ok("backup", "create", str(archive), timeout=300)
-        assert "Backup written" in made
+        assert "Backup written" in made and f"Storage {one} copied (1 file(s), 5 bytes)" in made
         verified = json.loads(old.ok("backup", "verify", str(archive), "--format", "json"))
         assert verified["ok"] and sorted(verified["manifest"]["apps"]) == sorted([one, two])
+        assert verified["manifest"]["storage"] == [{"name": one, "files": 1, "bytes": 5}]
         _stop(old, [one, two])
+        shutil.rmtree(written.parent)  # the data is gone from here: only the archive has it
 
         new = _daemon(bases, "shipmate-backup-new-")
         restored = new.cli("backup", "restore", str(archive), timeout=900)
@@ -88,6 +121,15 @@ def test_backup_then_restore_on_a_fresh_machine(tmp_path: Path, bases: list[Path
         for app in (one, two):
             assert _facts(new, app) == before[app], app
         new.wait_page(one, "Restored greeting")
+        back = new.state_dir / "storage" / one / "file"  # the new machine's storage root
+        assert back.read_text() == "kept\n"
+        st = os.stat(back)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == \
+            (0o640, owner.st_uid, owner.st_gid)
+        assert [m["host_path"] for m in json.loads(
+            new.ok("storage:list", one, "--format", "json"))] == [str(back.parent)]
+        read = sh(["docker", "exec", _one_container(new, one), "cat", "/app/storage/file"])
+        assert read.stdout == "kept\n", read.stderr
         status, body = new.get(two, host=DOMAIN2)
         assert status == 200 and head(tree)[:7] in body, body
         # the SSH keys are the archive's (the old machine's key works, the new one's name was

@@ -5,6 +5,10 @@ An archive is written from a staging directory: the manifest first (so a reader 
 to expect before the data), then every member in the manifest's order, into ``FILE.partial``
 (0600) that is renamed to ``FILE`` once complete. A reader streams the archive once, hashing
 each member as it goes; a truncated or damaged file is reported as such, never as a crash.
+
+Members are written 0600 and owned by root, except the storage directories' (``storage/``),
+which keep the type, mode, owner and time the manifest gives them, and are extracted with
+them (owners when the daemon runs as root), never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -21,7 +25,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from shipmate.backup.manifest import MANIFEST, REPOS, Manifest, Member, allowed_name, problems
+from shipmate.backup.manifest import (
+    DIR,
+    FILE,
+    MANIFEST,
+    REPOS,
+    STORAGE,
+    SYMLINK,
+    Manifest,
+    Member,
+    allowed_name,
+    problems,
+)
 from shipmate.errors import ValidationError
 
 _CHUNK = 1 << 20
@@ -39,9 +54,12 @@ def sha256_file(path: Path) -> tuple[int, str]:
 
 
 def members_of(staging: Path) -> list[Member]:
-    """Every file under ``staging`` (relative names, sorted) with its size and checksum."""
+    """Every file under ``staging`` (relative names, sorted) with its size and checksum,
+    but those under ``storage/`` (:mod:`.storage` lists them with their metadata)."""
     out = []
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        if path.relative_to(staging).as_posix().startswith(STORAGE):
+            continue
         size, digest = sha256_file(path)
         out.append(Member(path.relative_to(staging).as_posix(), size, digest))
     return out
@@ -59,8 +77,11 @@ def write(staging: Path, manifest: Manifest, dest: Path) -> None:
             info.size, info.mode = len(body), 0o600
             tar.addfile(info, _bytes_reader(body))
             for member in manifest.members:
-                tar.add(staging / member.name, arcname=member.name, recursive=False,
-                        filter=_private)
+                if member.name.startswith(STORAGE):
+                    _add_storage(tar, staging, member)
+                else:
+                    tar.add(staging / member.name, arcname=member.name, recursive=False,
+                            filter=_private)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, dest)
@@ -75,6 +96,24 @@ def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uname = info.gname = ""
     info.mode = 0o600
     return info
+
+
+def _add_storage(tar: tarfile.TarFile, staging: Path, member: Member) -> None:
+    """A storage member with the manifest's metadata (the staging copy's may differ: the
+    daemon may not own files as their owners did)."""
+    info = tarfile.TarInfo(member.name)
+    info.mode, info.uid, info.gid = member.mode or 0, member.uid or 0, member.gid or 0
+    info.mtime = member.mtime or 0
+    if member.type == DIR:
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    elif member.type == SYMLINK:
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(staging / member.name)
+        tar.addfile(info)
+    else:
+        info.size = member.size
+        with open(staging / member.name, "rb") as fh:
+            tar.addfile(info, fh)
 
 
 def _bytes_reader(data: bytes) -> IO[bytes]:
@@ -112,11 +151,18 @@ def _open(path: Path) -> tarfile.TarFile:
                               hint="give a file made by `shipmate backup create`") from exc
 
 
-def _read_all(tar: tarfile.TarFile, on_member: Any) -> tuple[bytes | None, dict[str, tuple[
-        int, str]], list[str]]:
-    """Stream every member: the manifest's bytes, (size, sha256) of the others, problems."""
+_EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def _read_all(tar: tarfile.TarFile, on_member: Any) -> tuple[bytes | None, dict[str, Member],
+                                                              list[str]]:
+    """Stream every member: the manifest's bytes, what the others are, problems."""
     manifest, seen, issues = None, {}, []
     for info in tar:
+        storage = info.name.startswith(STORAGE) and allowed_name(info.name)
+        if storage and (info.isdir() or info.issym()):
+            seen[info.name] = _link_or_dir(info)
+            continue
         if not info.isfile() or not allowed_name(info.name):
             issues.append(f"{info.name}: not a file a Shipmate backup holds")
             continue
@@ -132,8 +178,21 @@ def _read_all(tar: tarfile.TarFile, on_member: Any) -> tuple[bytes | None, dict[
             on_member(info.name, chunk)
         if size != info.size:
             raise EOFError(f"{info.name} ends after {size} of {info.size} bytes")
-        seen[info.name] = (size, digest.hexdigest())
+        seen[info.name] = Member(info.name, size, digest.hexdigest(), FILE, **_meta(info)) \
+            if storage else Member(info.name, size, digest.hexdigest())
     return manifest, seen, issues
+
+
+def _meta(info: tarfile.TarInfo) -> dict[str, int]:
+    return {"mode": info.mode, "uid": info.uid, "gid": info.gid, "mtime": int(info.mtime)}
+
+
+def _link_or_dir(info: tarfile.TarInfo) -> Member:
+    if info.isdir():
+        return Member(info.name, 0, _EMPTY, DIR, **_meta(info))
+    target = os.fsencode(info.linkname)
+    return Member(info.name, len(target), hashlib.sha256(target).hexdigest(), SYMLINK,
+                  **_meta(info))
 
 
 def verify(path: Path, *, bundles: bool = True) -> Report:
@@ -213,18 +272,66 @@ def extract(path: Path, dest: Path) -> Manifest:
     if not report.ok or report.manifest is None:
         raise ValidationError(f"{path} did not verify: " + "; ".join(report.problems),
                               hint="`shipmate backup verify FILE` lists every problem")
+    dirs: list[tuple[tarfile.TarInfo, Path]] = []
     with _open(path) as tar:
         for info in tar:
             if info.name == MANIFEST or not allowed_name(info.name):
                 continue
             target = dest / info.name
+            if info.name.startswith(STORAGE):
+                _put_storage(tar, info, dest / STORAGE, target, dirs)
+                continue
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fh = tar.extractfile(info)
             assert fh is not None
             with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
                 while chunk := fh.read(_CHUNK):
                     out.write(chunk)
+    for info, target in reversed(dirs):  # deepest first; a 0555 directory is filled by now
+        _set_meta(target, info)
     return report.manifest
+
+
+def _put_storage(tar: tarfile.TarFile, info: tarfile.TarInfo, top: Path, target: Path,
+                 dirs: list[tuple[tarfile.TarInfo, Path]]) -> None:
+    """Write one storage member, never through a symbolic link (a crafted archive could
+    list ``d/link`` to ``/etc`` and then ``d/link/passwd``); a directory gets its mode at
+    the end, once its members are in."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    real, root = os.path.realpath(target.parent), os.path.realpath(top)
+    if real != root and not real.startswith(root + os.sep):
+        raise ValidationError(f"{info.name}: its directory leads out of the storage (a "
+                              "symbolic link in the archive)", hint="this is not an archive "
+                              "`shipmate backup create` made; do not restore it")
+    if info.isdir():
+        if target.is_symlink() or not target.is_dir():
+            target.mkdir(mode=0o700)
+        dirs.append((info, target))
+        return
+    try:
+        if info.issym():
+            os.symlink(info.linkname, target)
+        else:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fh = tar.extractfile(info)
+            assert fh is not None
+            with open(fd, "wb") as out:
+                while chunk := fh.read(_CHUNK):
+                    out.write(chunk)
+    except FileExistsError as exc:
+        raise ValidationError(f"{info.name} is in the archive twice",
+                              hint="this is not an archive `shipmate backup create` made") from exc
+    _set_meta(target, info)
+
+
+def _set_meta(path: Path, info: tarfile.TarInfo) -> None:
+    """Owner (when this process may give it), then mode (chown clears set-id bits), then
+    time; a symbolic link gets its owner and time only."""
+    with contextlib.suppress(PermissionError):
+        os.lchown(path, info.uid, info.gid)
+    if not info.issym():
+        os.chmod(path, info.mode)
+    os.utime(path, (info.mtime, info.mtime), follow_symlinks=False)
 
 
 def iter_files(root: Path, prefix: str) -> Iterator[Path]:

@@ -1,5 +1,6 @@
 """Making a backup on the daemon: read the store once, bundle every app's repository, copy
-the cluster CA, dump the services that run here, then write the archive (:mod:`.archive`).
+the cluster CA, dump the services that run here, copy the storage root's directories
+(:mod:`.storage`), then write the archive (:mod:`.archive`).
 
 What cannot be put in (a service that runs on another machine, a dump that fails, an app
 never pushed) is said as it happens and listed in the manifest's ``notes``; the archive is
@@ -17,12 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shipmate import __version__
-from shipmate.backup import archive
+from shipmate.backup import archive, storage
 from shipmate.backup.manifest import CA, HOST_KEY, REPOS, SERVICES, STORE, Manifest
-from shipmate.backup.snapshot import ROOT, Snapshot
+from shipmate.backup.snapshot import ROOT, Snapshot, outside
 from shipmate.config import Config
 from shipmate.errors import ShipmateError, ValidationError
 from shipmate.paas.gitserver import repo_path
+from shipmate.paas.storage_rules import storage_root
 from shipmate.services import jobs
 from shipmate.services.manager import ServiceManager
 from shipmate.services.model import Service
@@ -80,12 +82,17 @@ class BackupMaker:
         services = [Service.from_json(record) for _, _, record in snap.services()]
         for service in services:
             notes += await self._dump(service, staging, emit)
+        root = storage_root(str(self.config.state_dir))
+        kept, sizes, left = await asyncio.to_thread(storage.copy_root, Path(root), staging)
+        for line in sizes:
+            emit(f"-----> Storage {line.name} copied ({line.files} file(s), {line.bytes} bytes)")
+        notes += left + outside(snap.mounts(), root, str(self.config.machine_id))
         manifest = Manifest(
             version=__version__, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             store_revision=revision, machine=str(self.config.machine_id),
-            members=tuple(await asyncio.to_thread(archive.members_of, staging)),
+            members=tuple(await asyncio.to_thread(archive.members_of, staging)) + tuple(kept),
             apps=tuple(apps), services=tuple(f"{s.kind}:{s.name}" for s in services),
-            notes=tuple(notes))
+            notes=tuple(notes), storage=tuple(sizes), storage_root=root)
         await asyncio.to_thread(archive.write, staging, manifest, dest)
         size = (await asyncio.to_thread(dest.stat)).st_size
         emit(f"=====> Backup written: {dest} ({size} bytes, {len(manifest.members)} members)")

@@ -2,8 +2,9 @@
 
 Order: verify and unpack the archive; refuse a platform that already has apps, services or
 repositories (unless forced); write the store snapshot back (:mod:`.snapshot` says which
-keys); restore the repositories and the cluster CA; start every service and load its dump;
-then rebuild every deployed app from its repository at its current release's commit and
+keys, and moves the apps' storage mounts to this machine); restore the repositories, the
+cluster CA and the storage directories (:mod:`.storage`); start every service and load its
+dump; then rebuild every deployed app from its repository at its current release's commit and
 deploy it as that same release (:mod:`.restore_work`). Each step that fails is reported and
 the restore goes on with the next: at the end it lists what it could not restore, and the
 stream ends with an error when that list is not empty.
@@ -17,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from shipmate.backup import archive
+from shipmate.backup import archive, storage
 from shipmate.backup.create import ca_dir
 from shipmate.backup.manifest import CA, HOST_KEY, REPOS, SERVICES, STORE, Manifest
 from shipmate.backup.restore_work import AppRebuilder, ServiceRestorer
@@ -27,6 +28,7 @@ from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.paas.gitserver import ensure_repo
 from shipmate.paas.service import Paas
 from shipmate.paas.state import APPS
+from shipmate.paas.storage_rules import storage_root
 from shipmate.paas.units import parse_unit_name
 from shipmate.services.manager import ServiceManager
 from shipmate.services.model import Service
@@ -94,6 +96,9 @@ class Restorer:
     async def _restore(self, staging: Path, manifest: Manifest, force: bool,
                        emit: Emit) -> list[str]:
         snap = Snapshot.from_json(await asyncio.to_thread((staging / STORE).read_bytes))
+        root = storage_root(str(self.config.state_dir))
+        snap = snap.storage_moved((manifest.storage_root, manifest.machine),
+                                  (root, str(self.config.machine_id)))
         emit(f"-----> Archive of {manifest.machine}, made {manifest.created} by Shipmate "
              f"{manifest.version} (store revision {manifest.store_revision})")
         failed = [f"(when the backup was made) {n}" for n in manifest.notes]
@@ -106,6 +111,8 @@ class Restorer:
         failed += await asyncio.to_thread(self._repos, staging, snap, emit)
         failed += await asyncio.to_thread(self._ca, staging, force, emit)
         await asyncio.to_thread(self._host_key, staging, emit)
+        failed += await asyncio.to_thread(storage.place, staging, Path(root), {
+            s.name: s for s in manifest.storage}, force, emit)
         svc = ServiceRestorer(self.store, self.config, self.services)
         for service in services:
             dump = staging / SERVICES / service.kind / f"{service.name}.dump"

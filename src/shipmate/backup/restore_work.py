@@ -73,7 +73,7 @@ class ServiceRestorer:
         try:
             emit(f"-----> Restoring {label}")
             await self.store.put(service_key(service.kind, service.name), service.to_json())
-            await self.services._ensure_image(service.spec, service.version, emit)
+            await self.services.ensure_image(service.spec, service.version, emit)
             if dump is not None and service.kind == "redis":
                 await self._seed_redis(service, dump, emit)
             await self.services.registry.submit(service.unit, _unit(service))
@@ -156,7 +156,7 @@ class AppRebuilder:
             release = await self.paas.state.release(app, version)
             emit(f"-----> Rebuilding {app} {release.label} from commit {release.git_rev[:7]}")
             tar = await asyncio.to_thread(self._tree, app, release.git_rev)
-            engine = self.paas._engine()
+            engine = self.paas.require_engine()
             network, buildargs = await BuildSandbox(engine, self.config).settings()
             result = await builder.build(engine, app, release.git_rev, tar, emit,
                                          buildargs=buildargs, network=network,

@@ -11,6 +11,11 @@ A restore writes the rest back, except: the units of app instances and of servic
 restore starts them itself, once their images exist: an app's current release rebuilt from
 its repository, a service's image built from Debian's packages), and the audit trail (the
 restored machine's own trail goes on; the archive keeps the old one).
+
+Apps' storage mounts name a directory and the machine it is on. A restore moves the storage
+root's directories to this machine's storage root, so the records follow them: a mount of
+the old machine's storage root names this machine's, and a mount on the old machine is on
+this one (its app is deployed here). Mounts on other machines of a cluster stay as they are.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import posixpath
 from collections.abc import Iterable
 
 from shipmate.errors import ValidationError
+from shipmate.paas.storage_rules import StorageMount
 from shipmate.store.base import KeyValue
 
 ROOT = "/shipmate/"
@@ -29,6 +36,7 @@ SKIPPED = ("/shipmate/endpoints/", "/shipmate/routers/", "/shipmate/fleet/machin
            "/shipmate/routes/active/", "/shipmate/tls/challenges/", "/shipmate/journal/")
 NOT_RESTORED = ("/shipmate/events/", "/shipmate/events-seq")
 _APPS = "/shipmate/apps/"
+_STORAGE = "storage"  # the app's mounts (paas.attach)
 _SERVICES = "/shipmate/services/"
 _UNITS = ("/shipmate/fleet/units/", "/shipmate/fleet/desired/")
 
@@ -103,9 +111,65 @@ class Snapshot:
             out[key] = value
         return out
 
+    def mounts(self) -> dict[str, list[StorageMount]]:
+        """Every app's storage mounts (apps without any left out)."""
+        out = {}
+        for key, value in sorted(self.keys.items()):
+            app, _, part = key.removeprefix(_APPS).partition("/")
+            if key.startswith(_APPS) and part == _STORAGE and (mounts := _mounts(value)):
+                out[app] = mounts
+        return out
+
+    def storage_moved(self, old: tuple[str, str], new: tuple[str, str]) -> Snapshot:
+        """The snapshot with the apps' mounts moved from ``old`` (storage root, machine) to
+        ``new``: the storage root's directories and the old machine's mounts."""
+        keys = dict(self.keys)
+        for app, mounts in self.mounts().items():
+            moved = [_moved(m, old, new) for m in mounts]
+            if moved != mounts:
+                keys[f"{_APPS}{app}/{_STORAGE}"] = json.dumps(
+                    [m.to_json() for m in moved], sort_keys=True).encode()
+        return Snapshot(self.revision, keys)
+
     def unit_names(self) -> list[str]:
         """Names of the fleet units in the snapshot."""
         return sorted(k.removeprefix(_UNITS[0]) for k in self.keys if k.startswith(_UNITS[0]))
+
+
+def outside(mounts: dict[str, list[StorageMount]], root: str, machine: str) -> list[str]:
+    """What a backup made on ``machine`` with storage root ``root`` leaves out of the apps'
+    mounts, one note each: directories of other machines and outside the storage root."""
+    notes = []
+    for app, found in sorted(mounts.items()):
+        for m in found:
+            if m.machine and m.machine != machine:
+                notes.append(f"{app}: storage {m.host} is on machine {m.machine} (back it "
+                             "up there)")
+            elif not _within(m.host, root):
+                notes.append(f"{app}: storage {m.host} is outside {root} (back it up "
+                             "yourself)")
+    return notes
+
+
+def _within(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
+
+
+def _moved(m: StorageMount, old: tuple[str, str], new: tuple[str, str]) -> StorageMount:
+    if m.machine not in ("", old[1]):
+        return m  # another machine's directory, where it was
+    host = m.host
+    if old[0] and _within(host, old[0]):
+        host = posixpath.join(new[0], host[len(old[0].rstrip("/")) + 1:])
+    return dataclasses.replace(m, host=host, machine=new[1] if m.machine else "")
+
+
+def _mounts(value: bytes) -> list[StorageMount]:
+    try:
+        return [StorageMount(str(m["host"]), str(m["container"]), str(m.get("machine", "")))
+                for m in json.loads(value)]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def _version(value: bytes) -> int | None:

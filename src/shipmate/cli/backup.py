@@ -53,6 +53,8 @@ async def verify(ctx: Context, args: argparse.Namespace) -> int:
         output.step(f"Made {m.created} on {m.machine} by Shipmate {m.version}, store revision "
                     f"{m.store_revision}: {len(m.apps)} app(s), {len(m.services)} service(s), "
                     f"{len(m.members)} member(s)")
+        for size in m.storage:
+            output.detail(f"storage {size.name}: {size.files} file(s), {size.bytes} bytes")
         for note in m.notes:
             output.detail(f"left out when made: {note}")
     if report.ok:

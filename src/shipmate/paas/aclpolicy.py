@@ -12,7 +12,8 @@ Rules (docs/security.md states them for users):
   (``git:from-image``, ``git:load-image``), storage directories and mounts, services.
 - ``app``: a non-admin runs it on the apps granted to it (``acl:add APP NAME``); the app is
   the positional at ``position`` or the value of ``option`` (``events --app APP``). When an
-  ``optional`` app is left out the command acts on every app, and needs an admin.
+  ``optional`` app is left out the command acts on every app, and needs an admin. The name
+  ``shipmate`` is no app: it is the dashboard's route (``certs:add shipmate``), an admin's.
 - ``granted``: anyone runs it, and sees only the apps granted (``apps:list``).
 - ``anyone``: it touches no app or setting (``help``, ``import chef``).
 - The SSH server checks the command line (:func:`check_line`); the CLI it starts checks again
@@ -27,6 +28,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from shipmate.errors import ForbiddenError, ValidationError
+from shipmate.paas.domains import DASHBOARD
 from shipmate.paas.sshpolicy import positionals
 
 #: Set by the SSH server in the CLI's environment for a non-admin key: the apps granted to it,
@@ -146,6 +148,10 @@ def check_parsed(name: str, app: str | None, key: str, granted: Collection[str])
     scope = SCOPES.get(name, ADMIN)
     if scope.kind in ("anyone", "granted"):
         return
+    if scope.kind == "app" and app == DASHBOARD:
+        raise ForbiddenError(f"User {key} does not have permissions to run {name} on "
+                             f"{DASHBOARD} (the dashboard's route)",
+                             hint="only an admin key may (docs/dashboard.md)")
     if scope.kind == "app" and app:
         if app in granted:
             return

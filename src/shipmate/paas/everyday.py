@@ -146,7 +146,7 @@ async def clone(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = Tr
 async def _image_files(paas: Paas, app: str, image: str) -> tuple[str, str]:
     """The Procfile and app.json in the image's working directory ('' when absent or the
     image has no shell), read by a short-lived container."""
-    engine = paas._engine()
+    engine = paas.require_engine()
     script = (f"cat Procfile 2>/dev/null | head -c {_MAX_IMAGE_FILE}; echo; echo {_SPLIT}; "
               f"cat app.json 2>/dev/null | head -c {_MAX_IMAGE_FILE}")
     spec = make_spec(f"{app}-inspect-{secrets.token_hex(3)}", image,
@@ -178,7 +178,7 @@ async def from_image(paas: Paas, app: str, image: str, emit: Emit) -> None:
     a = await paas.state.get_app(app)
     if a.locked:
         raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
-    engine = paas._engine()
+    engine = paas.require_engine()
     info = await engine.image(image)
     if info is None:
         raise ValidationError(f"No such image on this machine: {image}",
@@ -210,7 +210,7 @@ async def load_image(paas: Paas, app: str, image: str, chunks: AsyncIterator[byt
     engine, then deploy ``IMAGE`` from it as :func:`from_image` does."""
     await paas.state.get_app(app)
     emit(f"-----> Loading image {image}")
-    loaded = await paas._engine().load_image(chunks)
+    loaded = await paas.require_engine().load_image(chunks)
     emit(f"       loaded: {', '.join(loaded) or 'nothing'}")
     if not loaded:
         raise ValidationError("the stream held no image", hint="send `docker save IMAGE`")

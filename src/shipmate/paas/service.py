@@ -53,7 +53,9 @@ class Paas:
         #: Deploys running on this daemon, which ps:stop and apps:destroy cancel.
         self.running = RunningDeploys()
 
-    def _engine(self) -> Engine:
+    def require_engine(self) -> Engine:
+        """This machine's engine, or an error saying there is none (a daemon may run
+        without dockerd: it then serves the store and the router, and refuses builds)."""
         if self.engine is None:
             raise ShipmateError("no Docker engine on this machine",
                                 hint="start one: dockerd >/var/log/dockerd.log 2>&1 &")
@@ -119,9 +121,9 @@ class Paas:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
         watch = Stopwatch()
         emit(f"-----> Building {app} (revision {rev[:7]})")
-        network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
+        network, buildargs = await BuildSandbox(self.require_engine(), self.config).settings()
         with metrics.BUILD_SECONDS.time(app=app):
-            result = await builder.build(self._engine(), app, rev, tar, emit,
+            result = await builder.build(self.require_engine(), app, rev, tar, emit,
                                          buildargs=buildargs, network=network,
                                          limits=builder.BuildLimits.from_config(self.config))
         emit(f"-----> Build done {took(watch.lap('build'))}")
@@ -272,7 +274,7 @@ class Paas:
 
     async def logs(self, app: str, num: int, follow: bool, process: str) -> AsyncIterator[str]:
         """Lines of the app's containers on this machine, ``app[web.1]: line``."""
-        engine = self._engine()
+        engine = self.require_engine()
         containers = [c for c in await engine.list({APP_LABEL: app})
                       if not process or c.labels.get(PROCESS_LABEL) == process]
         queue: asyncio.Queue[str | None] = asyncio.Queue()

@@ -76,7 +76,7 @@ class ServiceManager:
         if await self.registry.unit(service.unit) is not None:
             raise ConflictError(f"a unit named {service.unit} already exists",
                                 hint="choose another name, or `fleet destroy` that unit")
-        await self._ensure_image(spec, version, emit)
+        await self.ensure_image(spec, version, emit)
         await self.state.create(service)
         emit(f"       Starting {service.unit}")
         await self.registry.submit(service.unit, unit_text(service))
@@ -86,9 +86,10 @@ class ServiceManager:
         emit(f"=====> {spec.title} container created: {name}")
         return service
 
-    async def _ensure_image(self, spec: Kind, version: str, emit: Emit) -> None:
-        """Build the service image from Debian's packages when missing or out of date
-        (through the package cache when this machine runs one)."""
+    async def ensure_image(self, spec: Kind, version: str, emit: Emit) -> None:
+        """Build the image of ``spec`` at ``version`` from Debian's packages when it is
+        missing or out of date (through the package cache when this machine runs one);
+        one build at a time. ``KIND:create`` and a backup restore use it."""
         from shipmate.engine.images import bootstrap
 
         proxy = f"http://127.0.0.1:{self.config.cache_port}" if self.config.cache else None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from shipmate.backup.snapshot import Snapshot, kept
+from shipmate.backup.snapshot import Snapshot, kept, outside
 from shipmate.errors import ValidationError
+from shipmate.paas.storage_rules import StorageMount
 from shipmate.store.base import KeyValue
 
 
@@ -62,3 +65,36 @@ def test_apps_services_and_what_a_restore_writes() -> None:
         "/shipmate/fleet/desired/web_web.1_v3-ab12.container",
         "/shipmate/fleet/units/postgres-db.container",
         "/shipmate/fleet/units/web_web.1_v3-ab12.container"]
+
+
+def _mounts(*mounts: tuple[str, str, str]) -> bytes:
+    return json.dumps([{"host": h, "container": c, "machine": m} for h, c, m in mounts]).encode()
+
+
+STORAGE_SNAP = Snapshot(3, {
+    "/shipmate/apps/web/meta": b"{}",
+    "/shipmate/apps/web/storage": _mounts(("/old/state/storage/web", "/app/storage", "old"),
+                                          ("/srv/media", "/app/media", "old")),
+    "/shipmate/apps/far/meta": b"{}",
+    "/shipmate/apps/far/storage": _mounts(("/old/state/storage/far", "/data", "m2")),
+    "/shipmate/apps/none/meta": b"{}", "/shipmate/apps/none/storage": b"[]"})
+
+
+def test_mounts_of_the_old_machine_follow_the_storage_to_this_one() -> None:
+    moved = STORAGE_SNAP.storage_moved(("/old/state/storage", "old"),
+                                       ("/new/state/storage", "new"))
+    assert moved.mounts() == {
+        "far": [StorageMount("/old/state/storage/far", "/data", "m2")],  # its own machine's
+        "web": [StorageMount("/new/state/storage/web", "/app/storage", "new"),
+                StorageMount("/srv/media", "/app/media", "new")]}
+    assert moved.keys["/shipmate/apps/far/storage"] == STORAGE_SNAP.keys[
+        "/shipmate/apps/far/storage"]  # untouched, byte for byte
+    same = STORAGE_SNAP.storage_moved(("/old/state/storage", "old"),
+                                      ("/old/state/storage", "old"))
+    assert same.keys == STORAGE_SNAP.keys
+
+
+def test_a_backup_names_the_mounts_it_cannot_hold() -> None:
+    assert outside(STORAGE_SNAP.mounts(), "/old/state/storage", "old") == [
+        "far: storage /old/state/storage/far is on machine m2 (back it up there)",
+        "web: storage /srv/media is outside /old/state/storage (back it up yourself)"]

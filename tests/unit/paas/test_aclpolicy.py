@@ -106,6 +106,16 @@ def test_a_non_admin_is_refused_admin_commands(name: str) -> None:
     assert info.value.message == f"User bob does not have permissions to run {name}"
 
 
+def test_the_dashboard_route_is_an_admins_even_if_granted() -> None:
+    granted = GRANTED | {"shipmate"}
+    for line in (["certs:add", "shipmate"], ["certs:report", "shipmate"],
+                 ["letsencrypt:enable", "shipmate"], ["certs:remove", "shipmate"]):
+        with pytest.raises(ForbiddenError, match="the dashboard's route"):
+            check_line(line[0], line[1:], "alice", granted)
+        with pytest.raises(ForbiddenError, match="the dashboard's route"):
+            check_parsed(line[0], "shipmate", "alice", granted)
+
+
 def test_an_app_scoped_command_without_its_app_says_so() -> None:
     with pytest.raises(ValidationError) as info:
         check_line("config:show", [], "bob", GRANTED)

@@ -6,8 +6,9 @@ endpoint ``/shipmate/endpoints/shipmate/web/dashboard-<machine>`` that declares 
 ``shipmate.GLOBALDOMAIN``, under a lease of this daemon, so every machine's router sends
 that name to the dashboards that run and forgets one whose daemon stopped. The router
 serves it over HTTPS once a certificate for the route ``shipmate`` exists
-(``/shipmate/tls/certs/shipmate``), as for an app. An app named ``shipmate`` keeps its own
-name: an app's domains win over a unit's (docs/router.md).
+(``/shipmate/tls/certs/shipmate``, written by ``certs:add shipmate`` or
+``letsencrypt:enable shipmate``, :mod:`shipmate.paas.certs`), as for an app. No app may be
+named ``shipmate`` (:mod:`shipmate.paas.domains`).
 """
 
 from __future__ import annotations
