@@ -276,7 +276,8 @@ SCHEDULER_RECONCILE_SECONDS = REGISTRY.histogram(
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 AGENT_UNIT_RESTARTS = REGISTRY.counter(
     "shipmate_agent_unit_restarts_total",
-    "restarts of this machine's process units by their Restart= policy")
+    "restarts of this machine's units by their Restart= policy: process units (service) by "
+    "the agent, container units (container) by Docker", ("kind",))
 EVENTS_RECORDED = REGISTRY.counter(
     "shipmate_events_recorded_total", "audit events recorded by this daemon, by outcome",
     ("outcome",))
