@@ -109,8 +109,9 @@ def _main(opts: RenderOptions) -> list[str]:
 
 
 def _logs(opts: RenderOptions) -> list[str]:
-    # An app's server sets the app's name, as a literal (see _app_name); servers that set
-    # none (the default server) log nothing there, and without a warning per request.
+    # An app's server sets the app's name, as a literal (see _app_name); the default server
+    # sets it empty and logs nothing there; a server that sets none logs nothing either,
+    # without a warning per request.
     out = [f"log_format {FORMAT_NAME} escape=json '{LOG_FORMAT}';",
            "uninitialized_variable_warn off;"]
     if opts.access_log:
@@ -173,6 +174,8 @@ def _default_server(state: RouterState, opts: RenderOptions) -> str:
         "\n    server {\n"
         f"        listen {_listen(opts.bind, state.http_port)} default_server;\n"
         "        server_name _;\n"
+        # No app: nothing is logged for it; and nginx knows the variable even with no app.
+        f"        set {APP_VARIABLE} '';\n"
         f"{_challenges(state)}"
         f"        location / {{\n            default_type text/html;\n"
         f"            return 404 '{page}';\n        }}\n"
