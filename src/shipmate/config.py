@@ -126,6 +126,13 @@ class Config:
         "", "file holding the bearer token that /metrics on api_port requires ('': /metrics "
         "on the unix socket only)")
 
+    dashboard_port: int = setting(
+        0, "port the web dashboard listens on (0: no dashboard); with a global domain it is "
+        "also routed at shipmate.DOMAIN (docs/dashboard.md)")
+    dashboard_bind: str = setting(
+        "127.0.0.1", "address the dashboard listens on (0.0.0.0: reachable by other machines' "
+        "routers, needed in a cluster)")
+
     def __post_init__(self) -> None:
         """Fill in the derived settings left unset, then refuse what cannot work."""
         state = Path(self.state_dir)

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
     "shipmate.cli.events",
+    "shipmate.cli.users",
 )
 
 

@@ -104,4 +104,8 @@ def make_app(daemon: Daemon) -> web.Application:
     if wiring.events is not None:
         add_events_routes(app, wiring.events)
     add_metrics_route(app, wiring.cache)
+    if wiring.users is not None:
+        from shipmate.web.users_api import add_users_routes
+
+        add_users_routes(app, wiring.users)
     return app

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shipmate.router.controller import RouterController
     from shipmate.scheduler.engine import SchedulerEngine
     from shipmate.web.eventlog import EventLog
+    from shipmate.web.users import Users
 
 log = logging.getLogger(__name__)
 Closer = Callable[[], Awaitable[None]]
@@ -59,6 +60,7 @@ class Wiring:
     certs: Certs | None = None  # certs:* (HTTPS)
     letsencrypt: LetsEncrypt | None = None  # letsencrypt:* (ACME)
     events: EventLog | None = None  # the audit trail (shipmate events)
+    users: Users | None = None  # dashboard users (shipmate users:*)
 
 
 async def open_store(config: Config) -> Store:
@@ -90,6 +92,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     from shipmate.paas.service import Paas
     from shipmate.scheduler.engine import SchedulerEngine
     from shipmate.web.eventlog import EventLog
+    from shipmate.web.users import Users
 
     clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
@@ -113,10 +116,24 @@ def build(config: Config, store: Store, engine: Engine | None,
         comps.append(Component("cache", _run_cache(cache)))
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
+    comps += _service_backups(config, store, engine, clock)
+    users = Users(store)
+    if config.dashboard_port:
+        comps.append(_dashboard(config, store, paas, users, events, cache))
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
-                  letsencrypt=le, events=events)
+                  letsencrypt=le, events=events, users=users)
+
+
+def _dashboard(config: Config, store: Store, paas: Paas, users: Users, events: EventLog,
+               cache: CacheServer | None) -> Component:
+    """The web dashboard (with ``dashboard_port``): its listener and its route."""
+    from shipmate.web.dashboard.listener import DashboardServer
+    from shipmate.web.dashboard.server import Dashboard
+
+    dash = Dashboard(store, paas, users, events, cache)
+    return Component("dashboard", DashboardServer(dash, config).run)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,
@@ -129,6 +146,22 @@ def _tls(config: Config, store: Store, paas: Paas, router: RouterController | No
     le = LetsEncrypt(store, certs, ca_bundle=config.acme_ca_bundle, router=router)
     renewer = Renewer(le, lambda: scheduler.is_leader, config.acme_renew_interval)
     return certs, le, Component("letsencrypt", renewer.run)
+
+
+def _service_backups(config: Config, store: Store, engine: Engine | None,
+                     clock: SystemClock) -> list[Component]:
+    """Scheduled backups of the services this machine runs (they need its engine)."""
+    if engine is None:
+        return []
+    from shipmate.services.backup_io import write_backup
+    from shipmate.services.backup_scheduler import BackupScheduler
+    from shipmate.services.model import Service
+
+    async def backup(service: Service, directory: str, now: float) -> str:
+        return await write_backup(engine, service, directory, now)
+
+    scheduler = BackupScheduler(store, config.machine_id, backup, clock=clock)
+    return [Component("service-backups", scheduler.run)]
 
 
 def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerImages | None:

@@ -127,7 +127,11 @@ COMMANDS: Mapping[str, Remote] = {
                      "storage:list", "storage:report"), REMOTE),
     # services: dumps and statements come on standard input, dumps go to standard output
     **{f"{kind}:{verb}": REMOTE for kind in ("postgres", "redis") for verb in (
-        "create", "link", "unlink", "info", "list", "restart", "destroy", "export")},
+        "create", "link", "unlink", "info", "list", "restart", "destroy", "export",
+        "backup-unschedule", "expose", "unexpose")},
+    # backups name a directory on the server: local-only (docs/services.md)
+    **{f"{kind}:{verb}": LOCAL for kind in ("postgres", "redis")
+       for verb in ("backup", "backup-schedule")},
     **{f"{kind}:{verb}": Remote(True, stdin=what) for kind in ("postgres", "redis")
        for verb, what in (("import", "dump"), ("connect", "statements"))},
     # Dokku's everyday commands (shipmate.cli.dokku); `enter` needs this machine's engine
@@ -150,6 +154,8 @@ COMMANDS: Mapping[str, Remote] = {
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
     **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
+    # dashboard users: managed by root on the machine only (docs/dashboard.md)
+    **dict.fromkeys(("users:add", "users:list", "users:remove"), LOCAL),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",

@@ -248,6 +248,20 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/services/{kind}/{name}/unlink"): _service("unlink"),
     ("POST", "/v1/services/{kind}/{name}/import"): _service("import", reads_body=False),
     ("POST", "/v1/services/{kind}/{name}/connect"): _service("connect", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/backup"): _service("backup", _field("dir")),
+    ("PUT", "/v1/services/{kind}/{name}/backup-schedule"): _service(
+        "backup-schedule", _field("cron")),
+    ("DELETE", "/v1/services/{kind}/{name}/backup-schedule"): _service(
+        "backup-unschedule", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/expose"): _service(
+        "expose", lambda m, q, b: f"port {b.get('port')}" if type(b.get("port")) is int else ""),
+    ("POST", "/v1/services/{kind}/{name}/unexpose"): _service("unexpose", reads_body=False),
+    # dashboard users: the password in the body is never read here (the name only)
+    ("POST", "/v1/users"): Audited(lambda m, q, b: Described(
+        "users:add", "", f"{b.get('name')}" + (" (admin)" if b.get("admin") is True else "")
+        if isinstance(b.get("name"), str) else "")),
+    ("DELETE", "/v1/users/{name}"): Audited(
+        lambda m, q, b: Described("users:remove", "", m.get("name", "")), False),
     ("PUT", "/v1/kv/{key}"): _key("kv:put"),
     ("DELETE", "/v1/kv/{key}"): _key("kv:delete"),
 }
