@@ -92,8 +92,11 @@ def test_requests_through_nginx_reach_metrics_by_app_and_class(
     assert started.returncode == 0, started.stdout + started.stderr
     wait_until(lambda: curl(port, domain) == 200)  # a number of tries: counted too
 
-    before = samples(get_metrics(env), "shipmate_http_requests_total")
-    ok_before = before.get((("app", app), ("class", "2xx")), 0.0)
+    # The follower reads the log once a second: start from a count that holds the tries.
+    before = wait_until(lambda: (got := samples(get_metrics(env), "shipmate_http_requests_total"))
+                        .get((("app", app), ("class", "2xx"))) and got)
+    assert isinstance(before, dict)
+    ok_before = before[(("app", app), ("class", "2xx"))]
     # Headers that name another app decide nothing: nginx chose the server by its domain.
     codes = [curl(port, domain, "/", "X-Shipmate-App: victim", "X-Forwarded-Host: victim")
              for _ in range(5)]
