@@ -3,6 +3,10 @@
 
     .venv/bin/python bench/store.py [--n 2000] [--concurrency 16] [--backends sqlite,etcd]
 
+A backend named ``NAME+metered`` is NAME wrapped in the MeteredStore the daemon opens (every
+request timed into ``shipmate_store_request_duration_seconds``), to see what that costs:
+``--backends sqlite,sqlite+metered,etcd,etcd+metered``.
+
 SQLite runs on a file in a temporary directory; etcd is a real single member (Debian's etcd)
 that the bench starts in a temporary directory on free loopback ports. Both are durable: every
 acknowledged write is fsynced. Figures are requests per second over the whole batch and
@@ -98,7 +102,14 @@ async def bench_watch(store: Store, n: int, concurrency: int) -> Result:
 
 @contextlib.asynccontextmanager
 async def open_backend(name: str) -> AsyncIterator[Store]:
-    """A fresh, empty store of backend ``name`` in a temporary directory."""
+    """A fresh, empty store of backend ``name`` in a temporary directory (``+metered``:
+    wrapped as the daemon wraps it)."""
+    if name.endswith("+metered"):
+        from shipmate.store.metered import MeteredStore
+
+        async with open_backend(name.removesuffix("+metered")) as inner:
+            yield MeteredStore(inner)
+        return
     if name == "sqlite":
         from shipmate.store.sqlite import SqliteStore
 

@@ -13,6 +13,7 @@ Pure: no I/O, no asyncio; :meth:`Histogram.time` reads ``time.monotonic`` only.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import time
@@ -99,15 +100,33 @@ class Counter(_Metric):
                 for k, v in sorted(self.values.items())]
 
 
-class _Series:
-    """One label set of a histogram: counts per bucket (not cumulative), sum, count."""
+class Series:
+    """One label set of a histogram: counts per bucket (not cumulative), sum, count.
+    :meth:`Histogram.labels` hands one out so a hot path observes without looking up its
+    labels each time."""
 
-    __slots__ = ("count", "counts", "sum")
+    __slots__ = ("bounds", "count", "counts", "sum")
 
-    def __init__(self, buckets: int) -> None:
-        self.counts = [0] * buckets
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
         self.sum = 0.0
         self.count = 0
+
+    def observe(self, value: float) -> None:
+        """Count one observation of ``value``."""
+        # The first bound >= value; the last bound is +Inf, so one always matches.
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations <= it) per bucket, ending with +Inf."""
+        running, out = 0, []
+        for bound, n in zip(self.bounds, self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
 
 
 class Histogram(_Metric):
@@ -122,17 +141,19 @@ class Histogram(_Metric):
         if not bounds or len(set(bounds)) != len(bounds):
             raise ValueError(f"{name}: buckets must be distinct numbers")
         self.buckets = (*bounds, math.inf)
-        self.series: dict[LabelValues, _Series] = {}
+        self.series: dict[LabelValues, Series] = {}
 
-    def observe(self, value: float, **labels: str) -> None:
-        """Count one observation of ``value`` under these labels."""
+    def labels(self, **labels: str) -> Series:
+        """The series of these labels (made empty on first use), to observe into directly."""
         key = self._key(labels)
         series = self.series.get(key)
         if series is None:
-            series = self.series[key] = _Series(len(self.buckets))
-        series.counts[next(i for i, b in enumerate(self.buckets) if value <= b)] += 1
-        series.sum += value
-        series.count += 1
+            series = self.series[key] = Series(self.buckets)
+        return series
+
+    def observe(self, value: float, **labels: str) -> None:
+        """Count one observation of ``value`` under these labels."""
+        self.labels(**labels).observe(value)
 
     def count(self, **labels: str) -> int:
         """How many observations these labels have."""
@@ -149,9 +170,7 @@ class Histogram(_Metric):
         """Cumulative buckets, then sum and count, per label set."""
         lines = []
         for key, s in sorted(self.series.items()):
-            running = 0
-            for bound, n in zip(self.buckets, s.counts, strict=True):
-                running += n
+            for bound, running in s.cumulative():
                 le = f'le="{format_value(bound)}"'
                 lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {running}")
             lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {format_value(s.sum)}")
@@ -257,7 +276,22 @@ SCHEDULER_RECONCILE_SECONDS = REGISTRY.histogram(
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 AGENT_UNIT_RESTARTS = REGISTRY.counter(
     "shipmate_agent_unit_restarts_total",
-    "restarts of this machine's process units by their Restart= policy")
+    "restarts of this machine's units by their Restart= policy: process units (service) by "
+    "the agent, container units (container) by Docker", ("kind",))
 EVENTS_RECORDED = REGISTRY.counter(
     "shipmate_events_recorded_total", "audit events recorded by this daemon, by outcome",
     ("outcome",))
+STORE_REQUEST_SECONDS = REGISTRY.histogram(
+    "shipmate_store_request_duration_seconds",
+    "requests to the store (get, range, put, delete, txn, revision, watch set-up, leases), "
+    "by backend and operation", ("backend", "op"),
+    (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+HTTP_REQUESTS = REGISTRY.counter(
+    "shipmate_http_requests_total",
+    "HTTP requests this machine's router answered for an app, by app and status class "
+    "(1xx..5xx), from nginx's access log", ("app", "class"))
+HTTP_REQUEST_SECONDS = REGISTRY.histogram(
+    "shipmate_http_request_seconds",
+    "time nginx took to answer an app's requests ($request_time: first byte read to last "
+    "byte sent), by app", ("app",),
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shipmate import metrics
 from shipmate.agent import process
 from shipmate.agent.service import ServiceConfig, service_config
 from shipmate.agent.supervisor import Supervisor
@@ -98,6 +99,7 @@ TimeoutStopSec=1
 
 async def test_restart_always_after_kill_with_backoff(sup: Supervisor) -> None:
     cfg = unit("r.service", "ExecStart=/bin/sleep 1000\nRestart=always\nRestartSec=0.3\n")
+    counted = metrics.AGENT_UNIT_RESTARTS.value(kind="service")
     await sup.start(cfg)
     await until(lambda: phase(sup, "r.service") == "running")
     pids = []
@@ -112,6 +114,7 @@ async def test_restart_always_after_kill_with_backoff(sup: Supervisor) -> None:
         pids.append(time.monotonic() - killed)
     st = sup.status("r.service")
     assert st is not None and st.restarts == 2 and st.main_pid != pids[0]
+    assert metrics.AGENT_UNIT_RESTARTS.value(kind="service") == counted + 2
     first_delay, second_delay = pids[1], pids[3]
     assert first_delay >= 0.3 and second_delay >= 0.6, (first_delay, second_delay)
     journal = "\n".join(sup.journal.tail("r.service", 50))

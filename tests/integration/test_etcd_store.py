@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shipmate import metrics
 from shipmate.config import load
 from shipmate.errors import ConfigError, StoreError
 from shipmate.store.base import Compare, Event, Op, Watch
@@ -19,6 +20,7 @@ from shipmate.store.etcd import EtcdStore
 from shipmate.store.etcd_codec import prefix_end
 from shipmate.store.etcd_conn import parse_endpoint
 from shipmate.store.etcd_watch import EtcdWatch
+from shipmate.store.metered import MeteredStore
 from shipmate.store.open import open_store
 from tests.conftest import EtcdServer, free_port
 
@@ -316,9 +318,11 @@ async def test_open_store_builds_the_configured_backend(etcd_server: EtcdServer,
                    "SHIPMATE_ETCD_ENDPOINTS": f" {dead} , {etcd_server.endpoint},"})
     store = await open_store(config)
     try:
-        assert isinstance(store, EtcdStore)
-        assert len(store.endpoints) == 2
+        assert isinstance(store, MeteredStore) and isinstance(store.inner, EtcdStore)
+        assert len(store.endpoints) == 2  # the backend's own attributes reach through
+        before = metrics.STORE_REQUEST_SECONDS.count(backend="etcd", op="revision")
         assert await store.revision() > 0
+        assert metrics.STORE_REQUEST_SECONDS.count(backend="etcd", op="revision") == before + 1
     finally:
         await store.close()
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
+from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.converge.plan import Action, replace_strategy
 from shipmate.converge.replace import NEXT, Outcome, Replacer, Target
@@ -154,6 +155,7 @@ class ContainerUnits:
         self._notes: dict[str, list[str]] = {}  # pull and replacement steps, the unit's log
         self._held: dict[str, ContainerStatus] = {}  # replacing, or a failed replacement
         self._replacing: dict[str, asyncio.Task[None]] = {}
+        self._restarts: dict[str, int] = {}  # container ID -> Docker's RestartCount seen
 
     def names(self) -> set[str]:
         """Container units known here."""
@@ -200,6 +202,18 @@ class ContainerUnits:
             seen[unit] = self._describe(unit, info, self._status.get(unit))
             infos[unit] = info
         self._status, self._info = seen, infos
+        self._count_restarts(found)
+
+    def _count_restarts(self, found: Sequence[ContainerInfo]) -> None:
+        """Docker restarts a container unit by its ``Restart=`` policy on its own; the growth
+        of its ``RestartCount`` between two looks is what it restarted (a container seen for
+        the first time, e.g. after a daemon restart, counts from then on)."""
+        counts = {info.id: int(info.raw.get("RestartCount") or 0) for info in found}
+        for cid, count in counts.items():
+            grew = count - self._restarts.get(cid, count)
+            if grew > 0:
+                metrics.AGENT_UNIT_RESTARTS.inc(grew, kind="container")
+        self._restarts = counts
 
     def _describe(self, unit: str, info: ContainerInfo | None,
                   previous: ContainerStatus | None) -> ContainerStatus:
@@ -240,6 +254,7 @@ class ContainerUnits:
             return await self._settled(unit, old.id)
         created = await self.replacer.create(_action("create", spec), job.target,
                                              {MACHINE_LABEL: self.machine_id}, gated=False)
+        self._restarts[created.container_id] = 0  # new: every restart from now on counts
         return await self._settled(unit, created.container_id)
 
     async def _adopt(self, unit: str, info: ContainerInfo, spec: ContainerSpec) -> ContainerStatus:

@@ -136,7 +136,7 @@ class Runner:
             self._log(f"{self.config.name}: Scheduled restart job in {delay:g}s "
                       f"(restart counter is at {self.status.restarts + 1}).")
             self._set("auto-restart", main_pid=0, restarts=self.status.restarts + 1)
-            metrics.AGENT_UNIT_RESTARTS.inc()
+            metrics.AGENT_UNIT_RESTARTS.inc(kind="service")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
         await self._stop.wait()

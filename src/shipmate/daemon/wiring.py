@@ -99,7 +99,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
     agent = Agent(store, engine, config, fetcher=images, clock=clock)
-    router, closers = _router(config, store) if config.router else (None, ())
+    router, closers, http_log = _router(config, store) if config.router else (None, (), None)
     paas = Paas(store, engine, config, router=router, clock=clock)  # deploys wait for router
     cron = _cron(config, paas, images)
     scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
@@ -114,6 +114,8 @@ def build(config: Config, store: Store, engine: Engine | None,
     comps += _paas_components(config, paas, events)
     if router is not None:
         comps.append(Component("router", router.run))
+    if http_log is not None:
+        comps.append(http_log)
     if cache is not None:
         comps.append(Component("cache", _run_cache(cache)))
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
@@ -226,8 +228,11 @@ def _tcp_metrics(config: Config, cache: CacheServer | None
     return lambda app: add_tcp_metrics_route(app, cache, token)
 
 
-def _router(config: Config, store: Store) -> tuple[RouterController, tuple[Closer, ...]]:
+def _router(config: Config, store: Store
+            ) -> tuple[RouterController, tuple[Closer, ...], Component]:
+    """The router, and what follows its access log into the per-app HTTP metrics."""
     from shipmate.router.controller import RouterController
+    from shipmate.router.logtail import HttpLogFollower
     from shipmate.router.nginx import Nginx
 
     nginx = Nginx(config.state_dir / "nginx", nginx_bin=config.nginx_bin,
@@ -235,7 +240,8 @@ def _router(config: Config, store: Store) -> tuple[RouterController, tuple[Close
     controller = RouterController(store, nginx, global_domain=config.global_domain,
                                   interval=config.reconcile_interval,
                                   machine_id=config.machine_id)
-    return controller, (nginx.stop,)
+    follower = HttpLogFollower(nginx.http_log, nginx.reopen_logs)
+    return controller, (nginx.stop,), Component("router-log", follower.run)
 
 
 def _cache(config: Config) -> CacheServer:

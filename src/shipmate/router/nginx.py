@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from shipmate.errors import ConflictError, RouterError, ValidationError
+from shipmate.router.accesslog import LOG_NAME
 from shipmate.router.render import TLS_DIR, RenderOptions, render
 from shipmate.router.routes import RouterState
 
@@ -58,6 +59,8 @@ class Nginx:
         self.config_path = self.prefix / "conf" / "nginx.conf"
         self.pid_path = self.prefix / "run" / "nginx.pid"
         self.error_log = self.prefix / "logs" / "error.log"
+        #: The per-app structured access log (:mod:`shipmate.router.accesslog`).
+        self.http_log = self.prefix / "logs" / LOG_NAME
         self.tls_dir = self.prefix / "conf" / TLS_DIR
         self._lock = asyncio.Lock()
         self._lock_fd: int | None = None
@@ -125,6 +128,13 @@ class Nginx:
         finally:
             probe.unlink(missing_ok=True)
         return None if ok else message
+
+    async def reopen_logs(self) -> None:
+        """Make nginx reopen its log files (``SIGUSR1``), after one was renamed away."""
+        pid = self.pid
+        if pid is None:
+            raise RouterError("nginx is not running")
+        os.kill(pid, signal.SIGUSR1)
 
     async def stop(self) -> None:
         """Stop the master gracefully (in-flight requests finish), then release the prefix."""

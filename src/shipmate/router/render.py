@@ -13,6 +13,7 @@ import ipaddress
 import re
 
 from shipmate.errors import ValidationError
+from shipmate.router.accesslog import APP_VARIABLE, FORMAT_NAME, LOG_FORMAT, LOG_NAME
 from shipmate.router.keys import validate_domain, validate_host, validate_port
 from shipmate.router.routes import Route, RouterState, RouteTls
 from shipmate.router.tlskeys import check_keyauth, validate_token
@@ -45,6 +46,8 @@ class RenderOptions:
     read_timeout: int = 60
     client_max_body_size: str = "64m"
     access_log: bool = True
+    # The structured per-app log the daemon reads into its HTTP metrics (router/accesslog.py).
+    http_log: bool = True
     # 0: computed from the names (see names_hash_sizes); a number forces it (tests use a
     # small one to make nginx refuse a long name).
     names_hash_bucket_size: int = 0
@@ -105,12 +108,29 @@ def _main(opts: RenderOptions) -> list[str]:
     ]
 
 
+def _logs(opts: RenderOptions) -> list[str]:
+    # An app's server sets the app's name, as a literal (see _app_name); the default server
+    # sets it empty and logs nothing there; a server that sets none logs nothing either,
+    # without a warning per request.
+    out = [f"log_format {FORMAT_NAME} escape=json '{LOG_FORMAT}';",
+           "uninitialized_variable_warn off;"]
+    if opts.access_log:
+        out.append("access_log logs/access.log;")
+    if opts.http_log:
+        out.append(f"access_log logs/{LOG_NAME} {FORMAT_NAME} if={APP_VARIABLE};")
+    return out if opts.access_log or opts.http_log else [*out, "access_log off;"]
+
+
+def _app_name(route: Route) -> str:
+    """What an app's server block logs as its app (never taken from the request)."""
+    return f"        set {APP_VARIABLE} {route.app};\n"
+
+
 def _http_common(opts: RenderOptions) -> list[str]:
-    access = "access_log logs/access.log;" if opts.access_log else "access_log off;"
     lines = [
         "client_body_temp_path tmp/client_body;", "proxy_temp_path tmp/proxy;",
         "fastcgi_temp_path tmp/fastcgi;", "uwsgi_temp_path tmp/uwsgi;", "scgi_temp_path tmp/scgi;",
-        access, "server_tokens off;", "default_type application/octet-stream;",
+        *_logs(opts), "server_tokens off;", "default_type application/octet-stream;",
         f"client_max_body_size {opts.client_max_body_size};",
         # Websocket upgrade when asked; otherwise an empty Connection header keeps upstream
         # keepalive connections usable.
@@ -154,6 +174,8 @@ def _default_server(state: RouterState, opts: RenderOptions) -> str:
         "\n    server {\n"
         f"        listen {_listen(opts.bind, state.http_port)} default_server;\n"
         "        server_name _;\n"
+        # No app: nothing is logged for it; and nginx knows the variable even with no app.
+        f"        set {APP_VARIABLE} '';\n"
         f"{_challenges(state)}"
         f"        location / {{\n            default_type text/html;\n"
         f"            return 404 '{page}';\n        }}\n"
@@ -183,7 +205,8 @@ def _servers(route: Route, state: RouterState, opts: RenderOptions) -> str:
         if route.port is not None:
             # Any Host header on the app's own port reaches the app.
             listens.insert(0, f"        listen {_listen(opts.bind, route.port)} default_server;\n")
-        out.append(f"    server {{\n{''.join(listens)}{_challenges(state)}{_proxy(route)}    }}\n")
+        out.append(f"    server {{\n{''.join(listens)}{_app_name(route)}{_challenges(state)}"
+                   f"{_proxy(route)}    }}\n")
     if tls is not None:
         out.append(_redirect_server(route, tls, state, opts))
         out.append(_https_server(route, tls, state, opts))
@@ -212,7 +235,7 @@ def _redirect_server(route: Route, tls: RouteTls, state: RouterState,
         "\n    server {\n"
         f"        listen {_listen(opts.bind, state.http_port)};\n"
         f"        server_name {' '.join(tls.domains)};\n"
-        f"{_challenges(state)}"
+        f"{_app_name(route)}{_challenges(state)}"
         f"        location ^~ {ACME_PATH} {{\n            {acme}\n        }}\n"
         f"        location / {{\n            return 301 https://$host{port}$request_uri;\n"
         "        }\n    }\n"
@@ -231,7 +254,7 @@ def _https_server(route: Route, tls: RouteTls, state: RouterState,
         f"        server_name {' '.join(tls.domains)};\n"
         f"        ssl_certificate {TLS_DIR}/{tls.file};\n"
         f"        ssl_certificate_key {TLS_DIR}/{tls.file};\n"
-        f"{hsts}{_proxy(route)}    }}\n"
+        f"{_app_name(route)}{hsts}{_proxy(route)}    }}\n"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shipmate.config import Config
 from shipmate.store.base import Store
+from shipmate.store.metered import MeteredStore
 
 
 def etcd_endpoints(config: Config) -> list[str]:
@@ -12,12 +13,14 @@ def etcd_endpoints(config: Config) -> list[str]:
 
 
 async def open_store(config: Config) -> Store:
-    """The configured store, connected: ``sqlite`` (STATE_DIR/store.db) or ``etcd``."""
+    """The configured store, connected: ``sqlite`` (STATE_DIR/store.db) or ``etcd``, each
+    request timed into the metrics (:class:`~shipmate.store.metered.MeteredStore`)."""
     # Imported here so that only the chosen backend's client library is loaded.
     if config.store == "etcd":
         from shipmate.store.etcd import EtcdStore
 
-        return await EtcdStore.connect(etcd_endpoints(config), timeout=float(config.etcd_timeout))
+        return MeteredStore(await EtcdStore.connect(etcd_endpoints(config),
+                                                    timeout=float(config.etcd_timeout)))
     from shipmate.store.sqlite import SqliteStore
 
-    return await SqliteStore.open(config.state_dir / "store.db")
+    return MeteredStore(await SqliteStore.open(config.state_dir / "store.db"))

@@ -55,6 +55,7 @@ class FakeContainer:
     pid: int = 0
     started_at: str = ""
     logs: list[str] = dataclasses.field(default_factory=list)
+    restart_count: int = 0  # Docker's RestartCount: restarts by the restart policy
 
 
 class FakeEngine:
@@ -105,6 +106,14 @@ class FakeEngine:
         c = self._get(container)
         c.state, c.exit_code, c.pid = "exited", code, 0
         self._emit("container", "die", c, exitCode=str(code))
+
+    def restart_by_policy(self, container: str, code: int = 1) -> None:
+        """Make the container's process exit with ``code`` and Docker start it again, as its
+        restart policy does (``RestartCount`` grows by one)."""
+        c = self._get(container)
+        self.exit(container, code)
+        c.state, c.pid, c.restart_count = "running", next(self._pids), c.restart_count + 1
+        self._emit("container", "start", c)
 
     def ignore_sigterm(self, container: str) -> None:
         """Make the container's process one that installs no SIGTERM handler: run as PID 1
@@ -405,7 +414,8 @@ class FakeEngine:
             ip_address=f"172.17.0.{2 + int(c.id[:2], 16) % 250}" if c.state == "running" else "",
             started_at=c.started_at,
             # as ``docker inspect`` reports it, so a policy changed by :meth:`update` shows
-            raw={"HostConfig": {"RestartPolicy": {"Name": c.spec.restart},
+            raw={"RestartCount": c.restart_count,
+                 "HostConfig": {"RestartPolicy": {"Name": c.spec.restart},
                                 "Memory": c.spec.memory or 0,
                                 "MemoryReservation": c.spec.memory_reservation or 0,
                                 "NanoCpus": round((c.spec.cpus or 0) * 1_000_000_000),

@@ -153,3 +153,25 @@ def test_choose_adopts_the_same_hash_else_replaces_the_named_running_one() -> No
     assert choose([temp_new], s, "new") == (temp_new, None)  # type: ignore[list-item]
     stopped = info("d", "shipmate-web", "old", running=False)
     assert choose([stopped], s, "new") == (None, None)  # type: ignore[list-item]
+
+
+async def test_restarts_by_dockers_policy_are_counted_once_each() -> None:
+    from shipmate import metrics
+
+    engine, clock = FakeEngine(images=[IMAGE]), FakeClock()
+    units, _ = units_with(engine, clock)
+    before = metrics.AGENT_UNIT_RESTARTS.value(kind="container")
+    started = await units.start(UNIT, spec("1", health=False))
+    engine.restart_by_policy(started.container_id)  # before the agent's next look
+    await units.refresh()
+    engine.restart_by_policy(started.container_id)
+    engine.restart_by_policy(started.container_id)
+    await units.refresh()
+    await units.refresh()  # nothing new: nothing counted
+    assert metrics.AGENT_UNIT_RESTARTS.value(kind="container") == before + 3
+    # A container found running (the daemon restarted) counts from then on, not its past.
+    again, _ = units_with(engine, clock)
+    await again.open()
+    engine.restart_by_policy(started.container_id)
+    await again.refresh()
+    assert metrics.AGENT_UNIT_RESTARTS.value(kind="container") == before + 4

@@ -17,7 +17,7 @@ async def test_everything_on(tmp_path: Path) -> None:
     cfg = config.load({}, state_dir=tmp_path, api_port=7000, cache_port=0, ssh=True)
     w = build(cfg, store, engine)
     assert [c.name for c in w.components] == [
-        "compactor", "agent", "scheduler", "images", "ssh", "router", "cache",
+        "compactor", "agent", "scheduler", "images", "ssh", "router", "router-log", "cache",
         "letsencrypt", "service-backups"]
     # the agent's containers fetch missing images through the peer fetcher built before it
     assert w.agent.containers is not None and w.agent.containers.fetcher is w.images

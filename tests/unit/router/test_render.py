@@ -117,7 +117,10 @@ def test_options() -> None:
     assert "worker_processes 2;" in text
     assert "max_fails=1 fail_timeout=3s;" in text
     assert "keepalive 4;" in text
-    assert "access_log off;" in text
+    assert "access_log logs/access.log;" not in text  # the per-app log stays: the metrics
+    assert "access_log logs/http.log shipmate_http if=$shipmate_app;" in text
+    quiet = RenderOptions(access_log=False, http_log=False)
+    assert "access_log off;" in render(RouterState(8080), quiet)
     six = render(RouterState(8080), RenderOptions(bind="::1"))
     assert "listen [::1]:8080 default_server;" in six
     assert "user " not in render(RouterState(80))

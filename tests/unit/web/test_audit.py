@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from shipmate import metrics
 from shipmate.config import load as load_config
 from shipmate.daemon.api import make_app
 from shipmate.errors import NotFoundError, ValidationError
@@ -163,9 +164,11 @@ async def test_a_change_by_an_ssh_key(api: tuple[DaemonClient, EventLog],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     client, events = api
     monkeypatch.setenv(ACTOR_ENV, "alice")
+    counted = metrics.EVENTS_RECORDED.value(outcome="ok")
     answer = await client.request("PATCH", "/v1/apps/web/config",
                                   json_body={"set": {"TOKEN": "hunter2"}})
     assert answer == {"keys": ["TOKEN"]}
+    assert metrics.EVENTS_RECORDED.value(outcome="ok") == counted + 1
     [event] = await _all(events)
     assert (event.actor, event.via, event.verb, event.app, event.summary, event.outcome) == \
         ("alice", "ssh", "config:set", "web", "set TOKEN", "ok")
@@ -176,8 +179,10 @@ async def test_a_local_change_that_fails(api: tuple[DaemonClient, EventLog],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     client, events = api
     monkeypatch.delenv(ACTOR_ENV, raising=False)
+    counted = metrics.EVENTS_RECORDED.value(outcome="failed")
     with pytest.raises(NotFoundError):
         await client.request("DELETE", "/v1/apps/ghost")
+    assert metrics.EVENTS_RECORDED.value(outcome="failed") == counted + 1
     [event] = await _all(events)
     assert (event.actor, event.via) == (pwd.getpwuid(os.getuid()).pw_name, "local")
     assert (event.verb, event.app, event.outcome, event.error) == \
