@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "shipmate.cli.dokku",
     "shipmate.cli.sshkeys",
     "shipmate.cli.cluster",
+    "shipmate.cli.cluster_machine",
     "shipmate.cli.events",
 )
 

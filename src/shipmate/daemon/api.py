@@ -71,6 +71,7 @@ def make_app(daemon: Daemon) -> web.Application:
     from aiohttp.typedefs import Middleware
 
     from shipmate.agent.api import add_fleet_routes
+    from shipmate.cluster.api import add_cluster_routes
     from shipmate.paas.api import add_paas_routes
     from shipmate.paas.storage import Storage
     from shipmate.paas.storage_api import add_storage_routes
@@ -93,6 +94,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_put("/v1/kv/{key:.*}", kv_put)
     app.router.add_delete("/v1/kv/{key:.*}", kv_delete)
     add_fleet_routes(app, wiring.store, wiring.agent)
+    add_cluster_routes(app, wiring.store, wiring.agent, wiring.config)
     add_paas_routes(app, wiring.paas)
     if wiring.certs is not None:
         from shipmate.paas.certs_api import add_certs_routes
