@@ -192,7 +192,11 @@ async def cluster_members(ctx: Context, args: argparse.Namespace) -> int:
          "start it; a boot script or a systemd unit runs it too)")
 async def cluster_supervise(ctx: Context, args: argparse.Namespace) -> int:
     """Until SIGTERM or until this machine leaves its cluster."""
+    import logging
+
     from shipmate.cluster import supervise
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s supervise: %(message)s")
 
     return await supervise.supervise(ctx.config.state_dir)
 

@@ -9,7 +9,7 @@ import asyncio
 import shutil
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,18 @@ async def _fetch_ca(base: str, fingerprint: str) -> bytes:
     return pem
 
 
+async def _retry(fn: Callable[[], Awaitable[bytes]], seconds: float) -> bytes:
+    """``fn()``, tried again while the machine cannot be reached (its daemon may be starting)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await fn()
+        except (aiohttp.ClientConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(1.0)
+
+
 async def _request_join(base: str, ca_pem: bytes, body: dict[str, Any]) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s, \
             s.post(base + "/v1/cluster/join", json=body, ssl=pinned_context(ca_pem)) as resp:
@@ -112,7 +124,7 @@ async def join(state_dir: Path, signer: str, token: str, *, name: str, address: 
     host = f"[{signer}]" if ":" in signer else signer
     base = f"https://{host}:{api_port}"
     try:
-        ca_pem = await _fetch_ca(base, fingerprint)
+        ca_pem = await _retry(lambda: _fetch_ca(base, fingerprint), 30.0)
         progress(f"The cluster CA of {signer} matches the token")
         key = ca.new_key()
         data = await _request_join(base, ca_pem, {
