@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
 
 from shipmate.cluster import ca, join_tokens
 from shipmate.cluster import machine as mach
-from shipmate.errors import ConflictError, ShipmateError, ValidationError
+from shipmate.errors import ConflictError, ShipmateError, StoreError, ValidationError
 from shipmate.scheduler.registry import Registry
 from shipmate.store.etcd import EtcdStore
+from shipmate.store.etcd_members import EtcdMember
 
 log = logging.getLogger(__name__)
 _ADMITTER: web.AppKey[Admitter] = web.AppKey("admitter")
+ADD_WAIT = 30.0
 
 
 class TokenRefusedError(ShipmateError):
@@ -44,6 +47,18 @@ class Admitter:
         """The CA certificate."""
         return self.pki.ca_cert.read_bytes()
 
+    async def _add_learner(self, peer_url: str) -> tuple[EtcdMember, list[EtcdMember]]:
+        """Add the learner; etcd refuses while a member joined or came back in the last
+        5 s ("unhealthy cluster"), so that is waited out."""
+        deadline = time.monotonic() + ADD_WAIT
+        while True:
+            try:
+                return await self.store.add_learner(peer_url)
+            except StoreError as exc:
+                if "unhealthy cluster" not in exc.message or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(1.0)
+
     async def admit(self, body: dict[str, Any]) -> dict[str, Any]:
         """One join; ValidationError/ConflictError (nothing changed) when refused."""
         name = mach.validate_name(str(body.get("name", "")))
@@ -56,25 +71,35 @@ class Admitter:
                 raise ConflictError(f"a machine called {name} is in the cluster already",
                                     hint="give this one another --name, or `shipmate cluster "
                                          f"remove {name}` first")
-            # checked before the token is used up: a malformed request keeps it usable
+            token = str(body.get("token", ""))
+            if not await join_tokens.valid(self.store, token):
+                raise _refused(name, address)
             cert = ca.sign(self.ca_pem(), self.pki.ca_key.read_bytes(), csr, name, [address])
-            if not await join_tokens.consume(self.store, str(body.get("token", ""))):
-                log.warning("refused a join of %s (%s): bad or used token", name, address)
-                raise TokenRefusedError("the join token is unknown, expired or already used",
-                                      hint="make a new one on a machine of the cluster: "
-                                           "shipmate cluster join-token")
             out: dict[str, Any] = {"cluster": self.cluster, "cert": cert.decode(),
                                    "ca": self.ca_pem().decode(), "member": False}
             voting = [m for m in members if not m.learner]
+            added = None
             if len(members) < self.etcd_members:
-                added, after = await self.store.add_learner(mach.peer_url(address))
+                added, after = await self._add_learner(mach.peer_url(address))
                 peers = [f"{m.name or name}={m.peer_urls[0]}" for m in after if m.peer_urls]
                 out.update(member=True, member_id=format(added.id, "x"),
                            initial_cluster=",".join(peers))
+            # used up last, once everything else worked: a failed join leaves it usable
+            if not await join_tokens.consume(self.store, token):
+                if added is not None:
+                    await self.store.remove_member(added.id)
+                raise _refused(name, address)
             out["endpoints"] = [u for m in voting for u in m.client_urls]
         log.info("admitted %s (%s) as an etcd %s", name, address,
                  "member" if out["member"] else "client")
         return out
+
+
+def _refused(name: str, address: str) -> TokenRefusedError:
+    log.warning("refused a join of %s (%s): bad or used token", name, address)
+    return TokenRefusedError("the join token is unknown, expired or already used",
+                             hint="make a new one on a machine of the cluster: "
+                                  "shipmate cluster join-token")
 
 
 async def _ca(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ import secrets
 import time
 
 from shipmate.errors import ValidationError
-from shipmate.store.base import Compare, Op, Store
+from shipmate.store.base import Compare, KeyValue, Op, Store
 
 PREFIX = "/shipmate/cluster/join-tokens/"
 DEFAULT_TTL = 900.0  # 15 minutes
@@ -62,18 +62,27 @@ async def create(store: Store, fingerprint: str, ttl: float, actor: str = "") ->
                                                      time.gmtime(expires))}
 
 
-async def consume(store: Store, token: str) -> bool:
-    """Use ``token`` up: True for exactly one caller while it is alive, False when it is
-    unknown, expired or already used (or malformed)."""
+async def _live(store: Store, token: str) -> KeyValue | None:
     try:
         digest, _ = parse(token)
     except ValidationError:
-        return False
-    key = PREFIX + digest
-    kv = await store.get(key)
+        return None
+    kv = await store.get(PREFIX + digest)
+    if kv is None or float(json.loads(kv.value).get("expires", 0)) < time.time():
+        return None  # an expired one: its lease removes it within a second; do not wait
+    return kv
+
+
+async def valid(store: Store, token: str) -> bool:
+    """True while ``token`` is alive and unused (it is not used up by asking)."""
+    return await _live(store, token) is not None
+
+
+async def consume(store: Store, token: str) -> bool:
+    """Use ``token`` up: True for exactly one caller while it is alive, False when it is
+    unknown, expired or already used (or malformed)."""
+    kv = await _live(store, token)
     if kv is None:
         return False
-    if float(json.loads(kv.value).get("expires", 0)) < time.time():
-        return False  # the lease would remove it within a second; do not wait for it
-    res = await store.txn([Compare.mod_is(key, kv.mod_revision)], [Op.delete(key)])
+    res = await store.txn([Compare.mod_is(kv.key, kv.mod_revision)], [Op.delete(kv.key)])
     return res.succeeded
