@@ -201,12 +201,17 @@ async def cluster_supervise(ctx: Context, args: argparse.Namespace) -> int:
     return await supervise.supervise(ctx.config.state_dir)
 
 
-@command("cluster sign", "sign a client certificate request from stdin (on the CA machine)",
-         arg("client", metavar="NAME", help="the client's name (e.g. operator)"))
+@command("cluster sign", "sign a certificate request from stdin (on the CA machine)",
+         arg("client", metavar="NAME", help="the client's or machine's name (e.g. operator)"),
+         arg("--address", action="append", default=[],
+             help="an address to name too (a machine's, when rotating the CA; repeatable)"))
 async def cluster_sign(ctx: Context, args: argparse.Namespace) -> int:
-    """For etcdctl or another host's `cluster status`: PEM certificate on stdout."""
+    """For etcdctl, another host's `cluster status`, or a machine's new certificate: PEM
+    certificate on stdout."""
+    from shipmate.cluster import machine as mach
     from shipmate.cluster import membership
 
+    addresses = [mach.validate_address(a) for a in args.address]
     sys.stdout.write(membership.sign_client(ctx.config.state_dir, sys.stdin.buffer.read(),
-                                            args.client).decode())
+                                            args.client, addresses).decode())
     return 0

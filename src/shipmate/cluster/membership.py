@@ -206,12 +206,14 @@ def forget(state_dir: Path) -> None:
         p.dir.rename(left)
 
 
-def sign_client(state_dir: Path, csr_pem: bytes, name: str) -> bytes:
-    """A client certificate for an operator's tools (etcdctl, ``cluster status`` from
-    another host), signed by this machine's CA."""
+def sign_client(state_dir: Path, csr_pem: bytes, name: str,
+                addresses: list[str] | None = None) -> bytes:
+    """A certificate for an operator's tools (etcdctl, ``cluster status`` from another
+    host) or, with ``addresses``, a machine's (rotating the CA), signed by this machine's
+    CA (the first certificate of ``ca.crt``)."""
     p = ca.pki(state_dir)
     if not p.can_sign():
         raise ClusterError("this machine does not hold the cluster CA key",
                            hint="run this on the machine that ran `cluster init`")
     return ca.sign(p.ca_cert.read_bytes(), p.ca_key.read_bytes(), csr_pem,
-                   mach.validate_name(name), [])
+                   mach.validate_name(name), list(addresses or []))
