@@ -57,13 +57,10 @@ def _progress(ctx: Context) -> Callable[[str], None]:
 async def cluster_init(ctx: Context, args: argparse.Namespace) -> int:
     """Stop a single-machine daemon, then start this machine's etcd and daemon over TLS."""
     from shipmate.cluster import membership
-    from shipmate.daemon import process
 
     name = args.name or socket.gethostname()
     address = _address(args.address)
-    if process.read_pid(ctx.config) is not None:
-        output.step("Stopping the single-machine daemon (shipmate up)")
-        process.stop(ctx.config)
+    _stop_single_machine_daemon(ctx)
     mc = await membership.init(ctx.config.state_dir, cluster=args.cluster_name, name=name,
                                address=address, api_port=args.api_port, log_dir=args.log_dir,
                                progress=_progress(ctx))
@@ -75,6 +72,16 @@ async def cluster_init(ctx: Context, args: argparse.Namespace) -> int:
     output.detail("add machines: `shipmate cluster join-token` here, then on the new machine "
                   f"`shipmate cluster join {mc.address} TOKEN`")
     return 0
+
+
+def _stop_single_machine_daemon(ctx: Context) -> None:
+    """A daemon of `shipmate up` (SQLite store) would hold the ports the cluster's needs."""
+    from shipmate.cluster import machine as mach
+    from shipmate.daemon import process
+
+    if mach.load(ctx.config.state_dir) is None and process.read_pid(ctx.config) is not None:
+        output.step("Stopping the single-machine daemon (shipmate up)")
+        process.stop(ctx.config)
 
 
 async def _wait_daemon(ctx: Context, timeout: float = 90.0) -> None:
@@ -125,6 +132,7 @@ async def cluster_join(ctx: Context, args: argparse.Namespace) -> int:
 
     name = args.name or socket.gethostname()
     address = _address(args.address, args.signer)
+    _stop_single_machine_daemon(ctx)
     mc = await membership.join(ctx.config.state_dir, args.signer, args.token, name=name,
                                address=address, api_port=args.api_port, log_dir=args.log_dir,
                                progress=_progress(ctx))

@@ -176,21 +176,27 @@ async def _promote(state_dir: Path, others: list[str], member_id: int, progress:
 
 
 async def remove_own_member(state_dir: Path, mc: mach.MachineConfig) -> bool:
-    """Remove this machine's etcd member through the other members; False when there is
-    none to ask (it was the last one)."""
-    own = mach.client_url(mc.address)
-    others = [e for e in mc.endpoints if e != own]
-    if not mc.member or not others:
+    """Remove this machine's etcd member through the other members; False when it has none,
+    or it is the last one (nobody left to ask)."""
+    if not mc.member:
         return False
-    store = await EtcdStore.connect(others, tls=etcd_tls(ca.pki(state_dir).dir), timeout=5.0)
+    tls = etcd_tls(ca.pki(state_dir).dir)
+    store = await EtcdStore.connect(list(mc.endpoints), tls=tls, timeout=5.0)
     try:
-        for m in await store.members():
-            if m.name == mc.name or mach.peer_url(mc.address) in m.peer_urls:
-                await store.remove_member(m.id)
-                return True
+        found = await store.members()
     finally:
         await store.close()
-    return False
+    mine = [m for m in found if m.name == mc.name or mach.peer_url(mc.address) in m.peer_urls]
+    others = [u for m in found if m not in mine and not m.learner for u in m.client_urls]
+    if not mine or not others:
+        return False
+    store = await EtcdStore.connect(others, tls=tls, timeout=5.0)
+    try:
+        for m in mine:
+            await store.remove_member(m.id)
+    finally:
+        await store.close()
+    return True
 
 
 def forget(state_dir: Path) -> None:
