@@ -181,3 +181,20 @@ def test_a_fourth_machine_joins_with_a_token_takes_units_and_leaves(
     assert reused.returncode != 0
     assert "the join token is unknown, expired or already used" in reused.stderr, reused
     _not_joined(cli)
+
+
+def test_a_dead_machine_is_removed_from_another(cli: ClusterCli) -> None:
+    joined = _join(cli, _token(cli))  # a fresh token: node-4 joins again after leaving
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert _members(cli) == [*NODES, "node-4"]
+    wait_for("node-4 in list-machines", lambda: cli.machines("node-1") == [*NODES, "node-4"],
+             60)
+    cli.cluster("kill", "node-4")
+    started = time.monotonic()
+    out = cli.run("cluster", "remove", "node-4", node="node-2").stdout
+    assert "Removed node-4 and its etcd member" in out, out
+    # its lease was revoked: gone at once, not after the TTL
+    assert cli.machines("node-1") == list(NODES)
+    print(f"node-4 removed in {time.monotonic() - started:.1f} s")
+    assert _members(cli) == list(NODES)
+    assert cli.status()["etcd_quorum"] is True
