@@ -37,6 +37,7 @@ class MachineConfig:
     initial_state: str = "new"  # new (cluster init) or existing (a joiner)
     api_port: int = API_PORT
     log_dir: str = ""  # '' = STATE_DIR/log
+    carry_from: str = ""  # a single-machine SQLite store to carry into etcd first (init)
 
     def to_json(self) -> str:
         """The file's text."""

@@ -47,8 +47,12 @@ async def init(state_dir: Path, *, cluster: str, name: str, address: str, api_po
     progress(f"Creating the cluster CA in {p.dir}")
     await asyncio.to_thread(ca.create_ca, p, cluster)
     await asyncio.to_thread(ca.issue_own, p, name, [address])
+    single = Path(state_dir) / "store.db"
+    carry = str(single) if single.exists() else ""
+    if carry:
+        progress("Carrying the single-machine store into etcd (apps, releases, units, keys)")
     mc = mach.MachineConfig(cluster, name, address, True, (mach.client_url(address),),
-                            api_port=api_port, log_dir=log_dir)
+                            api_port=api_port, log_dir=log_dir, carry_from=carry)
     progress(f"Starting etcd (client and peer TLS) and the daemon as {name} ({address})")
     _start(state_dir, mc)
     await wait_etcd(state_dir, list(mc.endpoints))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import IO
 
 from shipmate.cluster import machine as mach
-from shipmate.errors import ClusterError
+from shipmate.cluster.ca import pki
+from shipmate.errors import ClusterError, ShipmateError
 
 log = logging.getLogger(__name__)
 LOCK = "supervise.lock"
@@ -118,8 +120,11 @@ async def supervise(state_dir: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     procs = children(state_dir, mc)
-    tasks = [asyncio.create_task(c.run(stopping)) for c in procs]
+    tasks = [asyncio.create_task(c.run(stopping)) for c in procs[:-1]]  # etcd first
     try:
+        if mc.carry_from and not await _carry(state_dir, mc):
+            return 1  # no daemon on a store missing the machine's apps: see the log
+        tasks.append(asyncio.create_task(procs[-1].run(stopping)))
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), 1.0)
@@ -134,6 +139,36 @@ async def supervise(state_dir: Path) -> int:
             (Path(state_dir) / PID).unlink()
         handle.close()
     return 0
+
+
+async def _carry(state_dir: Path, mc: mach.MachineConfig, *, timeout: float = 60.0) -> bool:
+    """Carry the single-machine store into etcd once etcd answers; True when done (the
+    machine file then forgets it)."""
+    from shipmate.cluster.carry import carry_file
+    from shipmate.cluster.tlsfiles import etcd_tls
+    from shipmate.store.etcd import EtcdStore
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            store = await EtcdStore.connect(list(mc.endpoints), tls=etcd_tls(
+                pki(state_dir).dir), timeout=3.0)
+            break
+        except ShipmateError as exc:
+            if time.monotonic() > deadline:
+                log.error("etcd does not answer, nothing carried: %s", exc)
+                return False
+            await asyncio.sleep(0.5)
+    try:
+        n = await carry_file(Path(mc.carry_from), store)
+    except ShipmateError as exc:
+        log.error("could not carry %s into etcd: %s", mc.carry_from, exc)
+        return False
+    finally:
+        await store.close()
+    log.info("carried %d keys of the single-machine store into etcd", n)
+    mach.save(state_dir, dataclasses.replace(mc, carry_from=""))
+    return True
 
 
 def running(state_dir: Path) -> int | None:
