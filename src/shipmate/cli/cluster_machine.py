@@ -80,8 +80,9 @@ def _stop_single_machine_daemon(ctx: Context) -> None:
     from shipmate.daemon import process
 
     if mach.load(ctx.config.state_dir) is None and process.read_pid(ctx.config) is not None:
-        output.step("Stopping the single-machine daemon (shipmate up)")
-        process.stop(ctx.config)
+        # its units and nginx keep running: the cluster's daemon adopts them
+        output.step("Stopping the single-machine daemon (shipmate up); the apps keep running")
+        process.stop(ctx.config, handover=True)
 
 
 async def _wait_daemon(ctx: Context, timeout: float = 90.0) -> None:

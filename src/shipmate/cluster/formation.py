@@ -37,10 +37,13 @@ async def _json(node: sp.Node, args: Sequence[str]) -> dict[str, object]:
 
 async def form(cluster: sp.Cluster, state_dir: Path, *, join: bool = True,
                progress: Progress) -> list[str]:
-    """Init node-1 if needed, then join every node that is not in the cluster yet (unless
-    ``join`` is False); the names of the nodes that joined now."""
+    """Init node-1 if needed, then join every node that is not in the cluster yet; with
+    ``join`` False nothing is initialised or joined (new machines are left for a person to
+    init or join by hand). The names of the nodes that joined now."""
     first, *others = cluster.nodes
     if not await in_cluster(first):
+        if not join:
+            return []
         progress(f"cluster init on {first.name} (cluster CA, etcd with TLS, daemon)")
         await _json(first, sp.init_args(cluster, first))
     await host_certificate(cluster, state_dir)
