@@ -34,7 +34,8 @@ _NODE = arg("node", help="node-1, node-2, ...")
     arg("--etcd-members", type=int, default=sp.ETCD_MEMBERS, choices=(3, 5),
         help="how many machines become etcd members (default 3; the others are clients)"),
     arg("--no-join", action="store_true",
-        help="start new machines but leave them out of the cluster (join them by hand)"),
+        help="start new machines but leave them out of the cluster (init or join them by "
+             "hand; a new cluster's node-1 is not initialised either)"),
     arg("--verbose", "-v", action="store_true", help="show the image build's output"),
 )
 async def cluster_up(ctx: Context, args: argparse.Namespace) -> int:

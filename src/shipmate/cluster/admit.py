@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from aiohttp import web
 
 from shipmate.cluster import ca, join_tokens
 from shipmate.cluster import machine as mach
-from shipmate.errors import ConflictError, ShipmateError, StoreError, ValidationError
+from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.scheduler.registry import Registry
 from shipmate.store.etcd import EtcdStore
-from shipmate.store.etcd_members import EtcdMember
 
 log = logging.getLogger(__name__)
 _ADMITTER: web.AppKey[Admitter] = web.AppKey("admitter")
-ADD_WAIT = 30.0
 
 
 class TokenRefusedError(ShipmateError):
@@ -46,18 +43,6 @@ class Admitter:
     def ca_pem(self) -> bytes:
         """The CA certificate."""
         return self.pki.ca_cert.read_bytes()
-
-    async def _add_learner(self, peer_url: str) -> tuple[EtcdMember, list[EtcdMember]]:
-        """Add the learner; etcd refuses while a member joined or came back in the last
-        5 s ("unhealthy cluster"), so that is waited out."""
-        deadline = time.monotonic() + ADD_WAIT
-        while True:
-            try:
-                return await self.store.add_learner(peer_url)
-            except StoreError as exc:
-                if "unhealthy cluster" not in exc.message or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(1.0)
 
     async def admit(self, body: dict[str, Any]) -> dict[str, Any]:
         """One join; ValidationError/ConflictError (nothing changed) when refused."""
@@ -80,7 +65,7 @@ class Admitter:
             voting = [m for m in members if not m.learner]
             added = None
             if len(members) < self.etcd_members:
-                added, after = await self._add_learner(mach.peer_url(address))
+                added, after = await self.store.add_learner(mach.peer_url(address))
                 peers = [f"{m.name or name}={m.peer_urls[0]}" for m in after if m.peer_urls]
                 out.update(member=True, member_id=format(added.id, "x"),
                            initial_cluster=",".join(peers))

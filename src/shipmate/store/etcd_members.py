@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aetcd import rpc
@@ -17,6 +18,7 @@ from shipmate.errors import StoreError
 from shipmate.store.etcd_conn import REQUIRE_LEADER, Connection, Member, Retry
 
 log = logging.getLogger(__name__)
+RECONFIG_WAIT = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,21 @@ async def members(conn: Connection) -> list[EtcdMember]:
     return [_member(m) for m in (await conn.call(fn, Retry.SAFE)).members]
 
 
+async def _reconfigure(conn: Connection, fn: Callable[[Member, float], Awaitable[Any]]) -> Any:
+    """A membership change. etcd refuses one while a member joined, was promoted or came
+    back in the last 5 s ("unhealthy cluster": its strict reconfiguration check), so that
+    is waited out, up to :data:`RECONFIG_WAIT` seconds."""
+    deadline = asyncio.get_running_loop().time() + RECONFIG_WAIT
+    while True:
+        try:
+            return await conn.call(fn, Retry.ONCE)
+        except StoreError as exc:
+            if "unhealthy cluster" not in exc.message or \
+                    asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
 async def add_learner(conn: Connection, peer_url: str) -> tuple[EtcdMember, list[EtcdMember]]:
     """Add a non-voting member at ``peer_url``: it does not count for the quorum until
     promoted, so a joiner that never starts cannot stall the cluster. Returns it and the
@@ -58,7 +75,7 @@ async def add_learner(conn: Connection, peer_url: str) -> tuple[EtcdMember, list
             rpc.MemberAddRequest(peerURLs=[peer_url], isLearner=True), timeout=left,
             metadata=REQUIRE_LEADER)
 
-    resp = await conn.call(fn, Retry.ONCE)
+    resp = await _reconfigure(conn, fn)
     return _member(resp.member), [_member(m) for m in resp.members]
 
 
@@ -77,7 +94,7 @@ async def remove(conn: Connection, member_id: int) -> None:
         return await rpc.ClusterStub(m.channel).MemberRemove(
             rpc.MemberRemoveRequest(ID=member_id), timeout=left, metadata=REQUIRE_LEADER)
 
-    await conn.call(fn, Retry.ONCE)
+    await _reconfigure(conn, fn)
 
 
 def client_urls(found: list[EtcdMember], preferred: list[str]) -> list[str]:
