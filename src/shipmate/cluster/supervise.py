@@ -58,10 +58,14 @@ class Child:
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep it running until ``stopping`` is set."""
         while not stopping.is_set():
-            await self.start()
-            assert self.proc is not None
-            code = await self.proc.wait()
-            log.warning("%s exited with status %s", self.name, code)
+            try:
+                await self.start()
+            except OSError as exc:  # e.g. etcd is not installed: say so, and try again
+                log.error("cannot start %s: %s", self.name, exc)
+            else:
+                assert self.proc is not None
+                code = await self.proc.wait()
+                log.warning("%s exited with status %s", self.name, code)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), RESTART_PAUSE)
 
