@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
+from shipmate.paas.acl import acl_key, rename_ops
 from shipmate.paas.builders import appjson
 from shipmate.paas.builders.checks import CheckPlan, plan_checks
 from shipmate.paas.gitserver import repo_path
@@ -101,6 +102,9 @@ async def rename(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = T
         await paas.state.create_app(new)
         emit(f"-----> Renaming {old} to {new}")
         await _copy_records(paas, old, new, None)
+        granted = await paas.store.get(acl_key(old))  # the grants follow the app
+        if granted is not None:
+            await paas.store.txn([], rename_ops(granted.value, new))
         domains, port = await paas.state.domains(old)
         await paas.store.delete(route_keys.domains_key(old))
         if domains or port:
@@ -133,7 +137,7 @@ async def clone(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = Tr
     config = await paas.state.config(new)
     release = await paas.deployer.deploy(new, lambda v: Release(
         v, current.image, config, {}, current.processes, current.git_rev, time.time(),
-        f"Clone of {old} {current.label}", dict(current.checks)), emit)
+        f"Clone of {old} {current.label}", dict(current.checks), cron=current.cron), emit)
     await paas._deployed(new, release, emit)
 
 
@@ -194,7 +198,8 @@ async def from_image(paas: Paas, app: str, image: str, emit: Emit) -> None:
     await paas._ensure_formation(app, processes, parsed.formation)
     release = await paas.deployer.deploy(app, lambda v: Release(
         v, info.id, config, {}, processes, "", time.time(), f"Deploy image {image}",
-        checks.to_json()), emit, release_command=procfile.get("release", ""),
+        checks.to_json(), cron=tuple(e.to_json() for e in parsed.cron)), emit,
+        release_command=procfile.get("release", ""),
         scripts={"predeploy": parsed.predeploy, "postdeploy": parsed.postdeploy})
     await paas._deployed(app, release, emit)
 

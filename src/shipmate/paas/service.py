@@ -131,7 +131,8 @@ class Paas:
                    "postdeploy": result.app_json.postdeploy}
         release = await self.deployer.deploy(app, lambda v: Release(
             v, result.image, config, {}, result.processes, rev, time.time(),
-            f"Deploy {rev[:7]}", result.checks.to_json()), emit,
+            f"Deploy {rev[:7]}", result.checks.to_json(),
+            cron=tuple(e.to_json() for e in result.app_json.cron)), emit,
             release_command=result.release_command, scripts=scripts, watch=watch)
         await self._deployed(app, release, emit)
 
@@ -175,14 +176,14 @@ class Paas:
         emit("-----> Restarting app with the new config")
         await self._redeploy(app, emit, change=lambda cur, v: Release(
             v, cur.image, new, {}, cur.processes, cur.git_rev, time.time(), what,
-            dict(cur.checks)))
+            dict(cur.checks), cron=cur.cron))
 
     async def rollback(self, app: str, version: int, emit: Emit) -> None:
         """``releases:rollback``: a new release with vN's image and config."""
         old = await self.state.release(app, version)
         release = await self.deployer.deploy(app, lambda v: Release(
             v, old.image, old.config, {}, old.processes, old.git_rev, time.time(),
-            f"Rollback to {old.label}", dict(old.checks)), emit)
+            f"Rollback to {old.label}", dict(old.checks), cron=old.cron), emit)
         await self.state.update_config(app, old.config,
                                        tuple(set(await self.state.config(app)) - set(old.config)))
         await self._deployed(app, release, emit)
