@@ -38,6 +38,7 @@ from shipmate.cluster import spec as sp
 from shipmate.engine.docker import DockerEngine
 from shipmate.scheduler.registry import LEADER_KEY, Registry
 from shipmate.store.etcd import EtcdStore
+from shipmate.store.etcd_conn import Tls
 
 NAME, SUBNET = "smbench", "172.30.8.0/24"
 STATE = Path("/tmp/shipmate-cluster-bench")
@@ -239,7 +240,11 @@ async def cluster_main(runs: int, keep: bool) -> None:
     """Bring up the bench cluster, run the kills, print the figures, take it down."""
     cfg = config_mod.load(state_dir=STATE)
     cluster = await setup(cfg)
-    store = await EtcdStore.connect([n.etcd_client_url for n in cluster.etcd_nodes])
+    # the members require a client certificate: the host's, from cluster up
+    pki = sp.host_pki_dir(STATE, NAME)
+    store = await EtcdStore.connect(
+        [n.etcd_client_url for n in cluster.etcd_nodes],
+        tls=Tls.from_files(str(pki / "ca.crt"), str(pki / "client.crt"), str(pki / "client.key")))
     try:
         reg = Registry(store)
         await wait(lambda: _all_running(reg))

@@ -47,6 +47,13 @@ class Config:
     etcd_timeout: float = setting(
         2.0, "seconds before an etcd request is given up (keep it below agent_ttl, so a dead "
         "member cannot cost a machine its lease)")
+    cluster_tls_dir: str = setting(
+        "", "directory with the cluster CA and this machine's certificate (cluster init/join "
+        "fill STATE_DIR/pki): etcd over TLS with a client certificate, and the TCP API over "
+        "HTTPS, its image route only for machines of the cluster ('': no TLS)")
+    cluster_etcd_members: int = setting(
+        3, "etcd members a cluster grows to (3 or 5): machines joining after that are etcd "
+        "clients only")
     # engine
     docker_host: str = setting("unix:///var/run/docker.sock", "Docker engine address")
     # machine / agent
@@ -173,6 +180,10 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"unknown store backend {config.store!r}", hint="use SHIPMATE_STORE=sqlite or etcd"
         )
+    if config.cluster_etcd_members not in (1, 3, 5, 7):
+        raise ConfigError(f"cluster_etcd_members is {config.cluster_etcd_members}",
+                          hint="set SHIPMATE_CLUSTER_ETCD_MEMBERS to 3 or 5 (an odd number: "
+                               "see docs/cluster.md)")
     if config.events_max < 1:
         raise ConfigError(f"events_max is {config.events_max}, not above 0",
                           hint="set SHIPMATE_EVENTS_MAX to how many events to keep "

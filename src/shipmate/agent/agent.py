@@ -95,6 +95,7 @@ class Agent:
         self._reported: dict[str, UnitState] = {}
         self._wake = asyncio.Event()
         self._report_soon = asyncio.Event()
+        self._leaving = False  # `cluster leave`: never register again
         # Starts and stops run in the background, one job per unit: a slow stop (an app that
         # takes its whole stop timeout) or image fetch never delays another unit's start.
         self.jobs = UnitJobs(self._job_done)
@@ -135,6 +136,9 @@ class Agent:
     async def _heartbeat_loop(self) -> None:
         hb = self.heartbeat
         while True:
+            if self._leaving:
+                await self.clock.sleep(hb.interval)
+                continue
             try:
                 if not hb.registered:
                     await self._register()
@@ -171,6 +175,26 @@ class Agent:
         self.endpoints.reset()
         log.info("machine %s registered (lease %x)", self.machine_id, self.lease)
         self._wake.set()
+
+    async def leave(self) -> list[str]:
+        """This machine leaves the cluster (``cluster leave``): it stops registering, stops
+        every unit here, and revokes its lease, so the scheduler places the units elsewhere
+        at once instead of after the TTL. Returns the units that were placed here."""
+        self._leaving = True
+        was = sorted(self.mine)
+        async with self._lock:
+            self.heartbeat.lost()  # reconcile starts nothing from now on
+            await self.jobs.cancel_all()
+            await self.supervisor.stop_all()
+            if self.containers is not None:
+                await self.containers.stop_all()
+        if self.lease:
+            await self.store.revoke(self.lease)
+        with contextlib.suppress(OSError):
+            self._lease_file.unlink()
+        log.info("machine %s left the cluster (units stopped: %s)", self.machine_id,
+                 ", ".join(was) or "none")
+        return was
 
     async def _cut_off(self) -> None:
         log.error("no heartbeat for more than %gs: stopping every unit on this machine",

@@ -83,4 +83,5 @@ class EndpointWriter:
                 self._published[key] = value
         for key in set(self._published) - set(wanted):
             await self.store.delete(key)
-            del self._published[key]
+            # pop: the report and reconcile loops may both be here, or a reset came between
+            self._published.pop(key, None)

@@ -21,6 +21,7 @@ from shipmate import __version__
 from shipmate.backup import archive, storage
 from shipmate.backup.manifest import CA, HOST_KEY, REPOS, SERVICES, STORE, Manifest
 from shipmate.backup.snapshot import ROOT, Snapshot, outside
+from shipmate.cluster.ca import PKI_DIR, pki
 from shipmate.config import Config
 from shipmate.errors import ShipmateError, ValidationError
 from shipmate.paas.gitserver import repo_path
@@ -31,13 +32,14 @@ from shipmate.services.model import Service
 from shipmate.store.base import Store
 
 Emit = Callable[[str], None]
-#: The cluster CA's directory under the state dir (``shipmate cluster init`` makes it).
-CA_DIR = "ca"
+#: The cluster CA's directory under the state dir (``shipmate cluster init`` makes it:
+#: ca.crt, ca.key on the machine that ran init, machine.crt, machine.key).
+CA_DIR = PKI_DIR
 
 
 def ca_dir(config: Config) -> Path:
-    """Where this machine keeps the cluster CA."""
-    return Path(config.state_dir) / CA_DIR
+    """Where this machine keeps the cluster CA (:mod:`shipmate.cluster.ca` names it)."""
+    return pki(config.state_dir).dir
 
 
 def check_destination(dest: Path) -> Path:

@@ -31,6 +31,11 @@ _NODE = arg("node", help="node-1, node-2, ...")
         help="an image to load into every node (repeatable; default: the base images)"),
     arg("--rebuild", action="store_true", help="rebuild the node image even when up to date"),
     arg("--apt-proxy", default="", help="apt proxy for the node image build"),
+    arg("--etcd-members", type=int, default=sp.ETCD_MEMBERS, choices=(3, 5),
+        help="how many machines become etcd members (default 3; the others are clients)"),
+    arg("--no-join", action="store_true",
+        help="start new machines but leave them out of the cluster (init or join them by "
+             "hand; a new cluster's node-1 is not initialised either)"),
     arg("--verbose", "-v", action="store_true", help="show the image build's output"),
 )
 async def cluster_up(ctx: Context, args: argparse.Namespace) -> int:
@@ -41,7 +46,7 @@ async def cluster_up(ctx: Context, args: argparse.Namespace) -> int:
     opts = lifecycle.UpOptions(
         name=args.name, nodes=args.nodes, subnet=args.subnet, env=sp.parse_env(args.env),
         images=tuple(args.images or sp.DEFAULT_NODE_IMAGES), rebuild=args.rebuild,
-        apt_proxy=args.apt_proxy)
+        apt_proxy=args.apt_proxy, etcd_members=args.etcd_members, join=not args.no_join)
     quiet = ctx.format == "json"
     engine = DockerEngine(ctx.config.docker_host)
     try:
@@ -55,6 +60,7 @@ async def cluster_up(ctx: Context, args: argparse.Namespace) -> int:
         output.as_json({"name": result.cluster.name, "image": result.image.ref,
                         "image_built": result.image.built, "started": list(result.started),
                         "loaded": {k: list(v) for k, v in result.loaded.items()},
+                        "joined": list(result.joined),
                         "seconds": timings,
                         "nodes": [{"name": n.name, "address": n.address, "etcd": n.etcd}
                                   for n in result.cluster.nodes]})
@@ -149,8 +155,10 @@ async def cluster_heal(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@command("cluster logs", "print a node's log (daemon, etcd, dockerd or node)", _NODE, _NAME,
-         arg("--service", "-s", default="daemon", choices=("daemon", "etcd", "dockerd", "node")),
+@command("cluster logs", "print a node's log (daemon, etcd, dockerd, node, supervise)",
+         _NODE, _NAME,
+         arg("--service", "-s", default="daemon",
+             choices=("daemon", "etcd", "dockerd", "node", "supervise")),
          arg("--lines", "-n", type=int, default=50, help="last N lines (default 50)"))
 async def cluster_logs(ctx: Context, args: argparse.Namespace) -> int:
     """The node's logs live on the host, next to its daemon socket."""

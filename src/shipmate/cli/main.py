@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "shipmate.cli.sshkeys",
     "shipmate.cli.acl",
     "shipmate.cli.cluster",
+    "shipmate.cli.cluster_machine",
     "shipmate.cli.events",
     "shipmate.cli.users",
     "shipmate.cli.backup",

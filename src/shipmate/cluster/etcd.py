@@ -1,29 +1,46 @@
 """The cluster's etcd members, seen from the host: health and leadership of each member over
-etcd's HTTP endpoints (``/health``, the v3 gateway's ``maintenance/status``).
+etcd's HTTPS endpoints (``/health``, the v3 gateway's ``maintenance/status``), with the host's
+client certificate (:func:`shipmate.cluster.spec.host_pki_dir`; the members require one).
 
-The members themselves run inside the first three nodes (the node entrypoint starts ``etcd``
-with the ``ETCD_*`` variables :func:`shipmate.cluster.spec.etcd_env` gives).
+The members themselves run inside the first three nodes (``cluster init``/``join`` there
+start them under the supervisor).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from shipmate.cluster.spec import Cluster, Node
+from shipmate.cluster.spec import Cluster, Node, host_pki_dir
 from shipmate.errors import ClusterError
 
 
-async def member_status(node: Node, *, timeout: float = 2.0) -> dict[str, Any]:
+def host_tls(state_dir: Path, cluster: str) -> ssl.SSLContext | None:
+    """The host's client TLS for the cluster's etcd, or None before ``cluster up`` made it."""
+    pki = host_pki_dir(state_dir, cluster)
+    if not (pki / "client.crt").exists():
+        return None
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
+    return ctx
+
+
+async def member_status(node: Node, tls: ssl.SSLContext | None, *,
+                        timeout: float = 2.0) -> dict[str, Any]:
     """One member: ``health`` (healthy, unhealthy or unreachable), ``leader`` and, when it
     answers, its ``version`` and raft ``revision``."""
     out: dict[str, Any] = {"name": node.name, "endpoint": node.etcd_client_url,
                            "health": "unreachable", "leader": False}
+    if tls is None:
+        return out
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout),
+                                         connector=aiohttp.TCPConnector(ssl=tls)) as s:
             async with s.get(node.etcd_client_url + "/health") as resp:
                 body = await resp.json(content_type=None)
                 healthy = resp.status == 200 and str(body.get("health")) == "true"
@@ -38,9 +55,10 @@ async def member_status(node: Node, *, timeout: float = 2.0) -> dict[str, Any]:
     return out
 
 
-async def cluster_status(cluster: Cluster) -> list[dict[str, Any]]:
+async def cluster_status(cluster: Cluster, state_dir: Path) -> list[dict[str, Any]]:
     """Every member's :func:`member_status`, in node order."""
-    return list(await asyncio.gather(*(member_status(n) for n in cluster.etcd_nodes)))
+    tls = host_tls(state_dir, cluster.name)
+    return list(await asyncio.gather(*(member_status(n, tls) for n in cluster.etcd_nodes)))
 
 
 def has_quorum(members: list[dict[str, Any]]) -> bool:
@@ -49,11 +67,12 @@ def has_quorum(members: list[dict[str, Any]]) -> bool:
     return healthy * 2 > len(members)
 
 
-async def wait_healthy(cluster: Cluster, *, timeout: float = 60.0) -> list[dict[str, Any]]:
+async def wait_healthy(cluster: Cluster, state_dir: Path, *,
+                       timeout: float = 60.0) -> list[dict[str, Any]]:
     """Wait until every member is healthy; raise with the members' states after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
-        members = await cluster_status(cluster)
+        members = await cluster_status(cluster, state_dir)
         if all(m["health"] == "healthy" for m in members):
             return members
         if time.monotonic() > deadline:

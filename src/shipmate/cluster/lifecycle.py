@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from shipmate.cluster import etcd, images, nodes, status
+from shipmate.cluster import etcd, formation, images, nodes, status
 from shipmate.cluster import spec as sp
 from shipmate.config import Config
 from shipmate.engine.base import Engine
@@ -32,6 +32,8 @@ class UpOptions:
     images: Sequence[str] = sp.DEFAULT_NODE_IMAGES
     rebuild: bool = False
     apt_proxy: str = ""
+    etcd_members: int = sp.ETCD_MEMBERS
+    join: bool = True  # False: new machines start but are left to join by hand
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,7 @@ class UpResult:
     image: images.NodeImage
     started: tuple[str, ...]  # nodes (re)created now; the others already ran
     loaded: Mapping[str, tuple[str, ...]]  # node -> images loaded into it now
+    joined: tuple[str, ...]  # nodes that ran `cluster join` now
     seconds: Mapping[str, float]
 
 
@@ -49,7 +52,7 @@ async def up(config: Config, engine: Engine, opts: UpOptions, *, progress: Progr
              on_line: Progress | None = None) -> UpResult:
     """Bring the cluster up (idempotent: nodes already running from the same image stay)."""
     t0 = time.monotonic()
-    cluster = sp.plan(opts.name, opts.nodes, opts.subnet)
+    cluster = sp.plan(opts.name, opts.nodes, opts.subnet, opts.etcd_members)
     image = await images.ensure_node_image(
         engine, cache_dir=Path(config.state_dir) / "cluster" / "wheels", progress=progress,
         on_line=on_line, force=opts.rebuild, apt_proxy=opts.apt_proxy)
@@ -66,15 +69,25 @@ async def up(config: Config, engine: Engine, opts: UpOptions, *, progress: Progr
     t_nodes = time.monotonic()
     loaded = await _prepare_nodes(cluster, started, opts.images, progress)
     t_images = time.monotonic()
-    progress(f"Waiting for etcd ({len(cluster.etcd_nodes)} members) ...")
-    await etcd.wait_healthy(cluster)
+    joined = await formation.form(cluster, config.state_dir, join=opts.join, progress=progress)
+    t_form = time.monotonic()
+    formed = cluster if opts.join else await _formed(cluster)
+    progress(f"Waiting for etcd ({len([n for n in formed.nodes if n.etcd])} members) ...")
+    await etcd.wait_healthy(formed, config.state_dir)
     t_etcd = time.monotonic()
     progress("Waiting for the Shipmate daemons ...")
-    await status.wait_daemons(config, cluster)
+    await status.wait_daemons(config, formed)
     t_end = time.monotonic()
-    return UpResult(cluster, image, tuple(started), loaded, {
+    return UpResult(cluster, image, tuple(started), loaded, tuple(joined), {
         "image": t_image - t0, "nodes": t_nodes - t_image, "load": t_images - t_nodes,
-        "etcd": t_etcd - t_images, "daemons": t_end - t_etcd, "total": t_end - t0})
+        "form": t_form - t_images, "etcd": t_etcd - t_form, "daemons": t_end - t_etcd,
+        "total": t_end - t0})
+
+
+async def _formed(cluster: sp.Cluster) -> sp.Cluster:
+    """Only the nodes in the cluster (with ``join=False`` some are left out)."""
+    inside = [n for n in cluster.nodes if await formation.in_cluster(n)]
+    return dataclasses.replace(cluster, nodes=tuple(inside))
 
 
 async def _drop_extra_nodes(cluster: sp.Cluster) -> None:

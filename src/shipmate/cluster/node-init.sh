@@ -1,8 +1,8 @@
 #!/bin/sh
 # shipmate-node-init: the entrypoint of a cluster node (a Docker-in-Docker container started by
 # `shipmate cluster up`, with `docker run --init`, so tini is PID 1 and reaps orphans).
-# Starts, in order: dockerd, the etcd member (when ETCD_NAME is set), then the Shipmate daemon,
-# which is restarted if it exits. Logs go to /run/shipmate (bind-mounted from the host).
+# Starts dockerd, then, once the machine is in a cluster, `shipmate cluster supervise` (its etcd
+# member and Shipmate daemon). Logs go to /run/shipmate (bind-mounted from the host).
 set -u
 RUN_DIR=/run/shipmate
 mkdir -p "$RUN_DIR" /var/lib/shipmate
@@ -34,16 +34,17 @@ if [ -n "$stale" ]; then
     log "removed the previous boot's unit containers"
 fi
 
-if [ -n "${ETCD_NAME:-}" ]; then
-    mkdir -p "$(dirname "$ETCD_DATA_DIR")"
-    etcd >"$RUN_DIR/etcd.log" 2>&1 &
-    log "etcd member $ETCD_NAME started"
-fi
-
-# Units run as the daemon's children; if it dies it is started again and adopts them.
+# `shipmate cluster up` makes the machine part of the cluster through `docker exec`:
+# `shipmate cluster init` on node-1, `shipmate cluster join` on the others, as on real machines.
+# They write /var/lib/shipmate/machine.json and start the supervisor (etcd member + daemon).
+# After a reboot (`cluster start` after `cluster kill`) nobody runs them again: start the
+# supervisor here, whenever the machine is in a cluster and no supervisor holds the lock.
 while true; do
-    log "starting shipmate daemon"
-    shipmate daemon >>"$RUN_DIR/daemon.log" 2>&1
-    log "shipmate daemon exited with status $?"
+    if [ -f /var/lib/shipmate/machine.json ] &&
+        flock -n /var/lib/shipmate/supervise.lock true; then
+        log "starting the cluster supervisor (etcd member, shipmate daemon)"
+        shipmate cluster supervise >>"$RUN_DIR/supervise.log" 2>&1
+        log "the cluster supervisor exited with status $?"
+    fi
     sleep 1
 done

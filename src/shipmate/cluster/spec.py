@@ -1,9 +1,11 @@
 """What a local cluster is made of (pure: no I/O).
 
 A cluster is N Docker-in-Docker containers ("nodes", each one machine) on a dedicated Docker
-network with a fixed subnet. Node ``node-N`` has the address ``.10+N`` of that subnet; the first
-three nodes (fewer when the cluster is smaller) also run an etcd member. Every name and address
-other modules use comes from here, so the CLI, the tests and ``--cluster`` agree on them.
+network with a fixed subnet. Node ``node-N`` has the address ``.10+N`` of that subnet. ``cluster
+up`` runs ``shipmate cluster init`` in node-1 and ``cluster join`` in the others, in order, so
+the first three (or five: ``--etcd-members``) become etcd members and the rest etcd clients.
+Every name and address other modules use comes from here, so the CLI, the tests and
+``--cluster`` agree on them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ LABEL_IMAGE = "io.shipmate.cluster.image"
 # `shipmate --cluster node-1 ...` on the host talks to that node's daemon through its socket).
 NODE_RUN_DIR = "/run/shipmate"
 NODE_SOCKET = NODE_RUN_DIR + "/shipmate.sock"
+NODE_STATE_DIR = "/var/lib/shipmate"
+NODE_PKI = NODE_STATE_DIR + "/pki"  # shipmate.cluster.ca.PKI_DIR under the state dir
 # Docker's documented recipe for Docker-in-Docker here; --privileged is refused on this host.
 DIND_FLAGS = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -85,13 +89,8 @@ class Node:
 
     @property
     def etcd_client_url(self) -> str:
-        """Where this node's etcd member answers clients."""
-        return f"http://{self.address}:{ETCD_CLIENT_PORT}"
-
-    @property
-    def etcd_peer_url(self) -> str:
-        """Where this node's etcd member talks to its peers."""
-        return f"http://{self.address}:{ETCD_PEER_PORT}"
+        """Where this node's etcd member answers clients (TLS, client certificate)."""
+        return f"https://{self.address}:{ETCD_CLIENT_PORT}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +100,7 @@ class Cluster:
     name: str
     subnet: str
     nodes: tuple[Node, ...]
+    etcd_members: int = ETCD_MEMBERS  # the etcd cluster grows to this many members
 
     @property
     def network(self) -> str:
@@ -149,8 +149,13 @@ def node_address(subnet: str, index: int) -> str:
     return str(net.network_address + 10 + index)
 
 
-def plan(name: str = DEFAULT_NAME, nodes: int = 3, subnet: str = DEFAULT_SUBNET) -> Cluster:
-    """The cluster ``name`` with ``nodes`` machines on ``subnet`` (validated)."""
+def plan(name: str = DEFAULT_NAME, nodes: int = 3, subnet: str = DEFAULT_SUBNET,
+         etcd_members: int = ETCD_MEMBERS) -> Cluster:
+    """The cluster ``name`` with ``nodes`` machines on ``subnet`` (validated). The first
+    ``etcd_members`` nodes join as etcd members (they join in order), the others as clients."""
+    if etcd_members not in (3, 5):
+        raise ValidationError(f"an etcd cluster of {etcd_members} members is not offered",
+                              hint="use --etcd-members 3 or 5")
     validate_cluster_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise ValidationError(f"a cluster has 1 to {MAX_NODES} nodes, not {nodes}")
@@ -162,66 +167,37 @@ def plan(name: str = DEFAULT_NAME, nodes: int = 3, subnet: str = DEFAULT_SUBNET)
     if net.version != 4 or net.num_addresses < 10 + nodes + 2:
         raise ValidationError(f"subnet {subnet} is too small for {nodes} nodes",
                               hint="use an IPv4 /24, e.g. " + DEFAULT_SUBNET)
-    members = min(ETCD_MEMBERS, nodes)
+    members = min(etcd_members, nodes)
     return Cluster(name, str(net), tuple(
-        Node(name, i, node_address(str(net), i), i <= members) for i in range(1, nodes + 1)))
+        Node(name, i, node_address(str(net), i), i <= members) for i in range(1, nodes + 1)),
+        etcd_members)
 
 
-def etcd_initial_cluster(cluster: Cluster) -> str:
-    """etcd's ``--initial-cluster``: ``node-1=http://ADDR:2380,...``."""
-    return ",".join(f"{n.name}={n.etcd_peer_url}" for n in cluster.etcd_nodes)
-
-
-def etcd_endpoints(cluster: Cluster, node: Node | None = None) -> str:
-    """Every member's client URL, comma-separated (``SHIPMATE_ETCD_ENDPOINTS``). For a
-    ``node``, its own member first (others rotated after it): the client stays on the first
-    member that answers, so the daemons do not all depend on node-1's member, and a node
-    loses its member only when it dies itself."""
-    members = list(cluster.etcd_nodes)
-    if node is not None and members:
-        start = next((i for i, n in enumerate(members) if n.name == node.name),
-                     (node.index - 1) % len(members))
-        members = members[start:] + members[:start]
-    return ",".join(n.etcd_client_url for n in members)
-
-
-def etcd_env(cluster: Cluster, node: Node) -> dict[str, str]:
-    """etcd's own ``ETCD_*`` variables for the member on ``node`` (empty for other nodes)."""
-    if not node.etcd:
-        return {}
+def etcd_env() -> dict[str, str]:
+    """etcd's timing for the nodes, as ``ETCD_*`` variables (the supervisor passes them to the
+    member; its command line, from ``cluster init``/``join``, sets everything else), and
+    etcdctl's certificate settings, so ``docker exec NODE etcdctl ...`` just works."""
     return {
-        "ETCD_NAME": node.name,
-        "ETCD_DATA_DIR": "/var/lib/etcd/" + node.name,
-        "ETCD_LISTEN_CLIENT_URLS": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-        "ETCD_ADVERTISE_CLIENT_URLS": node.etcd_client_url,
-        "ETCD_LISTEN_PEER_URLS": f"http://0.0.0.0:{ETCD_PEER_PORT}",
-        "ETCD_INITIAL_ADVERTISE_PEER_URLS": node.etcd_peer_url,
-        "ETCD_INITIAL_CLUSTER": etcd_initial_cluster(cluster),
-        "ETCD_INITIAL_CLUSTER_STATE": "new",
-        "ETCD_INITIAL_CLUSTER_TOKEN": f"shipmate-{cluster.name}",
-        # A member rejoining after a partition must not depose the leader with the higher
-        # term it reached campaigning alone (etcd 3.4 has pre-vote off by default).
-        "ETCD_PRE_VOTE": "true",
         # A dead leader is replaced within ~0.5-1 s instead of 1-2 s (etcd's defaults are
         # 100/1000 ms, sized for WANs; the members share one host's bridge here). Failover
         # waits for it twice: before the dead machine's lease can expire at all, and again
         # because a new leader extends every lease by the election timeout.
         "ETCD_HEARTBEAT_INTERVAL": str(ETCD_HEARTBEAT_MS),
         "ETCD_ELECTION_TIMEOUT": str(ETCD_ELECTION_MS),
+        "ETCDCTL_CACERT": NODE_PKI + "/ca.crt",
+        "ETCDCTL_CERT": NODE_PKI + "/machine.crt",
+        "ETCDCTL_KEY": NODE_PKI + "/machine.key",
     }
 
 
-def daemon_env(cluster: Cluster, node: Node,
-               extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The Shipmate daemon's settings on ``node``: etcd store, its machine ID and address,
-    router and SSH on, the package cache off (the host's serves builds); ``extra`` wins."""
+def daemon_env(cluster: Cluster, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Shipmate daemon's settings every node shares: its state dir and socket, router
+    and SSH on, the package cache off (the host's serves builds), short leases; ``extra``
+    wins. The store, the machine's name and address come from ``cluster init``/``join``
+    (STATE_DIR/machine.json)."""
     env = {
-        "SHIPMATE_STORE": "etcd",
-        "SHIPMATE_ETCD_ENDPOINTS": etcd_endpoints(cluster, node),
         "SHIPMATE_AGENT_TTL": str(NODE_AGENT_TTL),
-        "SHIPMATE_MACHINE_ID": node.name,
-        "SHIPMATE_PUBLIC_IP": node.address,
-        "SHIPMATE_STATE_DIR": "/var/lib/shipmate",
+        "SHIPMATE_STATE_DIR": NODE_STATE_DIR,
         "SHIPMATE_SOCKET": NODE_SOCKET,
         "SHIPMATE_ROUTER": "1",
         "SHIPMATE_CACHE": "0",
@@ -229,11 +205,25 @@ def daemon_env(cluster: Cluster, node: Node,
         # One etcd attempt gets half of this: a request stuck on a member that just died
         # must move to another well within the agent's lease TTL (2 s).
         "SHIPMATE_ETCD_TIMEOUT": "2",
-        "SHIPMATE_API_PORT": str(API_PORT),
         "SHIPMATE_API_CLIENTS": cluster.subnet,
+        "SHIPMATE_CLUSTER_ETCD_MEMBERS": str(cluster.etcd_members),
     }
     env.update(extra or {})
     return env
+
+
+def init_args(cluster: Cluster, node: Node) -> list[str]:
+    """``shipmate cluster init`` on the first node (after ``docker exec NODE``)."""
+    return ["shipmate", "--format", "json", "cluster", "init", "--name", node.name,
+            "--address", node.address, "--cluster-name", cluster.name, "--api-port",
+            str(API_PORT), "--log-dir", NODE_RUN_DIR]
+
+
+def join_args(signer: Node, node: Node, token: str) -> list[str]:
+    """``shipmate cluster join`` on another node."""
+    return ["shipmate", "--format", "json", "cluster", "join", signer.address, token,
+            "--name", node.name, "--address", node.address, "--api-port", str(API_PORT),
+            "--log-dir", NODE_RUN_DIR]
 
 
 def parse_env(pairs: Iterable[str]) -> dict[str, str]:
@@ -262,7 +252,7 @@ def run_args(cluster: Cluster, node: Node, image: str, host_run_dir: Path,
             "-v", f"{node.volume}:/var/lib/docker", "-v", f"{host_run_dir}:{NODE_RUN_DIR}"]
     for key, value in sorted(labels(node, image).items()):
         args += ["--label", f"{key}={value}"]
-    env = {**etcd_env(cluster, node), **daemon_env(cluster, node, extra_env)}
+    env = {**etcd_env(), **daemon_env(cluster, extra_env)}
     for key, value in sorted(env.items()):
         args += ["-e", f"{key}={value}"]
     return [*args, image]
@@ -342,6 +332,12 @@ ENTRYPOINT ["/usr/local/bin/shipmate-node-init"]
 def launcher_text() -> str:
     """``/usr/local/bin/shipmate`` in the node image."""
     return "#!/bin/sh\nexec /opt/shipmate/venv/bin/python -m shipmate.cli.main \"$@\"\n"
+
+
+def host_pki_dir(state_dir: Path, cluster: str) -> Path:
+    """The host's client certificate for the cluster's etcd (``cluster status``, benches):
+    ``ca.crt``, ``client.crt``, ``client.key``, signed by node-1's CA at ``cluster up``."""
+    return Path(state_dir) / "cluster" / cluster / "pki"
 
 
 def host_dir(state_dir: Path, cluster: str, node: str) -> Path:

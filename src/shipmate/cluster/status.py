@@ -34,7 +34,7 @@ async def daemon_status(config: Config, cluster: str, node: str,
 async def collect(config: Config, name: str) -> dict[str, Any]:
     """The cluster's state as one JSON-able dict (``cluster status --format json``)."""
     cluster, containers = await nodes.discover(name)
-    members_task = asyncio.ensure_future(etcd.cluster_status(cluster))
+    members_task = asyncio.ensure_future(etcd.cluster_status(cluster, config.state_dir))
     daemons = await asyncio.gather(*(daemon_status(config, name, n.name) for n in cluster.nodes))
     members = {m["name"]: m for m in await members_task}
     rows = []

@@ -74,6 +74,7 @@ def make_app(daemon: Daemon) -> web.Application:
     from shipmate.backup.api import add_backup_routes
     from shipmate.backup.create import BackupMaker
     from shipmate.backup.restore import Restorer
+    from shipmate.cluster.api import add_cluster_routes
     from shipmate.paas.acl_api import add_acl_routes
     from shipmate.paas.api import add_paas_routes
     from shipmate.paas.storage import Storage
@@ -97,6 +98,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_put("/v1/kv/{key:.*}", kv_put)
     app.router.add_delete("/v1/kv/{key:.*}", kv_delete)
     add_fleet_routes(app, wiring.store, wiring.agent)
+    add_cluster_routes(app, wiring.store, wiring.agent, wiring.config)
     add_paas_routes(app, wiring.paas)
     if wiring.certs is not None:
         from shipmate.paas.certs_api import add_certs_routes

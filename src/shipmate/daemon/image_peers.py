@@ -50,10 +50,11 @@ def servable(labels: Mapping[str, str]) -> bool:
     return bool(labels.get(APP_LABEL))
 
 
-def image_url(address: str, port: int, ref: str) -> str:
-    """``http://ADDRESS:PORT/v1/images/REF`` (REF quoted; IPv6 addresses bracketed)."""
+def image_url(address: str, port: int, ref: str, *, tls: bool = False) -> str:
+    """``http[s]://ADDRESS:PORT/v1/images/REF`` (REF quoted; IPv6 addresses bracketed)."""
     host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}/v1/images/{urllib.parse.quote(validate_ref(ref), safe='')}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{host}:{port}/v1/images/{urllib.parse.quote(validate_ref(ref), safe='')}"
 
 
 def source_hint(labels: Mapping[str, str]) -> str:

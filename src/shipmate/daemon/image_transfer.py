@@ -4,8 +4,11 @@
 - :func:`serve_images`: the daemon's TCP listener (``api_port``). It serves one read-only
   route, ``GET /v1/images/REF``: a ``docker save`` stream of a Shipmate app image, to clients
   on the ``api_clients`` networks; and ``GET /metrics`` behind a bearer token when
-  ``metrics_token_file`` is set (:mod:`shipmate.web.metrics`). Nothing else of the API is
-  reachable over TCP.
+  ``metrics_token_file`` is set (:mod:`shipmate.web.metrics`). On a machine of a cluster
+  made by ``cluster init``/``join`` (``cluster_tls_dir``) it is HTTPS, and the image route
+  also requires a client certificate from the cluster CA (the address allowlist stays, as a
+  second fence); the machine holding the CA also takes joins there
+  (:mod:`shipmate.cluster.admit`). Nothing else of the API is reachable over TCP.
 - :class:`PeerImages`: what the agent's container runner calls when a unit's image is not
   here: it asks the peers (the unit's image source first) and ``docker load``\\ s the stream,
   reporting progress, within ``image_pull_timeout`` seconds.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 _NETWORKS: web.AppKey[tuple[peers.Network, ...]] = web.AppKey("networks")
 _ENGINE: web.AppKey[Engine] = web.AppKey("engine")
+_MTLS: web.AppKey[bool] = web.AppKey("mtls")
 
 
 # --- serving ---------------------------------------------------------------------------------
@@ -47,6 +52,10 @@ async def _get_image(request: web.Request) -> web.StreamResponse:
         log.warning("refused image request from %s", request.remote)
         return _refuse(403, f"client {request.remote} is not allowed",
                        "add its network to the api_clients setting")
+    if request.app[_MTLS] and not _peer_certificate(request):
+        log.warning("refused image request from %s: no client certificate", request.remote)
+        return _refuse(403, "a client certificate from the cluster CA is required",
+                       "only machines of the cluster may fetch images")
     try:
         ref = peers.validate_ref(request.match_info["ref"])
         engine = request.app[_ENGINE]
@@ -69,11 +78,20 @@ async def _get_image(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def image_app(engine: Engine, clients: str) -> web.Application:
-    """The TCP API: the image route only, for clients on ``clients`` (CIDRs)."""
+def _peer_certificate(request: web.Request) -> bool:
+    """True when the client presented a certificate the TLS layer verified against the
+    cluster CA (CERT_OPTIONAL: one that does not verify fails the handshake already)."""
+    transport = request.transport
+    return bool(transport is not None and transport.get_extra_info("peercert"))
+
+
+def image_app(engine: Engine, clients: str, *, mtls: bool = False) -> web.Application:
+    """The TCP API: the image route only, for clients on ``clients`` (CIDRs), and with
+    ``mtls`` only for clients with a cluster certificate."""
     app = web.Application()
     app[_NETWORKS] = peers.parse_networks(clients)
     app[_ENGINE] = engine
+    app[_MTLS] = mtls
     app.router.add_get(peers.IMAGE_ROUTE, _get_image)
     return app
 
@@ -82,18 +100,28 @@ async def serve_images(config: Config, engine: Engine,
                        more: Callable[[web.Application], None] | None = None) -> None:
     """Serve the image route on ``api_bind:api_port`` until cancelled (with the routes
     ``more`` adds: ``/metrics`` behind a token)."""
-    app = image_app(engine, config.api_clients)
+    tls = _server_tls(config)
+    app = image_app(engine, config.api_clients, mtls=tls is not None)
     if more is not None:
         more(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.api_bind, int(config.api_port)).start()
-        log.info("image route on %s:%s for %s", config.api_bind, config.api_port,
-                 config.api_clients)
+        await web.TCPSite(runner, config.api_bind, int(config.api_port),
+                          ssl_context=tls).start()
+        log.info("image route on %s:%s for %s%s", config.api_bind, config.api_port,
+                 config.api_clients, " with a cluster certificate" if tls else "")
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def _server_tls(config: Config) -> ssl.SSLContext | None:
+    if not config.cluster_tls_dir:
+        return None
+    from shipmate.cluster.tlsfiles import server_context
+
+    return server_context(config.cluster_tls_dir)
 
 
 # --- fetching --------------------------------------------------------------------------------
@@ -107,6 +135,11 @@ class PeerImages:
         self.machine_id = str(config.machine_id)
         self.port = int(config.api_port)
         self.timeout = float(config.image_pull_timeout)
+        self.tls: ssl.SSLContext | None = None
+        if config.cluster_tls_dir:
+            from shipmate.cluster.tlsfiles import client_context
+
+            self.tls = client_context(config.cluster_tls_dir)
 
     async def fetch(self, ref: str, labels: Mapping[str, str],
                     progress: Callable[[str], None]) -> None:
@@ -140,11 +173,11 @@ class PeerImages:
 
     async def _pull(self, ref: str, machine: str, address: str,
                     progress: Callable[[str], None]) -> None:
-        url = peers.image_url(address, self.port, ref)
+        url = peers.image_url(address, self.port, ref, tls=self.tls is not None)
         progress(f"pulling image {ref[:19]} from {machine}")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30)
         async with aiohttp.ClientSession(timeout=timeout) as session, \
-                session.get(url) as resp:
+                session.get(url, ssl=self.tls if self.tls is not None else True) as resp:
             if resp.status != 200:
                 raise EngineError(f"HTTP {resp.status} {await _reason(resp)}")
             started, got = time.monotonic(), [0]

@@ -32,6 +32,7 @@ class Daemon:
         self.config = wiring.config
         self.started = time.time()
         self._stop = asyncio.Event()
+        self._handover = False
 
     async def status(self) -> dict[str, Any]:
         """What runs, for ``shipmate status``."""
@@ -61,12 +62,19 @@ class Daemon:
         """Ask :meth:`run` to shut down."""
         self._stop.set()
 
+    def request_handover(self) -> None:
+        """Shut down but leave the router's nginx running (SIGUSR2, ``cluster init``): the
+        next daemon on this state dir adopts it, so the apps keep answering meanwhile."""
+        self._handover = True
+        self._stop.set()
+
     async def run(self) -> None:
         """Serve the API and run the components until SIGTERM/SIGINT or :meth:`request_stop`."""
         runner = await self._serve(make_app(self))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGUSR2, self.request_handover)
         for comp in self.wiring.components:
             comp.task = asyncio.create_task(supervise(comp), name=comp.name)
         log.info("shipmate daemon %s up on %s", __version__, self.config.socket)
@@ -96,7 +104,7 @@ class Daemon:
             if comp.task:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(comp.task, 20)
-        for closer in self.wiring.closers:
+        for closer in () if self._handover else self.wiring.closers:
             with contextlib.suppress(Exception):
                 await closer()
         await runner.cleanup()

@@ -108,12 +108,13 @@ def spawn(config: Config) -> int:
     return proc.pid
 
 
-def stop(config: Config, *, timeout: float = 20.0) -> int | None:
-    """SIGTERM the daemon, SIGKILL after ``timeout``; returns the PID stopped, or None."""
+def stop(config: Config, *, timeout: float = 20.0, handover: bool = False) -> int | None:
+    """SIGTERM the daemon, SIGKILL after ``timeout``; returns the PID stopped, or None.
+    With ``handover`` (SIGUSR2) it leaves the router's nginx running for the next daemon."""
     pid = read_pid(config)
     if pid is None:
         return None
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGUSR2 if handover else signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):

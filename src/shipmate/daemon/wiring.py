@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shipmate.clock import SystemClock
@@ -66,9 +67,14 @@ class Wiring:
 
 
 async def open_store(config: Config) -> Store:
-    """The configured store backend."""
+    """The configured store backend (etcd with this machine's cluster certificate when
+    ``cluster_tls_dir`` is set)."""
     from shipmate.store.open import open_store as _open
 
+    if config.cluster_tls_dir and config.store == "etcd":
+        from shipmate.cluster.tlsfiles import etcd_tls
+
+        return await _open(config, etcd_tls(config.cluster_tls_dir))
     return await _open(config)
 
 
@@ -109,7 +115,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
              Component("scheduler", scheduler.run)]
     if images is not None and engine is not None:
-        comps.append(Component("images", _serve_images(config, engine, cache)))
+        comps.append(Component("images", _serve_images(config, engine, cache, store)))
     events = EventLog(store, config.events_max)
     comps += _paas_components(config, paas, events)
     if router is not None:
@@ -204,24 +210,48 @@ def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerIma
     return PeerImages(store, engine, config)
 
 
-def _serve_images(config: Config, engine: Engine, cache: CacheServer | None
+def _serve_images(config: Config, engine: Engine, cache: CacheServer | None, store: Store
                   ) -> Callable[[], Awaitable[None]]:
     """Serve this machine's app images to its peers over TCP (and ``/metrics``, behind a
-    token, with ``metrics_token_file``)."""
+    token, with ``metrics_token_file``; and joins, on the machine holding the cluster CA)."""
     from shipmate.daemon.image_transfer import serve_images
 
+    metrics = _tcp_metrics(config, cache)
+    joins = _join_routes(config, store)
+
+    def more(app: web.Application) -> None:
+        for add in (metrics, joins):
+            if add is not None:
+                add(app)
+
     async def run() -> None:
-        await serve_images(config, engine, _tcp_metrics(config, cache))
+        await serve_images(config, engine, more)
 
     return run
+
+
+def _join_routes(config: Config, store: Store) -> Callable[[web.Application], None] | None:
+    """On the machine that ran ``cluster init`` (it holds the CA key): the join routes."""
+    if not config.cluster_tls_dir:
+        return None
+    from shipmate.cluster import ca
+    from shipmate.cluster import machine as mach
+    from shipmate.store.etcd import EtcdStore
+
+    pki = ca.Pki(Path(config.cluster_tls_dir))
+    mc = mach.load(config.state_dir)
+    if not pki.can_sign() or mc is None or not isinstance(store, EtcdStore):
+        return None
+    from shipmate.cluster.admit import Admitter, add_join_routes
+
+    admitter = Admitter(store, pki, mc.cluster, config.cluster_etcd_members)
+    return lambda app: add_join_routes(app, admitter)
 
 
 def _tcp_metrics(config: Config, cache: CacheServer | None
                  ) -> Callable[[web.Application], None] | None:
     if not config.metrics_token_file:
         return None
-    from pathlib import Path
-
     from shipmate.web.metrics import add_tcp_metrics_route, read_token
 
     token = read_token(Path(config.metrics_token_file))  # a bad file stops the daemon now

@@ -102,7 +102,8 @@ SCOPES: Mapping[str, Scope] = {
     **dict.fromkeys(("status", "info", "cache stats", "cache serve", "cache gc", "daemon",
                      "up", "down", "plan", "apply", "images:bootstrap", "images:list"), ADMIN),
     **{f"cluster {verb}": ADMIN for verb in (
-        "up", "down", "status", "kill", "start", "partition", "heal", "logs")},
+        "up", "down", "status", "kill", "start", "partition", "heal", "logs", "init",
+        "join-token", "join", "leave", "remove", "members", "supervise", "sign")},
     # an app's scheduled tasks (app.json cron): the app's own
     **dict.fromkeys(("cron:list", "cron:run", "cron:suspend", "cron:resume"), APP),
     # the whole platform's data, every app's and every secret: admins only (local-only too)

@@ -173,7 +173,9 @@ COMMANDS: Mapping[str, Remote] = {
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",
                      "cluster status", "cluster kill", "cluster start", "cluster partition",
-                     "cluster heal", "cluster logs"), LOCAL),
+                     "cluster heal", "cluster logs", "cluster init", "cluster join",
+                     "cluster leave", "cluster remove", "cluster supervise", "cluster sign",
+                     "cluster join-token", "cluster members"), LOCAL),
 }
 _GROUPS = frozenset(name.split(" ")[0] for name in COMMANDS if " " in name)
 

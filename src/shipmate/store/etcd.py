@@ -17,6 +17,7 @@ from typing import Any
 from aetcd import rpc
 
 from shipmate.errors import LeaseNotFoundError, StoreError
+from shipmate.store import etcd_members
 from shipmate.store.base import Compare, KeyValue, Op, Store, TxnResult, Watch
 from shipmate.store.etcd_codec import Codec
 from shipmate.store.etcd_conn import (
@@ -25,6 +26,7 @@ from shipmate.store.etcd_conn import (
     Connection,
     Member,
     Retry,
+    Tls,
     send_first,
 )
 from shipmate.store.etcd_watch import EtcdWatch
@@ -42,19 +44,44 @@ class EtcdStore(Store):
         # lease ID -> loop time it expires at, as far as this client knows; etcd reports the
         # time left in whole seconds only, this refines it to milliseconds.
         self._expiry: dict[int, float] = {}
+        self._sync: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, endpoints: list[str], *, prefix: str = "",
-                      timeout: float = 5.0) -> EtcdStore:
-        """Connect to an etcd cluster through any of ``endpoints`` (``http://host:port``);
-        ``prefix`` namespaces every key. Raises StoreError when no member answers."""
-        store = cls(Connection(endpoints, timeout), prefix)
+    async def connect(cls, endpoints: list[str], *, prefix: str = "", timeout: float = 5.0,
+                      tls: Tls | None = None, sync_interval: float = 0.0) -> EtcdStore:
+        """Connect to an etcd cluster through any of ``endpoints`` (``http://host:port``, or
+        ``https://`` with ``tls``); ``prefix`` namespaces every key. With ``sync_interval``
+        the client follows the cluster's membership (members added or removed later).
+        Raises StoreError when no member answers."""
+        store = cls(Connection(endpoints, timeout, tls), prefix)
         try:
             await store.revision()
         except BaseException:
             await store.close()
             raise
+        if sync_interval > 0:
+            store._sync = asyncio.create_task(etcd_members.follow(
+                store._conn, list(endpoints), sync_interval), name="etcd-member-sync")
         return store
+
+    # membership -----------------------------------------------------------------------------
+
+    async def members(self) -> list[etcd_members.EtcdMember]:
+        """The etcd cluster's members, learners included."""
+        return await etcd_members.members(self._conn)
+
+    async def add_learner(self, peer_url: str) -> tuple[etcd_members.EtcdMember,
+                                                        list[etcd_members.EtcdMember]]:
+        """Add a learner at ``peer_url``; it and the members after the change."""
+        return await etcd_members.add_learner(self._conn, peer_url)
+
+    async def promote(self, member_id: int) -> None:
+        """Promote a learner that has caught up."""
+        await etcd_members.promote(self._conn, member_id)
+
+    async def remove_member(self, member_id: int) -> None:
+        """Remove a member."""
+        await etcd_members.remove(self._conn, member_id)
 
     @property
     def endpoints(self) -> list[str]:
@@ -221,6 +248,10 @@ class EtcdStore(Store):
 
     async def close(self) -> None:
         """Close open watches and every connection."""
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync
         for watch in list(self._watches):
             await watch.close()
         self._watches.clear()

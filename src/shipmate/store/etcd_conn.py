@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from aetcd import rpc
 from grpc import aio as grpc_aio  # type: ignore[import-untyped]
+from grpc import ssl_channel_credentials as grpc_ssl_credentials
 
 from shipmate.errors import ConfigError, LeaseNotFoundError, StoreError
 
@@ -51,7 +52,9 @@ CHANNEL_OPTIONS = (
 _NO_METADATA = grpc_aio.Metadata()
 #: What ``read()`` returns once a stream has ended cleanly.
 STREAM_END: Any = grpc_aio.EOF
-_NOT_APPLIED = ("etcdserver: no leader", "etcdserver: not capable", "failed to connect")
+_NOT_APPLIED = ("etcdserver: no leader", "etcdserver: not capable", "failed to connect",
+                # a member that joined as a learner and is not promoted yet refuses everything
+                "not supported for learner")
 
 
 class Retry(enum.Enum):
@@ -62,14 +65,43 @@ class Retry(enum.Enum):
     ONCE = "once"  # txn, grant: only when the member surely did not apply it
 
 
-def parse_endpoint(text: str) -> str:
-    """``http://host:port``, ``host:port`` or ``host`` -> a gRPC target ``host:port``."""
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """Client TLS for etcd: the CA that signed the members' certificates, and this client's
+    certificate and key (PEM), for members started with ``--client-cert-auth``."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+    @classmethod
+    def from_files(cls, ca: str, cert: str, key: str) -> Tls:
+        """Read the three PEM files; a missing one is a ConfigError."""
+        try:
+            with open(ca, "rb") as a, open(cert, "rb") as c, open(key, "rb") as k:
+                return cls(a.read(), c.read(), k.read())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the etcd client certificate: {exc}",
+                              hint="see `shipmate cluster init` (docs/cluster.md)") from None
+
+    def credentials(self) -> Any:
+        """gRPC channel credentials verifying the member against the CA, presenting ours."""
+        return grpc_ssl_credentials(root_certificates=self.ca, private_key=self.key,
+                                    certificate_chain=self.cert)
+
+
+def parse_endpoint(text: str, *, tls: bool = False) -> str:
+    """``http://host:port``, ``https://host:port`` (with ``tls``), ``host:port`` or ``host``
+    -> a gRPC target ``host:port``."""
     raw = text.strip()
-    url = urlsplit(raw if "://" in raw else f"http://{raw}")
-    if url.scheme != "http" or not url.hostname or url.path not in ("", "/"):
+    scheme = "https" if tls else "http"
+    url = urlsplit(raw if "://" in raw else f"{scheme}://{raw}")
+    if url.scheme != scheme or not url.hostname or url.path not in ("", "/"):
         raise ConfigError(
             f"bad etcd endpoint {text!r}",
-            hint="give endpoints as http://HOST:PORT[,http://HOST2:PORT] (TLS is not supported)",
+            hint=f"give endpoints as {scheme}://HOST:PORT[,{scheme}://HOST2:PORT]"
+                 + (" (https needs the cluster's certificates: cluster_tls_dir)"
+                    if not tls and url.scheme == "https" else ""),
         )
     host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
     return f"{host}:{url.port or 2379}"
@@ -86,9 +118,10 @@ class Member:
     lease: Any
 
     @classmethod
-    def open(cls, endpoint: str) -> Member:
-        """Create the channel (it connects lazily)."""
-        channel = rpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+    def open(cls, endpoint: str, tls: Tls | None = None) -> Member:
+        """Create the channel (it connects lazily); over TLS when ``tls`` is given."""
+        channel = (rpc.secure_channel(endpoint, tls.credentials(), options=CHANNEL_OPTIONS)
+                   if tls is not None else rpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS))
         return cls(endpoint, channel, rpc.KVStub(channel), rpc.WatchStub(channel),
                    rpc.LeaseStub(channel))
 
@@ -112,13 +145,31 @@ class Member:
 class Connection:
     """Every member of one etcd cluster, with failover between them."""
 
-    def __init__(self, endpoints: list[str], timeout: float) -> None:
+    def __init__(self, endpoints: list[str], timeout: float, tls: Tls | None = None) -> None:
         if not endpoints:
             raise ConfigError("no etcd endpoint given", hint="set SHIPMATE_ETCD_ENDPOINTS")
-        self.endpoints = [parse_endpoint(e) for e in endpoints]
+        self.tls = tls
+        self.endpoints = [parse_endpoint(e, tls=tls is not None) for e in endpoints]
         self.timeout = timeout
-        self._members = [Member.open(e) for e in self.endpoints]
+        self._members = [Member.open(e, tls) for e in self.endpoints]
         self._current = 0
+        self._retired: list[Member] = []
+
+    def set_endpoints(self, endpoints: list[str]) -> bool:
+        """Follow the cluster's membership: talk to ``endpoints`` from now on (members seen
+        before keep their channels; the current one stays current if it is still listed).
+        Returns True when the list changed."""
+        targets = list(dict.fromkeys(parse_endpoint(e, tls=self.tls is not None)
+                                     for e in endpoints))
+        if not targets or targets == self.endpoints:
+            return False
+        old = {m.endpoint: m for m in self._members}
+        current = self.current.endpoint
+        self._members = [old.pop(t) if t in old else Member.open(t, self.tls) for t in targets]
+        self._retired.extend(old.values())  # closed with the connection: calls may be open
+        self.endpoints = targets
+        self._current = targets.index(current) if current in targets else 0
+        return True
 
     @property
     def current(self) -> Member:
@@ -195,7 +246,7 @@ class Connection:
 
     async def close(self) -> None:
         """Close every channel."""
-        for member in self._members:
+        for member in [*self._members, *self._retired]:
             await member.channel.close()
 
 

@@ -261,6 +261,10 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/services/{kind}/{name}/unlink"): _service("unlink"),
     ("POST", "/v1/services/{kind}/{name}/import"): _service("import", reads_body=False),
     ("POST", "/v1/services/{kind}/{name}/connect"): _service("connect", reads_body=False),
+    # the cluster's machines (the token itself is never told)
+    ("POST", "/v1/cluster/join-tokens"): _plain("cluster:join-token", reads_body=False),
+    ("POST", "/v1/cluster/leave"): _plain("cluster:leave", reads_body=False),
+    ("POST", "/v1/cluster/remove"): _plain("cluster:remove", _field("machine")),
     ("POST", "/v1/backup/create"): _plain("backup:create", _field("path")),
     ("POST", "/v1/backup/restore"): _plain("backup:restore", _field("path")),
     ("POST", "/v1/services/{kind}/{name}/backup"): _service("backup", _field("dir")),

@@ -24,16 +24,25 @@ def test_plan_addresses_and_members() -> None:
 def test_small_cluster_has_as_many_members_as_nodes() -> None:
     c = sp.plan(nodes=1)
     assert [n.name for n in c.etcd_nodes] == ["node-1"]
-    assert sp.etcd_initial_cluster(c) == "node-1=http://172.30.0.11:2380"
+    assert c.nodes[0].etcd_client_url == "https://172.30.0.11:2379"
 
 
-def test_etcd_strings() -> None:
-    c = sp.plan()
-    assert sp.etcd_initial_cluster(c) == (
-        "node-1=http://172.30.0.11:2380,node-2=http://172.30.0.12:2380,"
-        "node-3=http://172.30.0.13:2380")
-    assert sp.etcd_endpoints(c) == (
-        "http://172.30.0.11:2379,http://172.30.0.12:2379,http://172.30.0.13:2379")
+def test_five_members_on_request() -> None:
+    c = sp.plan(nodes=6, etcd_members=5)
+    assert [n.name for n in c.etcd_nodes] == [f"node-{i}" for i in range(1, 6)]
+    with pytest.raises(ValidationError, match="3 or 5"):
+        sp.plan(nodes=3, etcd_members=4)
+
+
+def test_init_then_join_arguments() -> None:
+    c = sp.plan("demo", 3, "172.30.5.0/24")
+    init = sp.init_args(c, c.nodes[0])
+    assert init[:5] == ["shipmate", "--format", "json", "cluster", "init"]
+    assert "--address" in init and "172.30.5.11" in init and "demo" in init
+    join = sp.join_args(c.nodes[0], c.nodes[2], "TOKEN")
+    assert join[4:7] == ["join", "172.30.5.11", "TOKEN"]
+    assert join[join.index("--name") + 1] == "node-3"
+    assert join[join.index("--log-dir") + 1] == sp.NODE_RUN_DIR
 
 
 @pytest.mark.parametrize(("name", "nodes", "subnet"), [
@@ -56,38 +65,24 @@ def test_node_lookup() -> None:
             c.node(bad)
 
 
-def test_etcd_env_only_on_members() -> None:
-    c = sp.plan(nodes=4)
-    env = sp.etcd_env(c, c.nodes[1])
-    assert env["ETCD_NAME"] == "node-2"
-    assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "http://172.30.0.12:2379"
-    assert env["ETCD_INITIAL_CLUSTER"] == sp.etcd_initial_cluster(c)
-    assert sp.etcd_env(c, c.nodes[3]) == {}
-    assert env["ETCD_PRE_VOTE"] == "true"
+def test_etcd_env_is_timing_and_etcdctl_certificates_only() -> None:
+    env = sp.etcd_env()
+    # the member's identity and TLS come from `cluster init`/`join` on its command line
+    assert not {"ETCD_NAME", "ETCD_INITIAL_CLUSTER", "ETCD_LISTEN_CLIENT_URLS"} & set(env)
     assert int(env["ETCD_ELECTION_TIMEOUT"]) >= 10 * int(env["ETCD_HEARTBEAT_INTERVAL"])
-
-
-def test_nodes_without_a_member_spread_over_the_members() -> None:
-    c = sp.plan(nodes=5)
-    firsts = [sp.etcd_endpoints(c, n).split(",")[0] for n in c.nodes]
-    assert firsts == [c.nodes[i].etcd_client_url for i in (0, 1, 2, 0, 1)]
-    assert sorted(sp.etcd_endpoints(c, c.nodes[4]).split(",")) == sorted(
-        sp.etcd_endpoints(c).split(","))
+    assert env["ETCDCTL_CERT"].startswith(sp.NODE_PKI)
 
 
 def test_daemon_env() -> None:
     c = sp.plan()
-    env = sp.daemon_env(c, c.nodes[2], {"SHIPMATE_AGENT_TTL": "2"})
-    assert env["SHIPMATE_STORE"] == "etcd"
-    # its own member first: a node's client loses its member only when the node dies
-    assert env["SHIPMATE_ETCD_ENDPOINTS"] == ("http://172.30.0.13:2379,http://172.30.0.11:2379,"
-                                              "http://172.30.0.12:2379")
-    assert env["SHIPMATE_API_PORT"] == "7787" and env["SHIPMATE_API_CLIENTS"] == c.subnet
-    assert env["SHIPMATE_MACHINE_ID"] == "node-3"
-    assert env["SHIPMATE_PUBLIC_IP"] == "172.30.0.13"
+    env = sp.daemon_env(c, {"SHIPMATE_AGENT_TTL": "2"})
+    # the store, machine ID and address come from machine.json (cluster init/join)
+    assert not {"SHIPMATE_STORE", "SHIPMATE_MACHINE_ID", "SHIPMATE_ETCD_ENDPOINTS"} & set(env)
+    assert env["SHIPMATE_API_CLIENTS"] == c.subnet
     assert env["SHIPMATE_SOCKET"] == "/run/shipmate/shipmate.sock"
     assert env["SHIPMATE_ROUTER"] == "1" and env["SHIPMATE_SSH"] == "1"
     assert env["SHIPMATE_AGENT_TTL"] == "2"
+    assert env["SHIPMATE_CLUSTER_ETCD_MEMBERS"] == "3"
 
 
 def test_run_args_use_the_dind_recipe(tmp_path: Path) -> None:
@@ -102,7 +97,7 @@ def test_run_args_use_the_dind_recipe(tmp_path: Path) -> None:
     assert "--network shipmate-cluster --ip 172.30.0.11" in joined
     assert f"-v {tmp_path / 'n1'}:/run/shipmate" in joined
     assert "-v shipmate-node-1-docker:/var/lib/docker" in joined
-    assert "-e ETCD_NAME=node-1" in joined and "-e SHIPMATE_MACHINE_ID=node-1" in joined
+    assert "-e ETCD_HEARTBEAT_INTERVAL=50" in joined and "-e SHIPMATE_SSH=1" in joined
     assert "--label io.shipmate.cluster.node=node-1" in joined
 
 

@@ -73,3 +73,31 @@ async def test_a_unit_waits_for_its_image_then_runs_or_fails(fail: bool) -> None
         status = await units[0].start("web.container", spec)
         assert (status.active, status.sub) == ("active", "running")
     assert fetcher.seen == [("activating", "start-pre", "halfway")]
+
+
+class _Transport:
+    """What the TLS layer tells the route about the connection."""
+
+    def __init__(self, peercert: dict[str, object] | None) -> None:
+        self.extra = {"peername": ("172.30.0.12", 40000), "peercert": peercert}
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("peercert", "status"), [(None, 403), ({}, 403),
+                                                  ({"subject": ((("commonName", "n"),),)}, 404)])
+async def test_with_mtls_the_image_route_wants_a_certificate_from_allowed_addresses(
+        peercert: dict[str, object] | None, status: int) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from shipmate.daemon.image_transfer import _get_image, image_app
+
+    app = image_app(FakeEngine(), "172.30.0.0/24", mtls=True)
+    req = make_mocked_request("GET", f"/v1/images/{APP_IMAGE}", app=app,
+                              match_info={"ref": APP_IMAGE}, transport=_Transport(peercert))
+    resp = await _get_image(req)
+    assert resp.status == status  # 404: past both fences, the fake engine has no such image
