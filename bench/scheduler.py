@@ -60,7 +60,8 @@ def _reserve(i: int) -> str:
 
 def unit_texts(n: int) -> dict[str, str]:
     """A mix: conflict groups of 10, region-bound units, plain units, MachineOf followers
-    (sidecars reserving a little memory only), and one unit too big for any machine."""
+    (sidecars reserving nothing: one that did could find its peer's machine full, and wait),
+    and one unit too big for any machine."""
     texts: dict[str, str] = {}
     groups = n // 4 // 10
     for g in range(groups):
@@ -76,8 +77,7 @@ def unit_texts(n: int) -> dict[str, str]:
     for i in range(plain):
         texts[f"plain{i}.service"] = EXEC + "[X-Fleet]\n" + _reserve(i)
     for i in range(followers):
-        texts[f"side{i}.service"] = (EXEC + f"[X-Fleet]\nMachineOf=plain{i}.service\n"
-                                     "ReserveMemory=64m\n")
+        texts[f"side{i}.service"] = EXEC + f"[X-Fleet]\nMachineOf=plain{i}.service\n"
     texts[HUGE] = EXEC + "[X-Fleet]\nReserveMemory=64g\n"
     return texts
 

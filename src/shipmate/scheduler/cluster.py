@@ -5,9 +5,10 @@ every unit or every machine:
 
 - the machines in fleet's order, fewest (non-global) units first, ties by machine ID
   (:attr:`Cluster.by_load`, a sorted list kept up to date on every change);
-- the same order restricted to the machines where a reservation fits
-  (:meth:`Cluster.ordered`): one sorted list per distinct reservation, built the first time a
-  unit asks and then kept up to date, so a nearly full cluster is not rescanned for every unit;
+- the same order restricted to the machines where a reservation fits and whose metadata
+  suits (:meth:`Cluster.ordered`): one sorted list per distinct (reservation,
+  ``MachineMetadata``) pair, built the first time a unit asks and then kept up to date, so
+  neither a nearly full cluster nor the other region's machines are rescanned for every unit;
 - whether a unit may run on a machine by fleet's rules (:meth:`Cluster.blocker`), looking only
   at the units there that carry ``Conflicts=``/``Replaces=`` patterns unless the unit has some.
 
@@ -17,15 +18,20 @@ Reservations are kept in whole bytes and thousandths of a CPU, so sums are exact
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import collections
+from collections.abc import Callable, Generator, Iterable
 
+from shipmate.scheduler.loadindex import LoadIndex
 from shipmate.scheduler.model import Machine
 from shipmate.spec.unitreqs import Requirements, any_match
 
 #: A reservation, or free room: (bytes of memory, thousandths of a CPU).
 Need = tuple[int, int]
 NOTHING: Need = (0, 0)
-#: Distinct reservations with an index of their own; past it, the indexes are rebuilt lazily.
+#: What an index lists: machines with room for a reservation and metadata that suits.
+Metadata = tuple[tuple[str, tuple[str, ...]], ...]
+Class = tuple[Need, Metadata]
+#: Indexes kept; past it, the least recently asked for is dropped (and rebuilt if asked again).
 MAX_CLASSES = 64
 
 
@@ -64,7 +70,7 @@ class Cluster:
         self.globals_on: dict[str, set[str]] = {}
         self.global_where: dict[str, set[str]] = {}
         self.by_load: list[tuple[int, str]] = []
-        self._classes: dict[Need, list[tuple[int, str]]] = {}
+        self._classes: collections.OrderedDict[Class, LoadIndex] = collections.OrderedDict()
         self.version = 0  # bumped on every change (what a cached answer is checked against)
 
     # --- questions ---------------------------------------------------------------------------
@@ -86,23 +92,58 @@ class Cluster:
             mem, cpu = mem + got[0], cpu + got[1]
         return (not need[0] or mem >= need[0]) and (not need[1] or cpu >= need[1])
 
-    def ordered(self, need: Need) -> list[tuple[int, str]]:
-        """``(load, machine)`` of the machines where ``need`` fits, fewest units first, ties by
-        ID. The list is the cluster's own: read it, do not keep it across changes."""
-        if need == NOTHING:
-            return self.by_load
-        index = self._classes.get(need)
+    def candidates(self, need: Need, metadata: Metadata = ()) -> Generator[str, None, None]:
+        """The machines where ``need`` fits and whose metadata matches ``metadata``, fewest
+        units first, ties by ID. Close the generator before changing the cluster."""
+        if need == NOTHING and not metadata:
+            for _, machine in self.by_load:
+                yield machine
+            return
+        key = (need, metadata)
+        index = self._classes.get(key)
         if index is None:
             if len(self._classes) >= MAX_CLASSES:
-                self._classes.clear()
-            index = sorted((self.load(m), m) for m in self.machines if self.fits(need, m))
-            self._classes[need] = index
-        return index
+                self._classes.popitem(last=False)
+            index = LoadIndex((self.load(m), m) for m in self.machines if self._lists(key, m))
+            self._classes[key] = index
+        else:
+            self._classes.move_to_end(key)
+        walk = index.walk(self._load_or_none, self._member(key))
+        try:
+            yield from walk
+        finally:
+            walk.close()
 
     def metadata_ok(self, reqs: Requirements, machine: str) -> bool:
         """``machine``'s metadata satisfies ``reqs``."""
+        return self._suits(reqs.metadata, machine)
+
+    def _suits(self, metadata: Metadata, machine: str) -> bool:
         meta = self.meta[machine]
-        return all(meta.get(key) in values for key, values in reqs.metadata)
+        return all(meta.get(key) in values for key, values in metadata)
+
+    def _load_or_none(self, machine: str) -> int | None:
+        units = self.on.get(machine)
+        return None if units is None else len(units)
+
+    def _member(self, key: Class) -> Callable[[str], bool]:
+        """:meth:`_lists` for one index, as one flat function (asked for every machine a
+        walk passes)."""
+        (mem, cpu), metadata = key
+        capacity, used, meta = self.capacity, self.used, self.meta
+
+        def member(machine: str) -> bool:
+            cap, taken = capacity[machine], used[machine]
+            if (mem and cap[0] - taken[0] < mem) or (cpu and cap[1] - taken[1] < cpu):
+                return False
+            have = meta[machine]
+            return all(have.get(k) in values for k, values in metadata)
+
+        return member
+
+    def _lists(self, key: Class, machine: str) -> bool:
+        """The index of ``key`` lists ``machine`` (as things are now)."""
+        return self.fits(key[0], machine) and self._suits(key[1], machine)
 
     def blocker(self, name: str, machine: str) -> str | None:
         """Why fleet's rules keep ``name`` off ``machine`` given what is there, or None.
@@ -147,20 +188,23 @@ class Cluster:
         self.capacity[mid] = capacity_of(machine)
         self.used[mid] = NOTHING
         self.on[mid], self.patterned[mid], self.globals_on[mid] = set(), set(), set()
-        self._index(mid, None)
+        bisect.insort(self.by_load, (0, mid))
+        self._refile(mid)
 
     def update_machine(self, machine: Machine) -> None:
         """A machine's record changed (metadata, capacity): keep what is on it."""
         mid = machine.id
-        with_room = self._indexed(mid)
         self.machines[mid] = machine
         self.meta[mid] = machine.metadata_dict
         self.capacity[mid] = capacity_of(machine)
-        self._index(mid, with_room)
+        self._refile(mid)
 
     def drop_machine(self, mid: str) -> None:
         """Forget a machine; whatever was on it must have been removed first."""
-        self._unindex(mid)
+        self.version += 1
+        _drop(self.by_load, (self.load(mid), mid))
+        for index in self._classes.values():
+            index.file(mid, None)
         del self.machines[mid], self.meta[mid], self.capacity[mid], self.used[mid]
         del self.on[mid], self.patterned[mid], self.globals_on[mid]
 
@@ -168,42 +212,39 @@ class Cluster:
 
     def place(self, unit: str, machine: str) -> None:
         """Put non-global ``unit`` on ``machine``."""
-        with_room = self._indexed(machine)
         self.on[machine].add(unit)
         if self._has_patterns(unit):
             self.patterned[machine].add(unit)
         self.where[unit] = machine
         self._reserve(machine, need_of(self.units[unit]), +1)
-        self._index(machine, with_room, self.load(machine) - 1)
+        self._moved(machine, self.load(machine) - 1)  # the indexes see it when they look
 
     def remove(self, unit: str) -> str:
         """Take non-global ``unit`` off its machine; returns the machine."""
         machine = self.where.pop(unit)
-        with_room = self._indexed(machine)
         self._reserve(machine, need_of(self.units[unit]), -1)
         self.on[machine].discard(unit)
         self.patterned[machine].discard(unit)
-        self._index(machine, with_room, self.load(machine) + 1)
+        self._moved(machine, self.load(machine) + 1)
+        self._refile(machine)
         return machine
 
     def place_global(self, unit: str, machine: str) -> None:
         """Put global ``unit`` on ``machine`` (no load, but its reservation counts)."""
-        with_room = self._indexed(machine)
         self.globals_on[machine].add(unit)
         self.global_where.setdefault(unit, set()).add(machine)
         self._reserve(machine, need_of(self.units[unit]), +1)
-        self._index(machine, with_room)
+        self.version += 1
 
     def remove_global(self, unit: str, machine: str) -> None:
         """Take global ``unit`` off ``machine``."""
-        with_room = self._indexed(machine)
         self.globals_on[machine].discard(unit)
         where = self.global_where.get(unit, set())
         where.discard(machine)
         if not where:
             self.global_where.pop(unit, None)
         self._reserve(machine, need_of(self.units[unit]), -1)
-        self._index(machine, with_room)
+        self._refile(machine)
 
     def set_requirements(self, unit: str, reqs: Requirements) -> None:
         """New requirements for a known unit, wherever it is placed (its reservation there
@@ -212,7 +253,6 @@ class Cluster:
             self.global_where.get(unit, ()))
         old = need_of(self.units[unit])
         for machine in machines:
-            with_room = self._indexed(machine)
             self._reserve(machine, old, -1)
             self.units[unit] = reqs
             self._reserve(machine, need_of(reqs), +1)
@@ -220,7 +260,7 @@ class Cluster:
                 self.patterned[machine].discard(unit)
                 if self._has_patterns(unit):
                     self.patterned[machine].add(unit)
-            self._index(machine, with_room)
+            self._refile(machine)
         self.units[unit] = reqs
 
     # --- the indexes -------------------------------------------------------------------------
@@ -233,33 +273,19 @@ class Cluster:
         used = self.used[machine]
         self.used[machine] = used[0] + sign * need[0], used[1] + sign * need[1]
 
-    def _indexed(self, machine: str) -> list[Need]:
-        """The reservation classes whose index lists ``machine`` now (before a change)."""
-        return [need for need in self._classes if self.fits(need, machine)]
+    def _moved(self, machine: str, old_load: int) -> None:
+        """``machine``'s load went from ``old_load`` to what it is now."""
+        self.version += 1
+        _drop(self.by_load, (old_load, machine))
+        bisect.insort(self.by_load, (self.load(machine), machine))
 
-    def _index(self, machine: str, with_room: list[Need] | None,
-               old_load: int | None = None) -> None:
-        """Re-file ``machine`` after a change: it was listed under ``with_room`` at
-        ``old_load`` (default: its load now); None: it was listed nowhere (new)."""
+    def _refile(self, machine: str) -> None:
+        """File ``machine`` in every index as it is now (after it gained room or lost load,
+        which the indexes would not notice by themselves)."""
         self.version += 1
         load = self.load(machine)
-        old = (load if old_load is None else old_load, machine)
-        if with_room is not None:
-            _drop(self.by_load, old)
-        bisect.insort(self.by_load, (load, machine))
-        had = set(with_room or ())
-        for need, index in self._classes.items():
-            if need in had:
-                _drop(index, old)
-            if self.fits(need, machine):
-                bisect.insort(index, (load, machine))
-
-    def _unindex(self, machine: str) -> None:
-        self.version += 1
-        entry = (self.load(machine), machine)
-        for need in self._indexed(machine):
-            _drop(self._classes[need], entry)
-        _drop(self.by_load, entry)
+        for key, index in self._classes.items():
+            index.file(machine, load if self._lists(key, machine) else None)
 
 
 def _drop(index: list[tuple[int, str]], entry: tuple[int, str]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 
@@ -23,7 +24,7 @@ from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
 from shipmate.errors import StoreError
 from shipmate.scheduler.election import Election, Leadership
-from shipmate.scheduler.model import Placement, dumps
+from shipmate.scheduler.model import dumps
 from shipmate.scheduler.placement import Action, Planner
 from shipmate.scheduler.registry import (
     DESIRED,
@@ -64,7 +65,10 @@ class Write:
             return Op.delete(self.key)
         unit = self.key.rpartition("/")[2]
         if isinstance(self.value, tuple):
-            return Op.put(self.key, dumps(Placement(unit, self.value).to_json()))
+            # Placement(unit, machines).to_json() as dumps() writes it (keys in order), made
+            # directly: a first pass writes one per unit.
+            return Op.put(self.key, json.dumps({"machines": list(self.value), "unit": unit},
+                                               separators=(",", ":")).encode())
         return Op.put(self.key, dumps({"reason": self.value}))
 
 
@@ -171,7 +175,9 @@ class SchedulerEngine:
                     self._reread = True  # events before the watch started may be missed
                     self._dirty.set()
                     async for event in watch:
-                        if event.kv.key.startswith(PREFIXES):
+                        view = self._view  # our own writes echo back: not kept
+                        if event.kv.key.startswith(PREFIXES) and not (
+                                view is not None and view.known(event)):
                             self._events.append(event)
                         if self._relevant(event):
                             self.triggered_revision = event.revision
@@ -253,25 +259,27 @@ class SchedulerEngine:
         entry stand only on what it was planned from."""
         units = set(view.placements) | set(self._planner.placements()) if whole else {
             a.unit for a in actions}
+        mods, placement_of, stored = view.mods, self._planner.placement, view.placements
         out: list[Write] = []
         for unit in sorted(units):
-            want = self._planner.placement(unit)
-            if want == tuple(sorted(view.placements.get(unit, ()))):
+            want = placement_of(unit)
+            if want == tuple(sorted(stored.get(unit, ()))):
                 continue
             key = placement_key(unit)
-            compares = [Compare.mod_is(key, view.mod(key))]
+            compares = [Compare.mod_is(key, mods.get(key, 0))]
             if want:
-                compares += [Compare.mod_is(unit_key(unit), view.mod(unit_key(unit))),
-                             Compare.mod_is(desired_key(unit), view.mod(desired_key(unit)))]
+                ukey, dkey = unit_key(unit), desired_key(unit)
+                compares += [Compare.mod_is(ukey, mods.get(ukey, 0)),
+                             Compare.mod_is(dkey, mods.get(dkey, 0))]
             out.append(Write(key, want or None, tuple(compares)))
         for unit in sorted(set(waiting) | set(view.waiting)):
             reason = waiting.get(unit)
             if reason == view.waiting.get(unit):
                 continue
             key = waiting_key(unit)
-            compares = [Compare.mod_is(key, view.mod(key))]
+            compares = [Compare.mod_is(key, mods.get(key, 0))]
             if reason is not None:
-                compares.append(Compare.mod_is(unit_key(unit), view.mod(unit_key(unit))))
+                compares.append(Compare.mod_is(unit_key(unit), mods.get(unit_key(unit), 0)))
             out.append(Write(key, reason, tuple(compares)))
         return out
 

@@ -27,7 +27,7 @@ room). Units that fit nowhere stay waiting (:attr:`Plan.waiting`, with the reaso
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 
 from shipmate.scheduler.cluster import NOTHING, Cluster, Need, need_of, room_reason
 from shipmate.scheduler.model import DesiredState, Machine
@@ -362,14 +362,15 @@ class Planner:
             hosts = found if hosts is None else hosts & found
         return sorted(hosts or (), key=lambda m: (c.load(m), m))
 
-    def _order(self, reqs: Requirements, need: Need) -> Iterator[str]:
+    def _order(self, reqs: Requirements, need: Need) -> Generator[str, None, None]:
         c = self.cluster
         hosts = self._hosts(reqs)
         if hosts is not None:
-            return iter(hosts)
-        # A replacer may fit only once its victims leave: it looks at every machine.
-        index = c.by_load if reqs.replaces else c.ordered(need)
-        return (m for _, m in index)
+            yield from hosts
+        elif reqs.replaces:  # it may fit only once its victims leave: every machine is asked
+            yield from c.candidates(NOTHING)
+        else:
+            yield from c.candidates(need, reqs.metadata)
 
     def _decide(self, name: str) -> tuple[str, list[str]] | str:
         """The machine for ``name`` and the units it displaces there, or why it must wait."""
@@ -378,19 +379,23 @@ class Planner:
         need = need_of(reqs)
         fallback: tuple[str, list[str]] | None = None
         last_reason, seen, short = "", False, False
-        for machine in self._order(reqs, need):
-            seen = True
-            why = c.blocker(name, machine)
-            if why is not None:
-                last_reason = why
-                continue
-            victims = c.victims(name, machine)
-            if not c.fits(need, machine, victims):
-                short = True
-                continue
-            if not victims:
-                return machine, []
-            fallback = fallback or (machine, victims)
+        order = self._order(reqs, need)
+        try:
+            for machine in order:
+                seen = True
+                why = c.blocker(name, machine)
+                if why is not None:
+                    last_reason = why
+                    continue
+                victims = c.victims(name, machine)
+                if not c.fits(need, machine, victims):
+                    short = True
+                    continue
+                if not victims:
+                    return machine, []
+                fallback = fallback or (machine, victims)
+        finally:
+            order.close()  # the indexes take back what the walk took out
         if fallback is not None:
             return fallback
         return self._why_waiting(reqs, need, seen, short, last_reason)

@@ -66,12 +66,16 @@ class View:
         return Planner.load(self.units, self.desired, list(self.machines.values()),
                             self.placements)
 
+    def known(self, event: Event) -> bool:
+        """``event`` tells nothing new: it is in the read, or the echo of our own write."""
+        return event.revision <= max(self.revision, self._wrote.get(event.kv.key, 0))
+
     def apply(self, event: Event, planner: Planner) -> bool:
         """Take in one watch event, telling ``planner`` what changed; True if it asks for
         a pass (a unit, a target state or a machine changed)."""
         key = event.kv.key
-        if event.revision <= max(self.revision, self._wrote.get(key, 0)):
-            return False  # already known: in the read, or the echo of our own write
+        if self.known(event):
+            return False
         before = self._snapshot_of(key)
         if event.type == "put":
             self._put(event.kv)
