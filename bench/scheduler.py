@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from shipmate.scheduler.engine import SchedulerEngine
@@ -41,7 +44,7 @@ from shipmate.scheduler.registry import (
     unit_key,
 )
 from shipmate.spec.units import parse_unit
-from shipmate.store.base import Op, Store
+from shipmate.store.base import Op, Store, Watch
 
 EXEC = "[Service]\nExecStart=/bin/sleep infinity\n"
 HUGE = "huge.service"  # reserves more memory than any machine has
@@ -154,11 +157,9 @@ class Watcher:
         watch = await self.store.watch(PLACEMENTS, start_revision=await self.store.revision())
         self.task = asyncio.create_task(self._follow(watch))
 
-    async def _follow(self, watch: object) -> None:
-        import json
-
-        async with watch:  # type: ignore[attr-defined]
-            async for event in watch:  # type: ignore[attr-defined]
+    async def _follow(self, watch: Watch) -> None:
+        async with watch:
+            async for event in watch:
                 unit = event.kv.key[len(PLACEMENTS):]
                 if event.type == "put":
                     self.where[unit] = tuple(json.loads(event.kv.value)["machines"])
@@ -166,18 +167,17 @@ class Watcher:
                     self.where.pop(unit, None)
                 self.changed.set()
 
-    async def until(self, done: object, timeout: float) -> float:
+    async def until(self, done: Callable[[dict[str, tuple[str, ...]]], bool],
+                    timeout: float) -> float:
         """Wait until ``done(where)`` holds; returns when it first did (perf_counter)."""
         deadline = time.perf_counter() + timeout
-        while not done(self.where):  # type: ignore[operator]
+        while not done(self.where):
             self.changed.clear()
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise SystemExit(f"not converged in {timeout:.0f} s")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), left)
-            except TimeoutError:
-                pass
         return time.perf_counter()
 
     async def close(self) -> None:
