@@ -84,7 +84,8 @@ def add_fleet_routes(app: web.Application, store: Store, agent: Agent | None = N
 
 
 def _machine_json(m: Machine) -> dict[str, Any]:
-    return {"id": m.id, "public_ip": m.public_ip, "metadata": m.metadata_dict}
+    return {"id": m.id, "public_ip": m.public_ip, "metadata": m.metadata_dict,
+            "resources": {"cpus": m.cpus, "memory": m.memory}}
 
 
 async def list_machines(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from shipmate.cli import output
 from shipmate.cli.inputs import read_file, read_stdin
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ShipmateError, ValidationError
+from shipmate.scheduler.cluster import human_memory
 
 BLOCK_SLEEP = 0.5
 DEFAULT_BLOCK_ATTEMPTS = 60  # 30 s; fleetctl's default 0 waits forever, a bound is kinder
@@ -47,6 +48,8 @@ MACHINE_FIELDS: dict[str, Field] = {
     "machine": lambda m, full: m["id"] if full else f"{m['id'][:8]}...",
     "ip": lambda m, full: m.get("public_ip") or "-",
     "metadata": lambda m, full: format_metadata(m.get("metadata") or {}),
+    "cpus": lambda m, full: f"{(m.get('resources') or {}).get('cpus') or 0:g}" or "-",
+    "memory": lambda m, full: human_memory(int((m.get("resources") or {}).get("memory") or 0)),
 }
 UNIT_FIELDS: dict[str, Field] = {
     "unit": lambda u, full: u["unit"],
@@ -150,7 +153,8 @@ async def _table(ctx: Context, args: argparse.Namespace, path: str,
 
 
 @command("fleet list-machines", "enumerate the machines in the cluster", *_fmt_args(),
-         arg("--fields", default="machine,ip,metadata", help="columns: machine,ip,metadata"))
+         arg("--fields", default="machine,ip,metadata",
+             help="columns: machine,ip,metadata,cpus,memory"))
 async def list_machines(ctx: Context, args: argparse.Namespace) -> int:
     return await _table(ctx, args, "/v1/fleet/machines", MACHINE_FIELDS)
 
