@@ -215,6 +215,9 @@ async def bench_engine(kind: str, args: argparse.Namespace, recs: dict[str, Unit
           f"({expected / converge:,.0f} placements/s)")
     print(f"  spread over {len(ms)} machines: {spread(watcher.where, ms)}")
     print(f"  {HUGE}: {(await reg.waiting()).get(HUGE, '(no reason written)')}")
+    leader = next(e for e in engines if e.is_leader)
+    while not (leader.idle and leader.reconciles):  # the first pass is over: a settled cluster
+        await asyncio.sleep(0.01)
     victim = ms[-1].id
     doomed = {u for u, p in watcher.where.items() if victim in p}
     start = time.perf_counter()

@@ -98,6 +98,7 @@ class SchedulerEngine:
         self._dirty = asyncio.Event()
         self._machines_seen: dict[str, bytes] = {}
         self._events: list[Event] = []  # from the watch, for the next pass
+        self._own: set[int] = set()  # revisions of our own transactions (their echo is known)
         self._view: View | None = None
         self._planner = Planner()
         self._reread = True  # the next pass reads everything (start, timer, a failed write)
@@ -145,6 +146,7 @@ class SchedulerEngine:
     def _forget(self) -> None:
         """Drop what this engine knew: whoever leads next reads everything again."""
         self._view, self._planner, self._events, self._reread = None, Planner(), [], True
+        self._own = set()
 
     @property
     def idle(self) -> bool:
@@ -175,9 +177,8 @@ class SchedulerEngine:
                     self._reread = True  # events before the watch started may be missed
                     self._dirty.set()
                     async for event in watch:
-                        view = self._view  # our own writes echo back: not kept
-                        if event.kv.key.startswith(PREFIXES) and not (
-                                view is not None and view.known(event)):
+                        if event.revision not in self._own and event.kv.key.startswith(
+                                PREFIXES):
                             self._events.append(event)
                         if self._relevant(event):
                             self.triggered_revision = event.revision
@@ -215,7 +216,10 @@ class SchedulerEngine:
         else:
             assert self._view is not None
             view = self._view
-        events, self._events = self._events, []
+        # Our own writes echo back; those that came before the write returned go here.
+        own = self._own
+        events = [e for e in self._events if e.revision not in own]
+        self._events = []
         if len(events) > INLINE_EVENTS or whole:
             actions, waiting = await asyncio.to_thread(self._plan, view, events, whole)
         else:
@@ -320,6 +324,9 @@ class SchedulerEngine:
             compares.extend(write.compares)
         res = await self.store.txn(compares, [w.op() for w in batch])
         if res.succeeded and self._view is not None:
+            if len(self._own) > 1000:
+                self._own = {r for r in self._own if r > self._view.revision}
+            self._own.add(res.revision)  # a revision is one transaction: all of it is ours
             for write in batch:
                 self._view.wrote(write.key, write.value, res.revision)
         return res.succeeded
