@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipmate.errors import ConfigError
+from shipmate.errors import ConfigError, ValidationError
 
 T = TypeVar("T")
 
@@ -71,6 +71,9 @@ class Config:
         "", "CA file to verify the ACME server with ('' = the system's; tests: pebble's)")
     acme_renew_interval: float = setting(
         3600.0, "seconds between the scheduler leader's certificate renewal passes")
+    cron_grace: float = setting(
+        300.0, "seconds late a scheduled cron run may still start (after a leader change or "
+        "an outage); a later run is skipped and logged")
     # cache
     cache: bool = setting(True, "run the package cache in the daemon")
     cache_bind: str = setting("0.0.0.0", "address the package cache listens on")
@@ -130,6 +133,18 @@ class Config:
     metrics_token_file: str = setting(
         "", "file holding the bearer token that /metrics on api_port requires ('': /metrics "
         "on the unix socket only)")
+    # backups (docs/backup.md)
+    backup_schedule: str = setting(
+        "", "cron schedule (UTC) of automatic backups, e.g. @daily or '0 3 * * *' ('': none)")
+    backup_dir: str = setting("", "directory of scheduled backups ('': STATE_DIR/backups)")
+    backup_keep: int = setting(7, "scheduled backups kept in backup_dir; older ones are removed")
+
+    dashboard_port: int = setting(
+        0, "port the web dashboard listens on (0: no dashboard); with a global domain it is "
+        "also routed at shipmate.DOMAIN (docs/dashboard.md)")
+    dashboard_bind: str = setting(
+        "127.0.0.1", "address the dashboard listens on (0.0.0.0: reachable by other machines' "
+        "routers, needed in a cluster)")
 
     def __post_init__(self) -> None:
         """Fill in the derived settings left unset, then refuse what cannot work."""
@@ -171,6 +186,7 @@ def _check(config: Config) -> None:
         raise ConfigError(f"checks_wait is {config.checks_wait}, not within 0-600 seconds",
                           hint="set SHIPMATE_CHECKS_WAIT to seconds from 0 to 600 "
                           "(see docs/paas.md)")
+    _check_backups(config)
     for name in ("cache_header_timeout", "cache_client_connections"):
         value = getattr(config, name)
         if value <= 0:
@@ -178,6 +194,20 @@ def _check(config: Config) -> None:
                 f"{name} is {value}, not above 0",
                 hint=f"set SHIPMATE_{name.upper()} to a positive number (see docs/cache.md)",
             )
+
+
+def _check_backups(config: Config) -> None:
+    if config.backup_keep < 1:
+        raise ConfigError(f"backup_keep is {config.backup_keep}, not above 0",
+                          hint="set SHIPMATE_BACKUP_KEEP to how many scheduled backups to keep "
+                               "(see docs/backup.md)")
+    if config.backup_schedule:
+        from shipmate import cronspec  # here: only a daemon with a schedule needs it
+
+        try:
+            cronspec.parse(config.backup_schedule)
+        except ValidationError as exc:
+            raise ConfigError(f"backup_schedule: {exc}", hint=cronspec.HINT) from exc
 
 
 @dataclasses.dataclass(frozen=True)

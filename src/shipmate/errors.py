@@ -49,6 +49,13 @@ class ConflictError(ShipmateError):
     code = "conflict"
 
 
+class ForbiddenError(ShipmateError):
+    """The one asking may not do this (a non-admin SSH key, an app not granted to it)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class ConfigError(ValidationError):
     """A setting has a value of the wrong type or out of range."""
 
@@ -114,7 +121,8 @@ def _register(*classes: type[ShipmateError]) -> None:
 
 
 _register(
-    ShipmateError, ValidationError, NotFoundError, ConflictError, ConfigError, StoreError,
+    ShipmateError, ValidationError, NotFoundError, ConflictError, ForbiddenError, ConfigError,
+    StoreError,
     LeaseNotFoundError, EngineError, EngineUnavailableError, DaemonUnavailableError,
 )
 

@@ -128,7 +128,7 @@ def _get_metrics(d: PaasDaemon) -> str:
 def test_events_follow_a_push_a_config_set_and_a_fleet_start(
         daemon: PaasDaemon, tmp_path: Path) -> None:
     ops = make_key(tmp_path, "ops")
-    daemon.ok("ssh-keys:add", "ops", f"{ops}.pub")
+    daemon.ok("ssh-keys:add", "ops", f"{ops}.pub", "--admin")  # fleet needs an admin
     app, unit = unique("audit"), f"{unique('probe')}.service"
     secret = f"s3cr3t-{secrets.token_hex(8)}"
     local = Follower([sys.executable, "-m", "shipmate.cli.main", "events", "-f",
@@ -136,7 +136,7 @@ def test_events_follow_a_push_a_config_set_and_a_fleet_start(
     over_ssh = Follower(_ssh_argv(daemon, None, "events", "-f"))
     try:
         # Both list the recent events first (the keys added), then follow.
-        local.event(30, "the ssh-keys:add of ops", verb="ssh-keys:add", summary="ops",
+        local.event(30, "the ssh-keys:add of ops", verb="ssh-keys:add", summary="ops (admin)",
                     actor="root", via="local")
         over_ssh.wait_for(lambda ln: "ssh-keys:add" in ln and " ops" in ln, 30, "ssh-keys:add")
 

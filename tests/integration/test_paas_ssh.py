@@ -81,7 +81,7 @@ def test_ssh_keys_add_list_remove(paas: PaasDaemon, tmp_path: Path) -> None:
     assert added.returncode == 0 and added.stdout.startswith("SHA256:"), added.stderr
     fingerprint = added.stdout.strip()
     keys = json.loads(paas.ok("ssh-keys:list", "--format", "json"))
-    assert {"name": "colleague", "fingerprint": fingerprint} in keys
+    assert {"name": "colleague", "fingerprint": fingerprint, "admin": False} in keys
     assert paas.ssh("apps:list", key=other).returncode == 0
     again = paas.cli("ssh-keys:add", "colleague2", "-", input=pub)
     assert again.returncode == 1 and "Duplicate ssh public key" in again.stderr

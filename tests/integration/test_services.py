@@ -149,15 +149,12 @@ def test_committed_rows_survive_a_sigkill_and_a_dump_restores_identically(
                                f"PGPASSWORD={password}", "shipmate/postgres:15", "sh", "-c", loop],
                               stdout=subprocess.PIPE, text=True)
     time.sleep(3)
-    pid = json.loads(run(["docker", "inspect", host]).stdout)[0]["State"]["Pid"]
-    assert run(["kill", "-9", str(pid)]).returncode == 0  # the server dies mid-stream
+    state = json.loads(run(["docker", "inspect", host]).stdout)[0]["State"]
+    assert run(["kill", "-9", str(state["Pid"])]).returncode == 0  # the server dies mid-stream
     out, _ = client.communicate(timeout=60)
     acked = [int(x) for x in out.split()]
     assert len(acked) > 5
-    deadline = time.monotonic() + 120
-    while "running" not in paas.ok("postgres:info", name, "--status"):
-        assert time.monotonic() < deadline, "the service did not come back"
-        time.sleep(1)
+    _wait_restarted(paas, "postgres", name, state["StartedAt"])
     rows = _psql(paas, name, "\\pset tuples_only on\nSELECT id FROM t ORDER BY id;")
     kept = {int(x) for x in rows.split()}
     assert set(acked) <= kept  # every acknowledged insert is there
@@ -169,6 +166,21 @@ def test_committed_rows_survive_a_sigkill_and_a_dump_restores_identically(
     assert b"=====> Imported into" in imported.stdout
     query = "\\pset tuples_only on\nSELECT id, note FROM t ORDER BY id;"
     assert _psql(paas, copy, query) == _psql(paas, name, query)
+
+
+def _wait_restarted(paas: PaasDaemon, kind: str, name: str, started: str,
+                    timeout: float = 120) -> None:
+    """Wait until the killed server runs again in a container started after ``started``
+    (and the daemon says so): a status read before the agent saw the kill proves nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = run(["docker", "inspect", f"shipmate-{kind}-{name}"])
+        now = json.loads(res.stdout)[0]["State"] if res.returncode == 0 else {}
+        if now.get("Running") and now.get("StartedAt") != started and \
+                paas.ok(f"{kind}:info", name, "--status").strip() == "running":
+            return
+        assert time.monotonic() < deadline, f"the service did not come back: {now}"
+        time.sleep(1)
 
 
 def cli_bytes(paas: PaasDaemon, *args: str,
@@ -209,15 +221,14 @@ def test_redis_with_appendonly_keeps_acknowledged_writes_across_a_sigkill(
                                    "shipmate/redis:7", "sh", "-c", loop],
                                   stdout=subprocess.PIPE, text=True)
         time.sleep(3)
-        pid = json.loads(run(["docker", "inspect", host]).stdout)[0]["State"]["Pid"]
-        assert run(["kill", "-9", str(pid)]).returncode == 0
+        state = json.loads(run(["docker", "inspect", host]).stdout)[0]["State"]
+        assert run(["kill", "-9", str(state["Pid"])]).returncode == 0
         out, _ = client.communicate(timeout=60)
         acked = [int(x) for x in out.split()]
         assert len(acked) > 5
-        deadline = time.monotonic() + 120
-        while "running" not in paas.ok("redis:info", name, "--status"):
-            assert time.monotonic() < deadline, "the service did not come back"
-            time.sleep(1)
+        _wait_restarted(paas, "redis", name, state["StartedAt"])
+        aof = paas.cli("redis:connect", name, input="CONFIG GET appendonly\n", timeout=120)
+        assert aof.stdout.split() == ["appendonly", "yes"], aof.stdout + aof.stderr
         kept = paas.cli("redis:connect", name, input="LRANGE l 0 -1\n", timeout=120)
         assert kept.returncode == 0, kept.stderr
         assert set(acked) <= {int(x) for x in kept.stdout.split()}

@@ -2,7 +2,7 @@
 
     cli -> daemon -> (paas, agent, router, scheduler, cache, services, web, cluster, importers)
         -> (converge, store, engine, spec, testing)
-        -> (errors, config, clock, netaddr, httpapi, metrics)
+        -> (errors, config, clock, cronspec, netaddr, httpapi, metrics)
 
 Every import counts, function-local ones and ``TYPE_CHECKING`` ones too: a lazy import is
 still a dependency. Imports within one layer are allowed, cycles are not.
@@ -24,10 +24,10 @@ LAYERS: dict[str, int] = {
     "cli": 5,
     "daemon": 4,
     **dict.fromkeys(("paas", "agent", "router", "scheduler", "cache", "services", "web",
-                     "cluster", "importers"), 3),
+                     "cluster", "importers", "backup"), 3),
     **dict.fromkeys(("converge", "store", "engine", "spec", "testing"), 2),
-    **dict.fromkeys((ROOT_NAME, "errors", "config", "clock", "netaddr", "httpapi", "metrics"),
-                    1),
+    **dict.fromkeys((ROOT_NAME, "errors", "config", "clock", "cronspec", "netaddr", "httpapi",
+                     "metrics"), 1),
 }
 
 

@@ -15,6 +15,7 @@ from aiohttp.abc import AbstractStreamWriter
 from shipmate.cache import hits, mirrors
 from shipmate.cache.fetch import CHUNK, Download, State
 from shipmate.cache.routes import Rewrite, Target
+from shipmate.cache.sendfile import ThreadedSender
 from shipmate.cache.stats import Counters
 from shipmate.cache.storage import Entry, Storage
 
@@ -35,6 +36,11 @@ class Responder:
         self._memo: collections.OrderedDict[tuple[str, str, str], bytes] = (
             collections.OrderedDict())
         self.small = hits.SmallBodies()
+        self.sender = ThreadedSender()
+
+    def close(self) -> None:
+        """Stop the sending threads."""
+        self.sender.close()
 
     async def from_cache(self, request: web.BaseRequest, target: Target, entry: Entry,
                          counters: Counters, base: str, how: str) -> web.StreamResponse | None:
@@ -42,7 +48,8 @@ class Responder:
         path = self.storage.path(entry)
         try:
             if target.rewrite is Rewrite.NONE:
-                resp = self._plain(request, entry, path, counters, how)
+                resp = (await self._large(request, entry, path, counters, how)
+                        or self._plain(request, entry, path, counters, how))
             else:
                 resp = await self._rewritten_response(request, target, entry, path, counters,
                                                       base, how)
@@ -51,6 +58,20 @@ class Responder:
             self.small.discard(entry.key)
             return None
         self.storage.touch(entry)
+        return resp
+
+    async def _large(self, request: web.BaseRequest, entry: Entry, path: Path,
+                     counters: Counters, how: str) -> web.StreamResponse | None:
+        """A plain ``GET`` of a large body, sent from the sending threads; None for every
+        other request (small bodies, ``HEAD``, ranges, preconditions)."""
+        if (entry.size <= hits.SMALL_MAX or request.method != "GET"
+                or hits.needs_file_response(request)):
+            return None
+        resp = await self.sender.respond(request, path, {
+            "Content-Type": entry.content_type, "X-Cache": how})
+        if resp is not None:
+            counters.bytes_from_cache += resp.content_length or 0
+            counters.bytes_served += resp.content_length or 0
         return resp
 
     def _plain(self, request: web.BaseRequest, entry: Entry, path: Path, counters: Counters,

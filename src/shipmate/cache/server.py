@@ -100,6 +100,7 @@ class CacheServer:
             await self._runner.cleanup()
             self._runner = None
         await self.fetcher.stop()
+        self.responder.close()
         self.storage.close()
 
     async def _flush_loop(self) -> None:

@@ -47,7 +47,8 @@ def _stdin_tar() -> dict[str, Any]:
     return {"tar": base64.b64encode(data).decode("ascii")}
 
 
-@command("certs:add", "add a certificate and key to an app (files, or a tar on stdin)", APP,
+@command("certs:add", "add a certificate and key to an app, or to `shipmate` (the dashboard) "
+         "(files, or a tar on stdin)", APP,
          arg("crt", nargs="?", help="PEM certificate (with its chain)"),
          arg("key", nargs="?", help="PEM private key"))
 async def certs_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -120,7 +121,7 @@ async def certs_set(ctx: Context, args: argparse.Namespace) -> int:
 # letsencrypt --------------------------------------------------------------------------------
 
 @command("letsencrypt:enable", "get a certificate from the ACME server (Let's Encrypt) now, "
-         "and renew it automatically", APP)
+         "and renew it automatically (APP `shipmate`: the dashboard)", APP)
 async def le_enable(ctx: Context, args: argparse.Namespace) -> int:
     return await stream_out(ctx, "POST", f"/v1/apps/{app_of(args)}/letsencrypt")
 

@@ -32,9 +32,13 @@ COMMAND_MODULES = (
     "shipmate.cli.storage",
     "shipmate.cli.services",
     "shipmate.cli.dokku",
+    "shipmate.cli.cron",
     "shipmate.cli.sshkeys",
+    "shipmate.cli.acl",
     "shipmate.cli.cluster",
     "shipmate.cli.events",
+    "shipmate.cli.users",
+    "shipmate.cli.backup",
 )
 
 
@@ -142,6 +146,22 @@ def _context(ns: argparse.Namespace) -> Context:
     return Context(config=cfg, debug=ns.debug, format=fmt)
 
 
+def _check_access(ctx: Context, ns: argparse.Namespace) -> None:
+    """Over SSH, check a non-admin key's command again on what this parser made of the line
+    (the SSH server checked the line itself: ``paas/aclpolicy.py``), so that a line the two
+    read differently is refused."""
+    granted = ctx.granted
+    if granted is not None:
+        import os
+
+        from shipmate.paas.aclpolicy import check_parsed
+        from shipmate.paas.sshpolicy import REMOTE_ENV
+
+        app = getattr(ns, "app", None)
+        check_parsed(ns._command.name, app if isinstance(app, str) else None,
+                     os.environ.get(REMOTE_ENV, "-"), granted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit status 0 on success, 1 on a reported error."""
     parser, ns = parse(sys.argv[1:] if argv is None else argv)
@@ -152,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = _context(ns)
         debug = ctx.debug
+        _check_access(ctx, ns)
         import asyncio  # here, not at the top: --version exits before it is needed
 
         result = asyncio.run(ns._command.func(ctx, ns))

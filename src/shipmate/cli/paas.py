@@ -25,6 +25,8 @@ async def apps_create(ctx: Context, args: argparse.Namespace) -> int:
 @command("apps:list", "list apps", FMT)
 async def apps_list(ctx: Context, args: argparse.Namespace) -> int:
     apps = await ctx.client().request("GET", "/v1/apps")
+    if ctx.granted is not None:  # a non-admin SSH key sees the apps granted to it
+        apps = [a for a in apps if a["name"] in ctx.granted]
     if ctx.format == "json":
         output.as_json(apps)
         return 0

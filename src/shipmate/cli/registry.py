@@ -37,6 +37,19 @@ class Context:
 
         return is_remote(os.environ)
 
+    @property
+    def granted(self) -> frozenset[str] | None:
+        """The apps a non-admin SSH key may act on (set by the SSH server); None for an
+        admin key or a local user, who act on every app."""
+        if not self.remote:
+            return None
+        import os
+
+        from shipmate.paas.aclpolicy import GRANTED_ENV, granted_from_env
+
+        value = os.environ.get(GRANTED_ENV)
+        return None if value is None else granted_from_env(value)
+
     def client(self) -> DaemonClient:
         """A client of the local daemon's API (see :mod:`shipmate.httpapi.client`)."""
         from shipmate.httpapi.client import DaemonClient

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import shutil
 import sys
 
@@ -20,7 +21,10 @@ _INFO = [("--dsn", "Dsn", "dsn"), ("--links", "Links", "links"),
          ("--exposed-ports", "Exposed ports", "exposed_ports"),
          ("--data-dir", "Data dir", "data_dir"), ("--service-root", "Service root",
                                                   "service_root"),
-         ("--machine", "Machine", "machine"), ("--network", "Network", "network")]
+         ("--machine", "Machine", "machine"), ("--network", "Network", "network"),
+         ("--backup-schedule", "Backup schedule", "backup_schedule"),
+         ("--backup-next", "Backup next", "backup_next"),
+         ("--backup-last", "Backup last", "backup_last")]
 _TITLES = {"postgres": "Postgres", "redis": "Redis"}
 _VERSIONS = {"postgres": "15", "redis": "7"}
 
@@ -138,6 +142,53 @@ async def _interactive(ctx: Context, kind: str, base: str) -> int:
     return 0  # not reached
 
 
+def _server_dir(path: str) -> str:
+    """A relative DIR is taken from where the CLI runs (the daemon's machine)."""
+    return posixpath.normpath(posixpath.join(os.getcwd(), path))
+
+
+def _backup(kind: str) -> CommandFunc:
+    async def run(ctx: Context, args: argparse.Namespace) -> int:
+        # DIR is a path of this machine (the daemon's): relative to where the CLI runs.
+        return await stream_out(ctx, "POST", _base(kind, args) + "/backup",
+                                {"dir": _server_dir(args.dir)})
+    return run
+
+
+def _schedule(kind: str) -> CommandFunc:
+    async def run(ctx: Context, args: argparse.Namespace) -> int:
+        body = {"cron": args.cron, "dir": _server_dir(args.dir), "keep": args.keep}
+        return await stream_out(ctx, "PUT", _base(kind, args) + "/backup-schedule", body)
+    return run
+
+
+def _expose(kind: str) -> CommandFunc:
+    async def run(ctx: Context, args: argparse.Namespace) -> int:
+        return await stream_out(ctx, "POST", _base(kind, args) + "/expose",
+                                {"port": args.port or 0})
+    return run
+
+
+def _register_more(kind: str) -> None:
+    """Backups and host ports."""
+    title = _TITLES[kind]
+    where = "a directory of the machine that runs it"
+    command(f"{kind}:backup", f"write a backup of a {title} service to {where}", NAME,
+            arg("dir", help="directory on this machine"))(_backup(kind))
+    command(f"{kind}:backup-schedule", f"back a {title} service up on a cron schedule to "
+            f"{where}", NAME, arg("cron", help='schedule, e.g. "0 3 * * *" or @daily (UTC)'),
+            arg("dir", help="directory on the machine that runs the service"),
+            arg("--keep", type=int, default=7,
+                help="keep the newest N scheduled backups (default 7)"))(_schedule(kind))
+    command(f"{kind}:backup-unschedule", f"stop the scheduled backups of a {title} service",
+            NAME)(_simple(kind, "DELETE", "/backup-schedule"))
+    command(f"{kind}:expose", f"publish a {title} service on a host port", NAME,
+            arg("port", nargs="?", type=int, default=0,
+                help="host port (default: a free one)"))(_expose(kind))
+    command(f"{kind}:unexpose", f"remove a {title} service's host port", NAME)(
+        _simple(kind, "POST", "/unexpose"))
+
+
 def _register(kind: str) -> None:
     title = _TITLES[kind]
     command(f"{kind}:create", f"create a {title} service", NAME,
@@ -166,3 +217,4 @@ def _register(kind: str) -> None:
 
 for _kind in ("postgres", "redis"):
     _register(_kind)
+    _register_more(_kind)

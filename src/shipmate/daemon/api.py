@@ -71,6 +71,10 @@ def make_app(daemon: Daemon) -> web.Application:
     from aiohttp.typedefs import Middleware
 
     from shipmate.agent.api import add_fleet_routes
+    from shipmate.backup.api import add_backup_routes
+    from shipmate.backup.create import BackupMaker
+    from shipmate.backup.restore import Restorer
+    from shipmate.paas.acl_api import add_acl_routes
     from shipmate.paas.api import add_paas_routes
     from shipmate.paas.storage import Storage
     from shipmate.paas.storage_api import add_storage_routes
@@ -99,9 +103,20 @@ def make_app(daemon: Daemon) -> web.Application:
 
         add_certs_routes(app, wiring.certs, wiring.letsencrypt)
     add_storage_routes(app, Storage(wiring.store, wiring.config))
-    add_service_routes(app, ServiceManager(wiring.store, wiring.engine, wiring.config,
-                                           wiring.paas))
+    if wiring.cron is not None:
+        from shipmate.paas.cron_api import add_cron_routes
+
+        add_cron_routes(app, wiring.cron)
+    add_acl_routes(app, wiring.store)
+    services = ServiceManager(wiring.store, wiring.engine, wiring.config, wiring.paas)
+    add_service_routes(app, services)
+    add_backup_routes(app, BackupMaker(wiring.store, wiring.config, services),
+                      Restorer(wiring.store, wiring.config, wiring.paas, services))
     if wiring.events is not None:
         add_events_routes(app, wiring.events)
     add_metrics_route(app, wiring.cache)
+    if wiring.users is not None:
+        from shipmate.web.users_api import add_users_routes
+
+        add_users_routes(app, wiring.users)
     return app

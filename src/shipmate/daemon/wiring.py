@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from shipmate.cache.server import CacheServer
     from shipmate.daemon.image_transfer import PeerImages
     from shipmate.paas.certs import Certs
+    from shipmate.paas.cron_service import CronTasks
     from shipmate.paas.letsencrypt import LetsEncrypt
     from shipmate.paas.service import Paas
     from shipmate.router.controller import RouterController
     from shipmate.scheduler.engine import SchedulerEngine
     from shipmate.web.eventlog import EventLog
+    from shipmate.web.users import Users
 
 log = logging.getLogger(__name__)
 Closer = Callable[[], Awaitable[None]]
@@ -59,6 +61,8 @@ class Wiring:
     certs: Certs | None = None  # certs:* (HTTPS)
     letsencrypt: LetsEncrypt | None = None  # letsencrypt:* (ACME)
     events: EventLog | None = None  # the audit trail (shipmate events)
+    users: Users | None = None  # dashboard users (shipmate users:*)
+    cron: CronTasks | None = None  # cron:* (the scheduler leader fires the entries)
 
 
 async def open_store(config: Config) -> Store:
@@ -90,14 +94,17 @@ def build(config: Config, store: Store, engine: Engine | None,
     from shipmate.paas.service import Paas
     from shipmate.scheduler.engine import SchedulerEngine
     from shipmate.web.eventlog import EventLog
+    from shipmate.web.users import Users
 
     clock = SystemClock()  # the one real clock (tests give each component a FakeClock)
     images = _peer_images(config, store, engine)
     agent = Agent(store, engine, config, fetcher=images, clock=clock)
-    scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
-                                reconcile_interval=config.reconcile_interval)
     router, closers = _router(config, store) if config.router else (None, ())
     paas = Paas(store, engine, config, router=router, clock=clock)  # deploys wait for router
+    cron = _cron(config, paas, images)
+    scheduler = SchedulerEngine(store, config.machine_id, clock=clock, ttl=config.agent_ttl,
+                                reconcile_interval=config.reconcile_interval,
+                                leader_tasks=(cron.runner.lead,))
     cache = _cache(config) if config.cache else None
     comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
              Component("scheduler", scheduler.run)]
@@ -111,10 +118,37 @@ def build(config: Config, store: Store, engine: Engine | None,
         comps.append(Component("cache", _run_cache(cache)))
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
+    if config.backup_schedule:
+        comps.append(_scheduled_backups(config, store, engine, paas, scheduler))
+    comps += _service_backups(config, store, engine, clock)
+    users = Users(store)
+    if config.dashboard_port:
+        comps.append(_dashboard(config, store, paas, users, events, cache))
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
-                  letsencrypt=le, events=events)
+                  letsencrypt=le, events=events, users=users, cron=cron)
+
+
+def _cron(config: Config, paas: Paas, images: PeerImages | None) -> CronTasks:
+    """Scheduled tasks: the scheduler leader fires them, in one-off containers on its own
+    machine (fetching the image from a peer when it lacks it)."""
+    from shipmate.paas.cron_runner import CronRunner, OneOffExecutor
+    from shipmate.paas.cron_service import CronTasks
+
+    executor = OneOffExecutor(paas.deployer.one_off, paas.engine, images)
+    runner = CronRunner(paas.store, executor, config.machine_id, grace=config.cron_grace)
+    return CronTasks(paas.store, runner)
+
+
+def _dashboard(config: Config, store: Store, paas: Paas, users: Users, events: EventLog,
+               cache: CacheServer | None) -> Component:
+    """The web dashboard (with ``dashboard_port``): its listener and its route."""
+    from shipmate.web.dashboard.listener import DashboardServer
+    from shipmate.web.dashboard.server import Dashboard
+
+    dash = Dashboard(store, paas, users, events, cache)
+    return Component("dashboard", DashboardServer(dash, config).run)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,
@@ -127,6 +161,34 @@ def _tls(config: Config, store: Store, paas: Paas, router: RouterController | No
     le = LetsEncrypt(store, certs, ca_bundle=config.acme_ca_bundle, router=router)
     renewer = Renewer(le, lambda: scheduler.is_leader, config.acme_renew_interval)
     return certs, le, Component("letsencrypt", renewer.run)
+
+
+def _scheduled_backups(config: Config, store: Store, engine: Engine | None, paas: Paas,
+                       scheduler: SchedulerEngine) -> Component:
+    """Backups on ``backup_schedule`` (made on the scheduler leader only)."""
+    from shipmate.backup.create import BackupMaker
+    from shipmate.backup.schedule import ScheduledBackups
+    from shipmate.services.manager import ServiceManager
+
+    maker = BackupMaker(store, config, ServiceManager(store, engine, config, paas))
+    return Component("backups", ScheduledBackups(maker, config,
+                                                 lambda: scheduler.is_leader).run)
+
+
+def _service_backups(config: Config, store: Store, engine: Engine | None,
+                     clock: SystemClock) -> list[Component]:
+    """Scheduled backups of the services this machine runs (they need its engine)."""
+    if engine is None:
+        return []
+    from shipmate.services.backup_io import write_backup
+    from shipmate.services.backup_scheduler import BackupScheduler
+    from shipmate.services.model import Service
+
+    async def backup(service: Service, directory: str, now: float) -> str:
+        return await write_backup(engine, service, directory, now)
+
+    scheduler = BackupScheduler(store, config.machine_id, backup, clock=clock)
+    return [Component("service-backups", scheduler.run)]
 
 
 def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerImages | None:

@@ -260,8 +260,8 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def add_key(request: web.Request) -> web.Response:
     body = await json_body(request)
-    rec: dict[str, Any] = await _paas(request).keys.add(str(body.get("name", "")),
-                                                        str(body.get("key", "")))
+    rec: dict[str, Any] = await _paas(request).keys.add(
+        str(body.get("name", "")), str(body.get("key", "")), admin=flag(body, "admin", False))
     return web.json_response(rec, status=201)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from shipmate.paas.state import app_key
 from shipmate.paas.storage_rules import StorageMount
-from shipmate.store.base import Store
+from shipmate.store.base import Op, Store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +98,13 @@ class AttachmentStore:
         await self.store.put(app_key(app, "storage"),
                              json.dumps([m.to_json() for m in mounts], sort_keys=True))
 
+    async def links_for_update(self, app: str) -> tuple[dict[str, Link], int]:
+        """The app's links and the revision to compare against when writing them back with
+        :func:`links_op` (0: the app has no links record)."""
+        kv = await self.store.get(app_key(app, "links"))
+        raw = json.loads(kv.value) if kv else {}
+        return {k: Link(**v) for k, v in raw.items()}, kv.mod_revision if kv else 0
+
     async def set_link(self, app: str, name: str, link: Link | None) -> None:
         """Add (or, with None, remove) the link ``name`` (``postgres:db``)."""
         links = dict((await self.read(app)).links)
@@ -107,6 +114,12 @@ class AttachmentStore:
             links[name] = link
         await self.store.put(app_key(app, "links"), json.dumps(
             {k: dataclasses.asdict(v) for k, v in links.items()}, sort_keys=True))
+
+
+def links_op(app: str, links: Mapping[str, Link]) -> Op:
+    """The store operation that writes ``links`` as the app's links record."""
+    return Op.put(app_key(app, "links"), json.dumps(
+        {k: dataclasses.asdict(v) for k, v in links.items()}, sort_keys=True))
 
 
 def placement_note(app: str, att: Attachments) -> str:

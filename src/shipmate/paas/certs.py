@@ -5,6 +5,10 @@ Nothing is stored unless :func:`shipmate.router.tls.check_pair` accepts the pair
 does not match, an expired certificate, garbage, or a certificate for none of the app's
 domains is refused and the app keeps what it had. The private key leaves the store only
 through :meth:`Certs.show` (``certs:show APP key``); reports, errors and logs never hold it.
+
+The reserved name ``shipmate`` (:data:`~shipmate.paas.domains.DASHBOARD`, which no app may
+take) stands for the dashboard's route, ``shipmate.GLOBALDOMAIN``: ``certs:add shipmate CRT
+KEY`` and the other commands act on its certificate as on an app's, without an app.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shipmate.errors import NotFoundError, ValidationError
+from shipmate.paas.domains import DASHBOARD
 from shipmate.paas.state import PaasState
 from shipmate.router import tls, tlskeys
 from shipmate.router.keys import validate_domain
@@ -40,10 +45,17 @@ class Certs:
         self.store, self.state, self.wall = store, state, wall
         self.ca_bundle = ca_bundle
 
+    async def check_target(self, app: str) -> None:
+        """Refuse an app that does not exist; ``shipmate`` (the dashboard's route) needs
+        none."""
+        if app != DASHBOARD:
+            await self.state.get_app(app)
+
     async def app_domains(self, app: str) -> list[str]:
-        """Every name the app answers on: ``APP.GLOBALDOMAIN`` and its custom domains."""
-        await self.state.get_app(app)
-        custom, _ = await self.state.domains(app)
+        """Every name the app answers on: ``APP.GLOBALDOMAIN`` and its custom domains (the
+        dashboard: ``shipmate.GLOBALDOMAIN`` only)."""
+        await self.check_target(app)
+        custom, _ = await self.state.domains(app) if app != DASHBOARD else ([], None)
         glob = await self.state.global_domain()
         return sorted({*custom, *([f"{app}.{glob}"] if glob else [])})
 
@@ -73,8 +85,9 @@ class Certs:
         domains = await self.app_domains(app)
         if not domains:
             raise ValidationError(f"{app} has no domain, so no certificate can serve it",
-                                  hint="set one: domains:set-global DOMAIN or "
-                                       f"domains:add {app} DOMAIN")
+                                  hint="set one: domains:set-global DOMAIN" + (
+                                      " (the dashboard answers at shipmate.DOMAIN)"
+                                      if app == DASHBOARD else f" or domains:add {app} DOMAIN"))
         return domains
 
     async def record(self, app: str) -> tlskeys.CertRecord | None:
@@ -91,7 +104,7 @@ class Certs:
 
     async def report(self, app: str) -> dict[str, Any]:
         """``certs:report``: what the certificate says, never its key."""
-        await self.state.get_app(app)
+        await self.check_target(app)
         rec = await self.record(app)
         out: dict[str, Any] = {"enabled": rec is not None, "hsts": await self.hsts(app),
                                "source": rec.source if rec else "", "hostnames": [],
@@ -111,7 +124,7 @@ class Certs:
         """``certs:show APP crt|key``: the PEM."""
         if part not in ("crt", "key"):
             raise ValidationError(f"certs:show takes crt or key, not {part!r}")
-        await self.state.get_app(app)
+        await self.check_target(app)
         rec = await self.record(app)
         if rec is None:
             raise NotFoundError(f"{app} has no certificate", hint=f"certs:add {app} CRT KEY")
@@ -119,13 +132,13 @@ class Certs:
 
     async def remove(self, app: str) -> None:
         """``certs:remove``: the app goes back to plain HTTP."""
-        await self.state.get_app(app)
+        await self.check_target(app)
         if not await self.store.delete(tlskeys.cert_key(app)):
             raise NotFoundError(f"{app} has no certificate")
 
     async def set_option(self, app: str, name: str, value: str) -> dict[str, Any]:
         """``certs:set APP hsts true|false``."""
-        await self.state.get_app(app)
+        await self.check_target(app)
         if name != "hsts":
             raise ValidationError(f"unknown certs property {name!r}", hint="certs:set APP hsts "
                                   "true|false")

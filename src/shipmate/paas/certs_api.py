@@ -66,7 +66,7 @@ async def set_option(request: web.Request) -> web.Response:
 
 async def le_enable(request: web.Request) -> web.StreamResponse:
     le, app = request.app[_LE], _app(request)
-    await le.certs.state.get_app(app)
+    await le.certs.check_target(app)
     return await stream_lines(request, lines_of(lambda emit: le.enable(app, emit)))
 
 

@@ -252,14 +252,18 @@ class Deployer:
         return code
 
     async def one_off(self, app: str, release: Release, argv: list[str],
-                      on_line: Emit | None = None) -> tuple[int, str]:
-        """Run ``argv`` in a new container of ``release`` on this machine; remove it after."""
+                      on_line: Emit | None = None, *, env: Mapping[str, str] | None = None,
+                      labels: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """Run ``argv`` in a new container of ``release`` on this machine; remove it after.
+        ``env`` and ``labels`` are added to the container's (a cron run names itself)."""
         if self.engine is None:
             raise ShipmateError("no Docker engine on this machine")
-        env = {**release.config, "PORT": "5000", "DYNO": "run.1", "GIT_REV": release.git_rev}
+        full_env = {**release.config, "PORT": "5000", "DYNO": "run.1",
+                    "GIT_REV": release.git_rev, **(env or {})}
         att = await AttachmentStore(self.store).read(app)  # runs see the app's storage too
         spec = make_spec(f"{app}-run-{secrets.token_hex(3)}", release.image, command=argv,
-                         env=env, labels={"shipmate.one-off": app}, init=True,
+                         env=full_env, labels={**(labels or {}), "shipmate.one-off": app},
+                         init=True,
                          mounts=[Mount(m.container, m.host) for m in att.mounts],
                          network=unit_extras(att).networks[0] if att.links else None,
                          networks=unit_extras(att).networks[1:])

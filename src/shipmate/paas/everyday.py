@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
+from shipmate.paas.acl import acl_key, rename_ops
 from shipmate.paas.builders import appjson
 from shipmate.paas.builders.checks import CheckPlan, plan_checks
 from shipmate.paas.gitserver import repo_path
@@ -101,6 +102,9 @@ async def rename(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = T
         await paas.state.create_app(new)
         emit(f"-----> Renaming {old} to {new}")
         await _copy_records(paas, old, new, None)
+        granted = await paas.store.get(acl_key(old))  # the grants follow the app
+        if granted is not None:
+            await paas.store.txn([], rename_ops(granted.value, new))
         domains, port = await paas.state.domains(old)
         await paas.store.delete(route_keys.domains_key(old))
         if domains or port:
@@ -133,7 +137,7 @@ async def clone(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = Tr
     config = await paas.state.config(new)
     release = await paas.deployer.deploy(new, lambda v: Release(
         v, current.image, config, {}, current.processes, current.git_rev, time.time(),
-        f"Clone of {old} {current.label}", dict(current.checks)), emit)
+        f"Clone of {old} {current.label}", dict(current.checks), cron=current.cron), emit)
     await paas._deployed(new, release, emit)
 
 
@@ -142,7 +146,7 @@ async def clone(paas: Paas, old: str, new: str, emit: Emit, *, deploy: bool = Tr
 async def _image_files(paas: Paas, app: str, image: str) -> tuple[str, str]:
     """The Procfile and app.json in the image's working directory ('' when absent or the
     image has no shell), read by a short-lived container."""
-    engine = paas._engine()
+    engine = paas.require_engine()
     script = (f"cat Procfile 2>/dev/null | head -c {_MAX_IMAGE_FILE}; echo; echo {_SPLIT}; "
               f"cat app.json 2>/dev/null | head -c {_MAX_IMAGE_FILE}")
     spec = make_spec(f"{app}-inspect-{secrets.token_hex(3)}", image,
@@ -174,7 +178,7 @@ async def from_image(paas: Paas, app: str, image: str, emit: Emit) -> None:
     a = await paas.state.get_app(app)
     if a.locked:
         raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
-    engine = paas._engine()
+    engine = paas.require_engine()
     info = await engine.image(image)
     if info is None:
         raise ValidationError(f"No such image on this machine: {image}",
@@ -194,7 +198,8 @@ async def from_image(paas: Paas, app: str, image: str, emit: Emit) -> None:
     await paas._ensure_formation(app, processes, parsed.formation)
     release = await paas.deployer.deploy(app, lambda v: Release(
         v, info.id, config, {}, processes, "", time.time(), f"Deploy image {image}",
-        checks.to_json()), emit, release_command=procfile.get("release", ""),
+        checks.to_json(), cron=tuple(e.to_json() for e in parsed.cron)), emit,
+        release_command=procfile.get("release", ""),
         scripts={"predeploy": parsed.predeploy, "postdeploy": parsed.postdeploy})
     await paas._deployed(app, release, emit)
 
@@ -205,7 +210,7 @@ async def load_image(paas: Paas, app: str, image: str, chunks: AsyncIterator[byt
     engine, then deploy ``IMAGE`` from it as :func:`from_image` does."""
     await paas.state.get_app(app)
     emit(f"-----> Loading image {image}")
-    loaded = await paas._engine().load_image(chunks)
+    loaded = await paas.require_engine().load_image(chunks)
     emit(f"       loaded: {', '.join(loaded) or 'nothing'}")
     if not loaded:
         raise ValidationError("the stream held no image", hint="send `docker save IMAGE`")

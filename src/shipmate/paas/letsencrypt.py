@@ -10,6 +10,9 @@ Store keys (JSON):
 - ``/shipmate/acme/apps/<app>``: a :class:`~shipmate.paas.renewal.AcmeApp` (enabled, and how
   the last attempt went).
 
+``shipmate`` names the dashboard's route (``shipmate.GLOBALDOMAIN``), as in
+:mod:`~shipmate.paas.certs`: ``letsencrypt:enable shipmate`` needs no app.
+
 An issuance: order -> publish each HTTP-01 answer under ``/shipmate/tls/challenges/`` -> wait
 until every live router serves it -> answer -> finalize -> store the certificate through
 :class:`~shipmate.paas.certs.Certs` (so it is checked like any other) -> remove the answers.
@@ -171,7 +174,7 @@ class LetsEncrypt:
 
     async def enable(self, app: str, emit: Emit) -> None:
         """``letsencrypt:enable``: issue now (again, if it has one) and renew from then on."""
-        await self.certs.state.get_app(app)
+        await self.certs.check_target(app)
         kv = await self.store.get(app_key(app))
         record = renewal.AcmeApp.from_json(kv.value) if kv else renewal.AcmeApp()
         if kv is None:
@@ -231,7 +234,7 @@ class LetsEncrypt:
 
     async def disable(self, app: str) -> None:
         """``letsencrypt:disable``: no more renewals, and the certificate goes."""
-        await self.certs.state.get_app(app)
+        await self.certs.check_target(app)
         if await self.store.get(app_key(app)) is None:
             raise NotFoundError(f"letsencrypt is not enabled for {app}")
         await self.store.delete(app_key(app))
@@ -241,7 +244,7 @@ class LetsEncrypt:
 
     async def revoke(self, app: str, emit: Emit) -> None:
         """``letsencrypt:revoke``: revoke at the CA, then remove it and stop renewing."""
-        await self.certs.state.get_app(app)
+        await self.certs.check_target(app)
         rec = await self.certs.record(app)
         if rec is None or rec.source != "letsencrypt":
             raise NotFoundError(f"{app} has no certificate from letsencrypt")

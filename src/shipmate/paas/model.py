@@ -92,6 +92,9 @@ class Release:
     checks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: Seconds per deploy step (build, start, checks, switch, total): see paas/timings.py.
     timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: app.json ``cron`` entries (:class:`shipmate.paas.cron.CronEntry` JSON): the
+    #: scheduled tasks that run while this release is current.
+    cron: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
@@ -105,7 +108,9 @@ class Release:
     @staticmethod
     def from_json(text: str | bytes) -> Release:
         """Read back :meth:`to_json`."""
-        return Release(**json.loads(text))
+        data = json.loads(text)
+        data["cron"] = tuple(data.get("cron", ()))
+        return Release(**data)
 
 
 def parse_release_label(text: str) -> int:

@@ -53,7 +53,9 @@ class Paas:
         #: Deploys running on this daemon, which ps:stop and apps:destroy cancel.
         self.running = RunningDeploys()
 
-    def _engine(self) -> Engine:
+    def require_engine(self) -> Engine:
+        """This machine's engine, or an error saying there is none (a daemon may run
+        without dockerd: it then serves the store and the router, and refuses builds)."""
         if self.engine is None:
             raise ShipmateError("no Docker engine on this machine",
                                 hint="start one: dockerd >/var/log/dockerd.log 2>&1 &")
@@ -121,9 +123,9 @@ class Paas:
             raise ConflictError(f"Deploy lock exists for {app}", hint=f"apps:unlock {app}")
         watch = Stopwatch()
         emit(f"-----> Building {app} (revision {rev[:7]})")
-        network, buildargs = await BuildSandbox(self._engine(), self.config).settings()
+        network, buildargs = await BuildSandbox(self.require_engine(), self.config).settings()
         with metrics.BUILD_SECONDS.time(app=app):
-            result = await builder.build(self._engine(), app, rev, tar, emit,
+            result = await builder.build(self.require_engine(), app, rev, tar, emit,
                                          buildargs=buildargs, network=network,
                                          limits=builder.BuildLimits.from_config(self.config))
         emit(f"-----> Build done {took(watch.lap('build'))}")
@@ -133,7 +135,8 @@ class Paas:
                    "postdeploy": result.app_json.postdeploy}
         release = await self.deployer.deploy(app, lambda v: Release(
             v, result.image, config, {}, result.processes, rev, time.time(),
-            f"Deploy {rev[:7]}", result.checks.to_json()), emit,
+            f"Deploy {rev[:7]}", result.checks.to_json(),
+            cron=tuple(e.to_json() for e in result.app_json.cron)), emit,
             release_command=result.release_command, scripts=scripts, watch=watch)
         await self._deployed(app, release, emit)
 
@@ -177,14 +180,14 @@ class Paas:
         emit("-----> Restarting app with the new config")
         await self._redeploy(app, emit, change=lambda cur, v: Release(
             v, cur.image, new, {}, cur.processes, cur.git_rev, time.time(), what,
-            dict(cur.checks)))
+            dict(cur.checks), cron=cur.cron))
 
     async def rollback(self, app: str, version: int, emit: Emit) -> None:
         """``releases:rollback``: a new release with vN's image and config."""
         old = await self.state.release(app, version)
         release = await self.deployer.deploy(app, lambda v: Release(
             v, old.image, old.config, {}, old.processes, old.git_rev, time.time(),
-            f"Rollback to {old.label}", dict(old.checks)), emit)
+            f"Rollback to {old.label}", dict(old.checks), cron=old.cron), emit)
         await self.state.update_config(app, old.config,
                                        tuple(set(await self.state.config(app)) - set(old.config)))
         await self._deployed(app, release, emit)
@@ -273,7 +276,7 @@ class Paas:
 
     async def logs(self, app: str, num: int, follow: bool, process: str) -> AsyncIterator[str]:
         """Lines of the app's containers on this machine, ``app[web.1]: line``."""
-        engine = self._engine()
+        engine = self.require_engine()
         containers = [c for c in await engine.list({APP_LABEL: app})
                       if not process or c.labels.get(PROCESS_LABEL) == process]
         queue: asyncio.Queue[str | None] = asyncio.Queue()

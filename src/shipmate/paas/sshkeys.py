@@ -1,4 +1,6 @@
-"""SSH public keys allowed to push and run commands (Dokku's ``ssh-keys:*``)."""
+"""SSH public keys allowed to push and run commands (Dokku's ``ssh-keys:*``), each an admin or
+not (``"admin"`` in its record; a record without it predates access control and counts as an
+admin: :mod:`.acl`)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,13 @@ import time
 from typing import Any
 
 from shipmate.errors import ConflictError, NotFoundError, ValidationError
+from shipmate.paas.acl import record_is_admin
 from shipmate.store.base import Compare, Op, Store
 
 PREFIX = "/shipmate/ssh-keys/"
+#: Written by every ssh-keys:add: a key added once means later keys are not the first.
+FIRST_ADDED = "/shipmate/ssh-keys-first-added"
+_CAS_TRIES = 10
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_RSA_BITS = 2048
 MAX_KEY_TEXT = 16384  # an RSA-16384 public key line is about 2.8 kB
@@ -58,26 +64,41 @@ class SshKeys:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def add(self, name: str, public_key: str) -> dict[str, Any]:
-        """Allow ``public_key`` under ``name``; a name or a key may be added only once."""
+    async def add(self, name: str, public_key: str, *, admin: bool = False) -> dict[str, Any]:
+        """Allow ``public_key`` under ``name``; a name or a key may be added only once. The
+        key is an admin if ``admin`` says so, or if it is the first key ever added (so a new
+        install has an admin; :mod:`.acl` says what an admin may do)."""
         if not KEY_NAME.fullmatch(name):
             raise ValidationError(f"Invalid key name {name!r}",
                                   hint="use letters, digits, '_', '.', '@' and '-'")
         key, fingerprint = parse_public_key(public_key)
-        if any(k["fingerprint"] == fingerprint for k in await self.list()):
-            raise ConflictError(f"Duplicate ssh public key specified: {fingerprint}")
-        record = {"name": name, "key": key, "fingerprint": fingerprint, "added": time.time()}
-        res = await self.store.txn([Compare.missing(PREFIX + name)],
-                                   [Op.put(PREFIX + name, json.dumps(record))])
-        if not res.succeeded:
-            raise ConflictError(f"Duplicate ssh key name specified: {name}",
-                                hint=f"remove it first with ssh-keys:remove {name}")
-        return record
+        for _ in range(_CAS_TRIES):
+            existing = await self.list()
+            if any(k["fingerprint"] == fingerprint for k in existing):
+                raise ConflictError(f"Duplicate ssh public key specified: {fingerprint}")
+            # The first key ever: none stored now, and none stored before (the marker), so
+            # removing every key and adding one does not make an admin by accident.
+            first = not existing and await self.store.get(FIRST_ADDED) is None
+            record = {"name": name, "key": key, "fingerprint": fingerprint,
+                      "added": time.time(), "admin": admin or first}
+            guards = [Compare.missing(PREFIX + name),
+                      *([Compare.missing(FIRST_ADDED)] if first else [])]
+            res = await self.store.txn(guards, [Op.put(PREFIX + name, json.dumps(record)),
+                                                Op.put(FIRST_ADDED, name)])
+            if res.succeeded:
+                return record
+            if await self.store.get(PREFIX + name) is not None:
+                raise ConflictError(f"Duplicate ssh key name specified: {name}",
+                                    hint=f"remove it first with ssh-keys:remove {name}")
+        raise ConflictError("keys kept changing while this one was added", hint="try again")
 
     async def list(self) -> list[dict[str, Any]]:
         """Every allowed key, by name."""
         kvs, _ = await self.store.range(PREFIX)
-        return [json.loads(kv.value) for kv in kvs]
+        records = [json.loads(kv.value) for kv in kvs]
+        for rec in records:  # a record stored before access control is an admin's
+            rec["admin"] = record_is_admin(rec, legacy_admin=True)
+        return records
 
     async def remove(self, name: str) -> None:
         """Stop allowing a key."""

@@ -27,8 +27,15 @@ REMOTE_ENV = "SHIPMATE_SSH_KEY"
 #: The only user name the SSH server accepts (Dokku's is ``dokku``).
 SSH_USER = "shipmate"
 _GLOBAL_OK = frozenset({"--help", "-h", "--version"})
+# Options that take a value; every one of a command acting on an app is here
+# (tests/unit/paas/test_aclpolicy.py holds it): positionals() must find the app where the
+# CLI's parser will.
 _VALUE_OPTIONS = frozenset({"--format", "--name", "--fields", "--block-attempts", "--lines",
-                            "-n", "--num", "-p", "--ps"})
+                            "-n", "--num", "-p", "--ps", "--app", "--process-type", "--memory",
+                            "--cpu", "--alias", "--image-version", "--chown", "--service", "-s",
+                            "-o", "--out", "--timeout", "--port", "--bind", "--nodes",
+                            "--subnet", "--env", "--image", "--apt-proxy", "--mirror",
+                            "--suite"})
 Check = Callable[[str, Sequence[str]], None]
 
 
@@ -127,7 +134,11 @@ COMMANDS: Mapping[str, Remote] = {
                      "storage:list", "storage:report"), REMOTE),
     # services: dumps and statements come on standard input, dumps go to standard output
     **{f"{kind}:{verb}": REMOTE for kind in ("postgres", "redis") for verb in (
-        "create", "link", "unlink", "info", "list", "restart", "destroy", "export")},
+        "create", "link", "unlink", "info", "list", "restart", "destroy", "export",
+        "backup-unschedule", "expose", "unexpose")},
+    # backups name a directory on the server: local-only (docs/services.md)
+    **{f"{kind}:{verb}": LOCAL for kind in ("postgres", "redis")
+       for verb in ("backup", "backup-schedule")},
     **{f"{kind}:{verb}": Remote(True, stdin=what) for kind in ("postgres", "redis")
        for verb, what in (("import", "dump"), ("connect", "statements"))},
     # Dokku's everyday commands (shipmate.cli.dokku); `enter` needs this machine's engine
@@ -137,9 +148,13 @@ COMMANDS: Mapping[str, Remote] = {
                      "apps:clone", "ports:set", "ports:add", "ports:remove", "ports:clear",
                      "ports:report", "ports:list", "git:from-image"), REMOTE),
     "git:load-image": Remote(True, stdin="image tar (docker save)"),
+    # scheduled tasks (app.json cron entries)
+    **dict.fromkeys(("cron:list", "cron:run", "cron:suspend", "cron:resume"), REMOTE),
     "enter": LOCAL,
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
+    # who may act on which app (admin keys only: paas/aclpolicy.py)
+    **dict.fromkeys(("acl:add", "acl:remove", "acl:list"), REMOTE),
     # the cluster's units, by name; a unit file comes on standard input
     "fleet submit": Remote(True, stdin="unit file", check=_one_name_stdin("unit file")),
     **{f"fleet {verb}": _remote_names() for verb in (
@@ -150,6 +165,10 @@ COMMANDS: Mapping[str, Remote] = {
     "import puppet": Remote(True, stdin="manifest", check=_import_check),
     # read-only views of the daemon
     **dict.fromkeys(("status", "info", "cache stats", "events"), REMOTE),
+    # dashboard users: managed by root on the machine only (docs/dashboard.md)
+    **dict.fromkeys(("users:add", "users:list", "users:remove"), LOCAL),
+    # backups name files on the server (archives hold every secret): local-only
+    **dict.fromkeys(("backup create", "backup restore", "backup verify"), LOCAL),
     # the host itself: its files, its containers, its daemons
     **dict.fromkeys(("daemon", "up", "down", "plan", "apply", "images:bootstrap",
                      "images:list", "cache serve", "cache gc", "cluster up", "cluster down",

@@ -1,6 +1,11 @@
 """The SSH server built into the daemon (asyncssh): ``git push`` to apps and every CLI command,
 Dokku style (``ssh -p 2222 shipmate@HOST apps:list``). Only keys added with ``ssh-keys:add``
-get in; every command runs with an argument list, never through a shell."""
+get in; every command runs with an argument list, never through a shell.
+
+The CLI it starts talks to the daemon over its root socket, so whatever a key may not do is
+refused here, before anything runs: what runs over SSH at all (:mod:`.sshpolicy`), then what
+a non-admin key may run and on which app (:mod:`.aclpolicy`, :mod:`.acl`), git included. A
+refusal is recorded in the audit trail under the key's name."""
 
 from __future__ import annotations
 
@@ -19,17 +24,24 @@ from typing import Any, Protocol
 import asyncssh
 
 from shipmate.config import Config
-from shipmate.errors import ShipmateError, ValidationError
+from shipmate.errors import ForbiddenError, ShipmateError, ValidationError
+from shipmate.paas import acl
+from shipmate.paas.aclpolicy import GRANTED_ENV, app_named, check_git, check_line
 from shipmate.paas.gitserver import ensure_repo, parse_git_command
 from shipmate.paas.sshkeys import SshKeys, weakness
-from shipmate.paas.sshpolicy import REMOTE_ENV, SSH_USER, check_remote, redact
+from shipmate.paas.sshpolicy import REMOTE_ENV, SSH_USER, check_remote, command_name, redact
 from shipmate.paas.state import PaasState
+from shipmate.spec.names import APP_NAME
 
 log = logging.getLogger(__name__)
 
 
-#: ``note(key, verb, app, summary)``: record a change in the audit trail.
-Note = Callable[[str, str, str, str], Awaitable[None]]
+class Note(Protocol):
+    """``note(key, verb, app, summary)``: record a change in the audit trail; with
+    ``refused``, a command refused (the message says why)."""
+
+    async def __call__(self, key: str, verb: str, app: str, summary: str, *,
+                       refused: str = "") -> None: ...
 
 
 class Reader(Protocol):
@@ -198,13 +210,50 @@ class SshServer:
             argv = ["--help"]
         log.info("ssh: key %s: %s", key, redact(argv)[:500])
         check_remote(argv)
+        env = await self._authorize(argv, key)
         return await self._run([sys.executable, "-m", "shipmate.cli.main", *argv],
-                               {REMOTE_ENV: key or "-"}, io)
+                               {REMOTE_ENV: key or "-", **env}, io)
+
+    async def _authorize(self, argv: list[str], key: str) -> dict[str, str]:
+        """Refuse what a non-admin key may not run (recording the refusal); returns what the
+        CLI's environment gets to check again and to show only granted apps (nothing for an
+        admin)."""
+        store = self.keys.store
+        if await acl.is_admin(store, key):
+            return {}
+        granted = await acl.apps_for(store, key)
+        name, first = command_name(argv)
+        try:
+            check_line(name, argv[first:], key, granted)
+        except ForbiddenError as exc:
+            await self._refused(key, name, app_named(name, argv[first:]), exc)
+            raise
+        return {GRANTED_ENV: " ".join(granted)}
+
+    async def _authorize_git(self, push: bool, app: str, key: str) -> bool:
+        """Refuse a push or fetch a non-admin key may not make; returns whether the app
+        exists."""
+        store = self.keys.store
+        exists = await self.state.exists(app)
+        if not await acl.is_admin(store, key):
+            try:
+                check_git(push, app, exists, key, await acl.apps_for(store, key))
+            except ForbiddenError as exc:
+                await self._refused(key, "git push" if push else "git fetch", app, exc)
+                raise
+        return exists
+
+    async def _refused(self, key: str, verb: str, app: str, exc: ForbiddenError) -> None:
+        log.warning("ssh: key %s refused: %s", key, exc.message)
+        if self.note is not None:
+            await self.note(key or "-", verb or "-", app if APP_NAME.fullmatch(app) else "",
+                            "", refused=exc.message)
 
     async def _git(self, git: tuple[str, str], key: str, io: Streams) -> int:
         verb, app = git
+        exists = await self._authorize_git(verb == "git-receive-pack", app, key)
         if verb == "git-receive-pack":
-            if not await self.state.exists(app):
+            if not exists:
                 await self.state.create_app(app)
                 io.stderr.write(f"-----> Creating {app}...\n".encode())
                 if self.note is not None:
@@ -217,8 +266,10 @@ class SshServer:
                                io)
 
     async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
-        env = {**os.environ, **self.config.to_env(), **extra_env}
+        env = {**os.environ, **self.config.to_env()}
         env.pop("SHIPMATE_DEBUG", None)
+        env.pop(GRANTED_ENV, None)  # only the server says what a key is granted
+        env.update(extra_env)
         # A session of its own, so that a client who leaves takes down the whole command
         # (git's hook included): a deploy it started is then cancelled, not left running.
         proc = await asyncio.create_subprocess_exec(

@@ -8,7 +8,8 @@ Keys (JSON values):
 - ``/shipmate/apps/<app>/checks``           {"disabled": ["web"], "wait": 5, ...}
 - ``/shipmate/apps/<app>/releases/<N:06d>`` a :class:`Release`
 - ``/shipmate/apps/<app>/current``          {"version": N}
-- ``/shipmate/ssh-keys/<name>``             {"name", "key", "fingerprint", "added"}
+- ``/shipmate/ssh-keys/<name>``             {"name", "key", "fingerprint", "added", "admin"}
+- ``/shipmate/acl/<app>``                   {"names": [...]}: who may act on it (:mod:`.acl`)
 
 Domains and routing live under the router's keys (:mod:`shipmate.router.keys`).
 """
@@ -116,9 +117,10 @@ class PaasState:
         await self.store.txn([], [
             Op.delete(f"{APPS}{name}/", prefix=True),
             Op.delete(route_keys.domains_key(name)), Op.delete(route_keys.active_key(name)),
-            # its certificate, HTTPS options and letsencrypt record (router/tlskeys.py)
+            # its certificate, HTTPS options and letsencrypt record (router/tlskeys.py),
+            # and who was granted it (paas/acl.py: a new app of that name starts with none)
             *(Op.delete(f"/shipmate/{part}/{name}")
-              for part in ("tls/certs", "tls/options", "acme/apps"))])
+              for part in ("tls/certs", "tls/options", "acme/apps", "acl"))])
 
     # config, formation, checks --------------------------------------------------------------
 

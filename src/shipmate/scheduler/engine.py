@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from shipmate import metrics
 from shipmate.clock import Clock, SystemClock
@@ -76,12 +76,22 @@ class Deposed(Exception):
     """This engine is no longer the leader (its fencing revision no longer holds)."""
 
 
+#: A loop that runs on the leader only, for as long as it leads (cancelled when it stops),
+#: given the leadership to fence its writes with; it must not return or raise while leading.
+LeaderTask = Callable[[Leadership], Awaitable[None]]
+
+
 class SchedulerEngine:
-    """Leader election + reconcile loop. ``await run()`` until cancelled."""
+    """Leader election + reconcile loop. ``await run()`` until cancelled.
+
+    ``leader_tasks`` run beside the reconcile loop while this engine leads (the PaaS's cron
+    loop is one)."""
 
     def __init__(self, store: Store, machine_id: str, *, clock: Clock | None = None,
-                 ttl: float = 3.0, reconcile_interval: float = 5.0) -> None:
+                 ttl: float = 3.0, reconcile_interval: float = 5.0,
+                 leader_tasks: Sequence[LeaderTask] = ()) -> None:
         self.store = store
+        self.leader_tasks = tuple(leader_tasks)
         self.machine_id = machine_id
         self.clock: Clock = clock or SystemClock()
         self.reconcile_interval = reconcile_interval
@@ -130,6 +140,7 @@ class SchedulerEngine:
             asyncio.ensure_future(self._reconcile_loop(leadership)),
             asyncio.ensure_future(self._watch_loop()),
         ]
+        tasks += [asyncio.ensure_future(task(leadership)) for task in self.leader_tasks]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             failed = False

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from shipmate.errors import ShipmateError
+from shipmate.errors import ShipmateError, ValidationError
 from shipmate.httpapi.server import json_body, lines_of, stream_lines
 from shipmate.paas.cancel import stream_deploy
-from shipmate.services import jobs
+from shipmate.services import jobs, redis_import
+from shipmate.services.backups import DEFAULT_KEEP, make_schedule, validate_directory
 from shipmate.services.manager import ServiceManager
 from shipmate.services.model import kind_of, validate_service_name
 from shipmate.spec.names import validate_app_name
@@ -118,7 +119,9 @@ def _scratch_root(manager: ServiceManager) -> str:
 async def _with_upload(request: web.Request, argv_of: str) -> web.StreamResponse:
     manager, kind, name = _args(request)
     service = await manager.local(kind, name)
-    argv = jobs.restore_argv(service) if argv_of == "import" else jobs.connect_argv(service)
+    rdb = kind == "redis" and argv_of == "import"
+    argv = [] if rdb else (jobs.restore_argv(service) if argv_of == "import"
+                           else jobs.connect_argv(service))
     scratch = await asyncio.to_thread(jobs.Scratch, _scratch_root(manager))
     size = await jobs.write_upload(scratch, _body(request))
 
@@ -126,6 +129,10 @@ async def _with_upload(request: web.Request, argv_of: str) -> web.StreamResponse
         try:
             if argv_of == "import":
                 emit(f"-----> Importing {size} bytes into {name}")
+            if rdb:
+                keys = await redis_import.import_rdb(manager, service, scratch, emit)
+                emit(f"=====> Imported {keys} keys into {name}")
+                return
             code, _ = await jobs.run_job(manager.require_engine(), service, argv, scratch,
                                          on_line=emit)
             if code != 0:
@@ -147,6 +154,53 @@ async def connect(request: web.Request) -> web.StreamResponse:
     return await _with_upload(request, "connect")
 
 
+async def backup(request: web.Request) -> web.StreamResponse:
+    """``KIND:backup NAME DIR``: DIR is a path of the machine whose daemon this is."""
+    manager, kind, name = _args(request)
+    directory = str((await json_body(request)).get("dir", ""))
+    validate_directory(directory)
+    await manager.state.get(kind, name)
+    return await stream_lines(request, lines_of(
+        lambda emit: manager.backup(kind, name, directory, emit)))
+
+
+async def backup_schedule(request: web.Request) -> web.StreamResponse:
+    """``KIND:backup-schedule NAME CRON DIR [--keep N]``."""
+    manager, kind, name = _args(request)
+    body = await json_body(request)
+    cron, directory = str(body.get("cron", "")), str(body.get("dir", ""))
+    keep = body.get("keep", DEFAULT_KEEP)
+    if not isinstance(keep, int) or isinstance(keep, bool):
+        raise ValidationError(f"--keep {keep!r} is not a number")
+    make_schedule(cron, directory, keep, 0.0)  # refused before the stream starts
+    await manager.state.get(kind, name)
+    return await stream_lines(request, lines_of(
+        lambda emit: manager.schedule_backups(kind, name, cron, directory, keep, emit)))
+
+
+async def backup_unschedule(request: web.Request) -> web.StreamResponse:
+    manager, kind, name = _args(request)
+    await manager.state.get(kind, name)
+    return await stream_lines(request, lines_of(
+        lambda emit: manager.unschedule_backups(kind, name, emit)))
+
+
+async def expose(request: web.Request) -> web.StreamResponse:
+    manager, kind, name = _args(request)
+    port = (await json_body(request)).get("port") or 0
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise ValidationError(f"Invalid port {port!r}", hint="give a port from 1024 to 65535")
+    await manager.state.get(kind, name)
+    return await stream_lines(request, lines_of(
+        lambda emit: manager.expose(kind, name, port, emit)))
+
+
+async def unexpose(request: web.Request) -> web.StreamResponse:
+    manager, kind, name = _args(request)
+    await manager.state.get(kind, name)
+    return await stream_lines(request, lines_of(lambda emit: manager.unexpose(kind, name, emit)))
+
+
 def add_service_routes(app: web.Application, manager: ServiceManager) -> None:
     """Register the service routes, served by ``manager``."""
     app[_MANAGER] = manager
@@ -162,3 +216,8 @@ def add_service_routes(app: web.Application, manager: ServiceManager) -> None:
     r.add_get(base + "/{name}/export", export)
     r.add_post(base + "/{name}/import", import_)
     r.add_post(base + "/{name}/connect", connect)
+    r.add_post(base + "/{name}/backup", backup)
+    r.add_put(base + "/{name}/backup-schedule", backup_schedule)
+    r.add_delete(base + "/{name}/backup-schedule", backup_unschedule)
+    r.add_post(base + "/{name}/expose", expose)
+    r.add_post(base + "/{name}/unexpose", unexpose)

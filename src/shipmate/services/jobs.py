@@ -15,7 +15,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from shipmate.engine.base import Engine
 from shipmate.errors import ShipmateError, ValidationError
@@ -38,8 +38,8 @@ def dump_argv(service: Service) -> list[str]:
 def restore_argv(service: Service) -> list[str]:
     """The command that loads ``/dump/dump`` into the service."""
     if service.kind == "redis":
-        raise ValidationError("redis:import is not supported yet",
-                              hint="load data with `redis:connect NAME < commands.txt`")
+        raise ValidationError("a Redis dump is not restored through the server",
+                              hint="redis_import.import_rdb replaces the data files")
     return ["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl", "--exit-on-error",
             "-h", service.container, "-U", "postgres", "-d", service.database, f"/dump/{DUMP}"]
 
@@ -57,9 +57,9 @@ def connect_argv(service: Service) -> list[str]:
 class Scratch:
     """A private directory of this machine for one job (removed by :meth:`close`)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, prefix: str = "job-") -> None:
         os.makedirs(root, mode=0o700, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix="job-", dir=root)
+        self.path = tempfile.mkdtemp(prefix=prefix, dir=root)
 
     @property
     def file(self) -> str:
@@ -72,12 +72,14 @@ class Scratch:
 
 
 async def run_job(engine: Engine, service: Service, argv: list[str], scratch: Scratch,
-                  on_line: Callable[[str], None] | None = None) -> tuple[int, str]:
-    """Run ``argv`` in a one-off container beside ``service``; (exit code, output)."""
+                  on_line: Callable[[str], None] | None = None,
+                  mounts: Sequence[Mount] = ()) -> tuple[int, str]:
+    """Run ``argv`` in a one-off container beside ``service`` (with ``mounts`` besides the
+    scratch directory); (exit code, output)."""
     spec = make_spec(f"{service.container}-job-{secrets.token_hex(3)}",
                      service.spec.image(service.version), command=argv,
                      env={"PGPASSWORD": service.password, "REDISCLI_AUTH": service.password},
-                     mounts=[Mount("/dump", scratch.path)], network=service.network,
+                     mounts=[Mount("/dump", scratch.path), *mounts], network=service.network,
                      labels={JOB_LABEL: f"{service.kind}:{service.name}"}, user="0")
     cid = await engine.create(spec)
     lines: list[str] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,17 @@ from shipmate.paas.model import validate_config_key
 from shipmate.paas.service import Paas
 from shipmate.scheduler.model import UnitState
 from shipmate.scheduler.registry import Registry
-from shipmate.services.model import Kind, Service, kind_of, unit_text, validate_service_name
+from shipmate.services.backup_io import write_backup
+from shipmate.services.backups import make_schedule, next_run, validate_directory
+from shipmate.services.model import (
+    KINDS,
+    Kind,
+    Service,
+    check_port,
+    kind_of,
+    unit_text,
+    validate_service_name,
+)
 from shipmate.services.state import ServiceState
 from shipmate.store.base import Store
 
@@ -65,7 +76,7 @@ class ServiceManager:
         if await self.registry.unit(service.unit) is not None:
             raise ConflictError(f"a unit named {service.unit} already exists",
                                 hint="choose another name, or `fleet destroy` that unit")
-        await self._ensure_image(spec, version, emit)
+        await self.ensure_image(spec, version, emit)
         await self.state.create(service)
         emit(f"       Starting {service.unit}")
         await self.registry.submit(service.unit, unit_text(service))
@@ -75,9 +86,10 @@ class ServiceManager:
         emit(f"=====> {spec.title} container created: {name}")
         return service
 
-    async def _ensure_image(self, spec: Kind, version: str, emit: Emit) -> None:
-        """Build the service image from Debian's packages when missing or out of date
-        (through the package cache when this machine runs one)."""
+    async def ensure_image(self, spec: Kind, version: str, emit: Emit) -> None:
+        """Build the image of ``spec`` at ``version`` from Debian's packages when it is
+        missing or out of date (through the package cache when this machine runs one);
+        one build at a time. ``KIND:create`` and a backup restore use it."""
         from shipmate.engine.images import bootstrap
 
         proxy = f"http://127.0.0.1:{self.config.cache_port}" if self.config.cache else None
@@ -123,7 +135,7 @@ class ServiceManager:
         service = await self.state.get(kind, name)
         await self.paas.state.get_app(app)
         env = validate_config_key(f"{alias.upper()}_URL" if alias else service.spec.env_var)
-        if app in await self.state.links(service):
+        if app in await self.state.links(service):  # checked again in the swap
             raise ConflictError(f"Already linked as {env}", hint=f"{kind}:unlink {name} {app}")
         current = (await self.paas.state.config(app)).get(env)
         if current is not None and current != service.url:
@@ -154,16 +166,113 @@ class ServiceManager:
                 "status": _status(state), "version": service.spec.image(service.version),
                 "id": container.id if container else "", "machine": state.machine if state else "",
                 "internal_ip": container.ip_address if container else "",
-                "exposed_ports": "-", "data_dir": service.volume, "network": service.network,
-                "unit": service.unit, "service_root": f"volume {service.volume}"}
+                "exposed_ports": _exposed(service), "data_dir": service.volume,
+                "network": service.network, "unit": service.unit,
+                "service_root": f"volume {service.volume}",
+                **await self._backup_info(service)}
 
     async def list(self, kind: str) -> list[dict[str, Any]]:
         """``KIND:list``: name, version, status, exposed ports, links."""
         states = {s.unit: s for s in await self.registry.unit_states()}
         return [{"name": s.name, "version": s.spec.image(s.version),
-                 "status": _status(states.get(s.unit)), "exposed_ports": "-",
+                 "status": _status(states.get(s.unit)), "exposed_ports": _exposed(s),
                  "links": " ".join(sorted(await self.state.links(s)))}
                 for s in await self.state.list(kind)]
+
+    # backups ------------------------------------------------------------------------------
+
+    async def backup(self, kind: str, name: str, directory: str, emit: Emit) -> str:
+        """``KIND:backup NAME DIR``: one backup into ``DIR`` on this machine, now."""
+        directory = validate_directory(directory)
+        service = await self.local(kind, name)
+        emit(f"-----> Backing up {name} to {directory}")
+        path = await write_backup(self.require_engine(), service, directory, time.time())
+        emit(f"=====> Backup written: {path}")
+        return path
+
+    async def schedule_backups(self, kind: str, name: str, cron: str, directory: str,
+                               keep: int, emit: Emit) -> None:
+        """``KIND:backup-schedule NAME CRON DIR [--keep N]`` (replaces an earlier one)."""
+        schedule = make_schedule(cron, directory, keep, time.time())
+        service = await self.state.get(kind, name)
+        await self.state.set_backup_schedule(service, schedule)
+        emit(f"=====> Backups of {name} scheduled: {schedule.describe()}; next run "
+             f"{next_run(schedule, time.time())} (UTC), by the daemon of the machine that "
+             "runs it")
+
+    async def unschedule_backups(self, kind: str, name: str, emit: Emit) -> None:
+        """``KIND:backup-unschedule NAME``: no more scheduled backups (files stay)."""
+        service = await self.state.get(kind, name)
+        if await self.state.backup_schedule(service) is None:
+            raise ValidationError(f"{name} has no backup schedule",
+                                  hint=f"{kind}:backup-schedule {name} CRON DIR sets one")
+        await self.state.set_backup_schedule(service, None)
+        emit(f"=====> Backups of {name} unscheduled (backups already made are kept)")
+
+    async def _backup_info(self, service: Service) -> dict[str, str]:
+        schedule = await self.state.backup_schedule(service)
+        last = await self.state.last_backup(service)
+        return {"backup_schedule": schedule.describe() if schedule else "-",
+                "backup_next": next_run(schedule, time.time()) if schedule else "-",
+                "backup_last": last.describe() if last else "-"}
+
+    # expose -------------------------------------------------------------------------------
+
+    async def expose(self, kind: str, name: str, port: int, emit: Emit) -> None:
+        """``KIND:expose NAME [PORT]``: publish the server on a host port (a free one of
+        this machine when none is given) and replace its container to do so."""
+        service = await self.state.get(kind, name)
+        if service.exposed:
+            raise ConflictError(f"{name} is already exposed on port {service.exposed}",
+                                hint=f"{kind}:unexpose {name} first")
+        taken = {s.exposed for k in KINDS for s in await self.state.list(k)}
+        port = check_port(port, taken) if port else _free_port()
+        if not _port_free(port):
+            raise ConflictError(f"Port {port} is in use on this machine",
+                                hint="choose another port, or leave it out to get a free one")
+        await self._republish(service, port, emit)
+        emit(f"=====> {service.spec.title} service {name} exposed on port {port}")
+
+    async def unexpose(self, kind: str, name: str, emit: Emit) -> None:
+        """``KIND:unexpose NAME``: no host port any more (replaces its container)."""
+        service = await self.state.get(kind, name)
+        if not service.exposed:
+            raise ValidationError(f"{name} is not exposed", hint=f"{kind}:info {name}")
+        await self._republish(service, 0, emit)
+        emit(f"=====> {service.spec.title} service {name} unexposed")
+
+    async def _republish(self, service: Service, port: int, emit: Emit) -> None:
+        """Replace the container with one published on ``port`` (0: none); when it does
+        not come up (the engine could not bind the port), the previous one comes back."""
+        changed = await self.state.set_exposed(service, port)
+        emit(f"-----> Replacing container {changed.container} "
+             f"({'publishing port ' + str(port) if port else 'no host port'})")
+        await self.registry.replace(changed.unit, unit_text(changed))
+        try:
+            await self.wait_replaced(changed)
+        except ShipmateError:
+            emit(f" !     It did not start: going back to {_exposed(service)}")
+            back = await self.state.set_exposed(changed, service.exposed)
+            await self.registry.replace(back.unit, unit_text(back))
+            await self.wait_replaced(back)
+            raise
+
+    async def wait_replaced(self, service: Service, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until the unit runs its current content and accepts connections."""
+        record = await self.registry.unit(service.unit)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self._unit_state(service)
+            current = state is not None and record is not None and state.hash == record.hash
+            if current and state is not None and state.active_state == "active":
+                return
+            if current and state is not None and state.active_state == "failed":
+                raise ShipmateError(f"{service.unit} failed to start{await self._logs(service)}")
+            if time.monotonic() > deadline:
+                raise ShipmateError(f"{service.unit} did not come back within {timeout:.0f}s"
+                                    f"{await self._logs(service)}",
+                                    hint=f"`shipmate fleet status {service.unit}` says more")
+            await asyncio.sleep(0.25)
 
     # restart, destroy ---------------------------------------------------------------------
 
@@ -172,12 +281,13 @@ class ServiceManager:
         service = await self.state.get(kind, name)
         emit(f"-----> Restarting container: {service.container}")
         await self.registry.set_desired(service.unit, "loaded")
-        await self._wait_stopped(service)
+        await self.wait_stopped(service)
         await self.registry.set_desired(service.unit, "launched")
         await self.wait_ready(service)
         emit(f"=====> {service.spec.title} service {name} restarted")
 
-    async def _wait_stopped(self, service: Service) -> None:
+    async def wait_stopped(self, service: Service) -> None:
+        """Wait until the unit is inactive (or failed)."""
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             state = await self._unit_state(service)
@@ -190,11 +300,7 @@ class ServiceManager:
         """``KIND:destroy NAME``: refused while linked; else the unit, the container, the
         volume (its data) and the records go."""
         service = await self.state.get(kind, name)
-        links = await self.state.links(service)
-        if links:
-            raise ConflictError(f"Cannot delete linked service {name}: linked to "
-                                f"{', '.join(sorted(links))}",
-                                hint=f"unlink it first: {kind}:unlink {name} APP")
+        await self.state.mark_destroying(service)  # refused while linked; no links after
         state = await self._unit_state(service)
         emit(f"-----> Deleting {name}")
         await self.registry.destroy(service.unit)
@@ -235,6 +341,28 @@ def _status(state: UnitState | None) -> str:
         return "missing"
     return {"active": "running", "activating": "starting", "failed": "failed"}.get(
         state.active_state, "stopped")
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's choice, as Dokku picks one)."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
+
+
+def _exposed(service: Service) -> str:
+    """Dokku's ``5432->PORT`` (``-`` when not exposed)."""
+    return f"{service.spec.port}->{service.exposed}" if service.exposed else "-"
 
 
 def _masked(url: str) -> str:

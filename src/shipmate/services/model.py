@@ -75,6 +75,13 @@ class Service:
     password: str
     created: float
     machine: str = ""  # where it was created (its image was built there)
+    exposed: int = 0  # the host port it is published on (0: none)
+    destroying: bool = False  # KIND:destroy has begun: no new links
+
+    @property
+    def ref(self) -> str:
+        """``postgres:db``: how an app's links name it."""
+        return f"{self.kind}:{self.name}"
 
     @property
     def spec(self) -> Kind:
@@ -125,6 +132,16 @@ class Service:
         return Service(**json.loads(text))
 
 
+def check_port(port: int, taken: set[int]) -> int:
+    """A host port a service may be exposed on: 1024-65535, not another service's."""
+    if not 1024 <= port <= 65535:
+        raise ValidationError(f"Invalid port {port}", hint="give a port from 1024 to 65535")
+    if port in taken:
+        raise ValidationError(f"Port {port} is taken by another service",
+                              hint="choose another port, or leave it out to get a free one")
+    return port
+
+
 def _env(service: Service) -> dict[str, str]:
     if service.kind == "redis":
         return {"REDIS_PASSWORD": service.password}
@@ -144,6 +161,8 @@ def unit_text(service: Service) -> str:
     lines = ["[Unit]", f"Description={kind.title} service {service.name}", "", "[Container]",
              f"Image={kind.image(service.version)}", f"ContainerName={service.container}",
              f"Network={service.network}", f"Volume={service.volume}:{kind.data_dir}"]
+    if service.exposed:
+        lines.append(f"PublishPort={service.exposed}:{kind.port}")
     if ex := _exec(service):
         lines.append(ex)
     for key, value in sorted(_env(service).items()):

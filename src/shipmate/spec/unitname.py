@@ -23,11 +23,12 @@ SYSTEMD_ONLY_TYPES = (
 )
 _BODY = re.compile(r"^[A-Za-z0-9:_.@-]+$")
 #: What to use instead of a systemd-only type, where there is something better to say.
-#: (app.json ``cron`` for apps is planned: issue "What Dokku users expect next".)
 INSTEAD = {
-    "timer": 'there is no systemd here to fire timers: run a .service whose ExecStart= loops '
-             '(ExecStart=/bin/sh -c "while :; do TASK; sleep 3600; done"); scheduled tasks '
-             'of an app will be app.json "cron" entries (docs/units.md)',
+    "timer": 'there is no systemd here to fire timers: schedule an app\'s task with an '
+             'app.json "cron" entry ({"command": "...", "schedule": "@daily"}; the scheduler '
+             'leader runs it once per slot across the cluster, see `cron:list APP` and '
+             'docs/paas.md), or run a .service whose ExecStart= loops '
+             '(ExecStart=/bin/sh -c "while :; do TASK; sleep 3600; done")',
 }
 
 

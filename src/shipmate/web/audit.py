@@ -211,9 +211,14 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/apps/{app}/run"): _plain("run", _run),
     ("POST", "/v1/apps/{app}/builds"): _plain(
         "push", lambda m, q, b: f"revision {q.get('rev', '')[:12]}", reads_body=False),
-    ("POST", "/v1/ssh-keys"): _plain("ssh-keys:add", _field("name")),
+    ("POST", "/v1/ssh-keys"): _plain(
+        "ssh-keys:add", lambda m, q, b: _field("name")(m, q, b)
+        + (" (admin)" if b.get("admin") is True else "")),
     ("DELETE", "/v1/ssh-keys/{name}"): Audited(
         lambda m, q, b: Described("ssh-keys:remove", "", m.get("name", "")), False),
+    ("POST", "/v1/apps/{app}/acl"): _plain("acl:add", _field("name")),
+    ("DELETE", "/v1/apps/{app}/acl/{name}"): _plain(
+        "acl:remove", lambda m, q, b: m.get("name", "")[:64], reads_body=False),
     ("PUT", "/v1/apps/{app}/certs"): _plain("certs:add", reads_body=False),
     ("DELETE", "/v1/apps/{app}/certs"): _plain("certs:remove", reads_body=False),
     ("POST", "/v1/apps/{app}/certs/generate"): _plain(
@@ -240,6 +245,14 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/storage/directories"): _plain("storage:ensure-directory", _field("name")),
     ("POST", "/v1/apps/{app}/storage"): _plain("storage:mount", _field("mount")),
     ("POST", "/v1/apps/{app}/storage/unmount"): _plain("storage:unmount", _field("mount")),
+    # scheduled tasks: the task's id (its command is in app.json, not repeated here)
+    ("POST", "/v1/apps/{app}/cron/{id}/run"): _plain(
+        "cron:run", lambda m, q, b: m.get("id", "")[:32]
+        + (" (detached)" if b.get("detach") is True else "")),
+    ("POST", "/v1/apps/{app}/cron/{id}/suspend"): _plain(
+        "cron:suspend", lambda m, q, b: m.get("id", "")[:32], reads_body=False),
+    ("POST", "/v1/apps/{app}/cron/{id}/resume"): _plain(
+        "cron:resume", lambda m, q, b: m.get("id", "")[:32], reads_body=False),
     # services (postgres:*, redis:*): dumps and statements are never read here
     ("POST", "/v1/services/{kind}"): _service("create", _field("version")),
     ("DELETE", "/v1/services/{kind}/{name}"): _service("destroy", reads_body=False),
@@ -248,6 +261,22 @@ AUDITED: Mapping[tuple[str, str], Audited] = {
     ("POST", "/v1/services/{kind}/{name}/unlink"): _service("unlink"),
     ("POST", "/v1/services/{kind}/{name}/import"): _service("import", reads_body=False),
     ("POST", "/v1/services/{kind}/{name}/connect"): _service("connect", reads_body=False),
+    ("POST", "/v1/backup/create"): _plain("backup:create", _field("path")),
+    ("POST", "/v1/backup/restore"): _plain("backup:restore", _field("path")),
+    ("POST", "/v1/services/{kind}/{name}/backup"): _service("backup", _field("dir")),
+    ("PUT", "/v1/services/{kind}/{name}/backup-schedule"): _service(
+        "backup-schedule", _field("cron")),
+    ("DELETE", "/v1/services/{kind}/{name}/backup-schedule"): _service(
+        "backup-unschedule", reads_body=False),
+    ("POST", "/v1/services/{kind}/{name}/expose"): _service(
+        "expose", lambda m, q, b: f"port {b.get('port')}" if type(b.get("port")) is int else ""),
+    ("POST", "/v1/services/{kind}/{name}/unexpose"): _service("unexpose", reads_body=False),
+    # dashboard users: the password in the body is never read here (the name only)
+    ("POST", "/v1/users"): Audited(lambda m, q, b: Described(
+        "users:add", "", f"{b.get('name')}" + (" (admin)" if b.get("admin") is True else "")
+        if isinstance(b.get("name"), str) else "")),
+    ("DELETE", "/v1/users/{name}"): Audited(
+        lambda m, q, b: Described("users:remove", "", m.get("name", "")), False),
     ("PUT", "/v1/kv/{key}"): _key("kv:put"),
     ("DELETE", "/v1/kv/{key}"): _key("kv:delete"),
 }

@@ -138,12 +138,24 @@ async def _record(events: EventLog, event: AuditEvent) -> None:
                   event.actor, exc)
 
 
-def ssh_note(events: EventLog) -> Callable[[str, str, str, str], Awaitable[None]]:
+class SshNote:
     """How the SSH server records a change it makes itself (an app created by its first
-    push): ``note(key, verb, app, summary)``."""
-    async def note(key: str, verb: str, app: str, summary: str) -> None:
-        await _record(events, AuditEvent(time.time(), key, "ssh", verb, app, summary))
-    return note
+    push): ``note(key, verb, app, summary)``; and a command it refused, before it ran
+    (``refused``: why; outcome ``refused``)."""
+
+    def __init__(self, events: EventLog) -> None:
+        self.events = events
+
+    async def __call__(self, key: str, verb: str, app: str, summary: str, *,
+                       refused: str = "") -> None:
+        outcome = "refused" if refused else "ok"
+        await _record(self.events, AuditEvent(time.time(), key, "ssh", verb, app, summary,
+                                              outcome, refused))
+
+
+def ssh_note(events: EventLog) -> SshNote:
+    """The SSH server's :class:`SshNote` for ``events``."""
+    return SshNote(events)
 
 
 def _count(request: web.Request) -> int:

@@ -11,7 +11,8 @@ Rules:
 - An event says who (``actor``: an SSH key's name, a dashboard user, or a local user such as
   ``root``; ``via``: ``ssh``, ``local`` or ``dashboard``), what (``verb``: the Dokku / fleetctl
   command, ``app``, ``summary``), when (``time``, Unix seconds), and how it went (``outcome``:
-  ``ok``, ``failed`` or ``cancelled``, with the error's message). A summary never holds a
+  ``ok``, ``failed`` or ``cancelled``, with the error's message; ``refused``: the SSH server
+  refused a key the command, before it ran, and the message says why). A summary never holds a
   config value, a key or a certificate: keys and names only.
 - Text is cleaned of control characters and capped before it is stored, so a name somebody
   tried (and was refused) cannot reach a terminal as an escape sequence.
@@ -29,7 +30,7 @@ from typing import Any
 PREFIX = "/shipmate/events/"
 SEQ_KEY = "/shipmate/events-seq"
 SEQ_DIGITS = 12
-OUTCOMES = ("ok", "failed", "cancelled")
+OUTCOMES = ("ok", "failed", "cancelled", "refused")
 MAX_TEXT = 300  # characters of a summary or an error kept
 COLUMNS = (("time", 20), ("actor", 16), ("verb", 22), ("app", 20), ("summary", 0))
 

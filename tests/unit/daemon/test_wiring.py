@@ -18,7 +18,7 @@ async def test_everything_on(tmp_path: Path) -> None:
     w = build(cfg, store, engine)
     assert [c.name for c in w.components] == [
         "compactor", "agent", "scheduler", "images", "ssh", "router", "cache",
-        "letsencrypt"]
+        "letsencrypt", "service-backups"]
     # the agent's containers fetch missing images through the peer fetcher built before it
     assert w.agent.containers is not None and w.agent.containers.fetcher is w.images
     # deploys wait for this machine's router, built before the PaaS

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shipmate.errors import NotFoundError, ValidationError
+from shipmate.errors import ConflictError, NotFoundError, ValidationError
 from shipmate.paas.certs import Certs
 from shipmate.paas.state import PaasState
 from shipmate.router import tlskeys
@@ -98,3 +98,32 @@ async def test_hsts_remove_and_forget(certs: Certs) -> None:
         await certs.show("web", "key")
     await certs.state.destroy_app("web")
     assert await _stored(certs.store) == []
+
+
+async def test_the_dashboard_route_takes_a_certificate_without_an_app(certs: Certs) -> None:
+    crt, key = generate_self_signed(["shipmate.apps.test"], now=NOW)
+    report = await certs.add("shipmate", crt, key)
+    assert report["enabled"] is True and report["hostnames"] == ["shipmate.apps.test"]
+    assert await _stored(certs.store) == [tlskeys.cert_key("shipmate")]
+    assert (await certs.report("shipmate"))["source"] == "manual"
+    other, other_key = generate_self_signed(["web.apps.test"], now=NOW)
+    with pytest.raises(ValidationError):  # it serves the dashboard's one name only
+        await certs.add("shipmate", other, other_key)
+    await certs.remove("shipmate")
+    assert await _stored(certs.store) == []
+    assert (await certs.generate("shipmate", []))["hostnames"] == ["shipmate.apps.test"]
+    with pytest.raises(NotFoundError, match="App nosuch does not exist"):
+        await certs.add("nosuch", crt, key)  # any other name still needs its app
+
+
+async def test_the_dashboard_route_needs_a_global_domain() -> None:
+    store = await memory_store()
+    with pytest.raises(ValidationError, match="has no domain") as err:
+        await Certs(store, PaasState(store), wall=lambda: NOW).generate("shipmate", [])
+    assert "shipmate.DOMAIN" in (err.value.hint or "")
+    await store.close()
+
+
+async def test_no_app_can_be_named_shipmate(certs: Certs) -> None:
+    with pytest.raises(ConflictError, match="reserved for the Shipmate dashboard"):
+        await certs.state.create_app("shipmate")

@@ -102,6 +102,17 @@ async def test_enable_publishes_the_answer_then_stores_the_certificate(
     assert row["app"] == "web" and row["last_error"] == "-" and row["renewal"] != "now"
 
 
+async def test_the_dashboard_route_gets_one_without_an_app(
+        le: tuple[LetsEncrypt, FakeCA]) -> None:
+    service, ca = le
+    await service.enable("shipmate", lambda _: None)
+    assert ca.domains == ["shipmate.apps.test"]
+    assert (await service.certs.report("shipmate"))["source"] == "letsencrypt"
+    assert [row["app"] for row in await service.listing()] == ["shipmate"]
+    await service.disable("shipmate")
+    assert (await service.certs.report("shipmate"))["enabled"] is False
+
+
 async def test_a_failure_is_recorded_and_backs_off(le: tuple[LetsEncrypt, FakeCA]) -> None:
     service, ca = le
     ca.fail = "the CA could not connect"

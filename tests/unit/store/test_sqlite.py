@@ -193,4 +193,6 @@ async def test_event_loop_keeps_running_during_durable_writes(tmp_path: Path) ->
         await tick
         await store.close()
     assert len(gaps) > 10
-    assert max(gaps) < 0.1
+    # most ticks come on time; a single long gap is the machine (other processes), not fsync
+    # on the loop, which would hold up every tick taken while the writes go on
+    assert sorted(gaps)[len(gaps) * 9 // 10] < 0.05, sorted(gaps)[-5:]

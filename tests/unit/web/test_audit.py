@@ -31,6 +31,7 @@ def _api_routes() -> set[tuple[str, str]]:
     """(method, route) of every route the daemon's API serves."""
     wiring = SimpleNamespace(store=None, agent=None, paas=None, certs=object(),
                              letsencrypt=object(), events=None, cache=None, engine=None,
+                             users=object(), cron=object(),
                              config=load_config({}, state_dir=Path("/nonexistent")))
     app = make_app(SimpleNamespace(wiring=wiring))  # type: ignore[arg-type]
     return {(r.method, r.resource.canonical) for r in app.router.routes()

@@ -7,7 +7,9 @@
   (the first deploy, or a type new to the app); ``ps:scale`` changes them afterwards.
 - ``scripts.dokku.predeploy`` / ``scripts.dokku.postdeploy``: commands run in a one-off
   container of the new release, before it starts / after it takes traffic.
-- ``healthchecks``: read by :mod:`.checks`; ``cron`` is kept for the scheduler.
+- ``healthchecks``: read by :mod:`.checks`.
+- ``cron``: scheduled tasks, read by :mod:`shipmate.paas.cron` (a bad schedule rejects the
+  push, naming the line); the release records them and the scheduler leader runs them.
 - ``engines.node``: the Node.js version asked for (the builder warns when it is not the one
   installed).
 - Every other top-level field (``addons``, ``buildpacks``, ``image``, ``env``...) is ignored;
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipmate.errors import ValidationError
+from shipmate.paas.cron import CronEntry, parse_entries
 from shipmate.paas.model import MAX_SCALE, PROCESS_TYPE
 
 #: The fields Shipmate acts on; any other top-level field is ignored with a notice.
@@ -39,6 +42,7 @@ class AppJson:
     predeploy: str = ""
     postdeploy: str = ""
     node_engine: str = ""
+    cron: tuple[CronEntry, ...] = ()
     ignored: tuple[str, ...] = ()
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -103,9 +107,10 @@ def parse(text: str) -> AppJson:
     phases = {k: _script(dokku or {}, k) for k in ("predeploy", "postdeploy")}
     engines = data.get("engines") or {}
     node = engines.get("node", "") if isinstance(engines, dict) else ""
+    cron, cron_ignored = parse_entries(data.get("cron"), text)
     return AppJson(formation=_formation(data.get("formation")), node_engine=str(node or ""),
-                   ignored=tuple(sorted(k for k in data if k not in USED)), data=data,
-                   **phases)
+                   cron=cron, data=data, **phases,
+                   ignored=tuple(sorted(k for k in data if k not in USED)) + cron_ignored)
 
 
 def _script(scripts: Mapping[str, Any], name: str) -> str:
