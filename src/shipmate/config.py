@@ -60,6 +60,11 @@ class Config:
     machine_id: str = derived("this machine's ID (default: hostname)")
     public_ip: str = setting("127.0.0.1", "address other machines reach this one at")
     metadata: str = setting("", "machine metadata, k=v,k2=v2 (fleet's --metadata)")
+    machine_cpus: float = setting(
+        0.0, "CPUs units may reserve on this machine in all (0: the CPUs it has)")
+    machine_memory: str = setting(
+        "", "memory units may reserve on this machine in all, e.g. 14g (empty: what it has, "
+        "from /proc/meminfo and its cgroup limit)")
     agent_ttl: float = setting(3.0, "seconds a machine's heartbeat lease lives")
     reconcile_interval: float = setting(5.0, "seconds between full re-reads of the store")
     # router

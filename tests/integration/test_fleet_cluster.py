@@ -351,3 +351,42 @@ async def test_restarted_daemon_adopts_its_units(cluster: Cluster, registry: Reg
 def _adopted(m: Machine) -> bool:
     res = m.fleet("list-units", "--no-legend", check=False)
     return res.returncode == 0 and res.stdout.count("active") == 2
+
+
+RESERVING = "[Service]\nExecStart=/bin/sleep 1000\n\n[X-Fleet]\nReserveMemory={}\n"
+
+
+def sized(cluster: Cluster, memory: str) -> Machine:
+    """A machine that says it has ``memory`` for units (a simulated size)."""
+    m = Machine(len(cluster.machines), cluster.root, cluster.etcd.endpoint)
+    m.env["SHIPMATE_MACHINE_MEMORY"] = memory
+    cluster.machines.append(m)
+    m.start()
+    return m
+
+
+async def test_a_unit_reserving_more_than_any_machine_has_waits_with_the_reason(
+        cluster: Cluster, registry: Registry) -> None:
+    small = write_unit(cluster.root, "small.service", RESERVING.format("512m"))
+    big = write_unit(cluster.root, "big.service", RESERVING.format("3g"))
+    m0, m1 = sized(cluster, "1g"), sized(cluster, "2g")
+    await until(lambda: machines_up(registry, 2), what="two machines")
+    m0.fleet("start", small.name)  # fewest units, ties by ID: on m0, 512 MiB left there
+    res = m0.fleet("start", "--block-attempts", "4", big.name, check=False)
+    reason = f"needs 3 GiB memory; the largest free is 2 GiB on {m1.id}"
+    assert res.returncode == 1 and reason in res.stderr
+    assert f"  Waiting: {reason}" in m0.fleet("status", big.name).stdout
+    listing = m1.fleet("list-units", "--full").stdout.splitlines()
+    assert listing[0].split() == ["UNIT", "MACHINE", "ACTIVE", "SUB", "REASON"]
+    row = next(line for line in listing if line.startswith(big.name))
+    assert row.split(None, 4) == [big.name, "-", "inactive", "waiting", reason]
+    assert "big.service" not in await active(registry)
+
+    m2 = sized(cluster, "4g")  # a machine with room joins: the unit runs there
+    await until(lambda: _runs_on(registry, big.name, m2.id), what="big.service on the 4g one")
+    assert "Waiting:" not in m0.fleet("status", big.name).stdout
+    assert "REASON" not in m0.fleet("list-units").stdout
+
+
+async def _runs_on(registry: Registry, unit: str, machine: str) -> bool:
+    return (await active(registry)).get(unit) == [machine]

@@ -31,6 +31,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shipmate.agent.capacity import machine_capacity
 from shipmate.agent.containers import ContainerJob, ContainerUnits, ImageFetcher
 from shipmate.agent.endpoints import EndpointWriter, unit_endpoints
 from shipmate.agent.jobs import UnitJobs
@@ -74,8 +75,9 @@ class Agent:
         self.registry = Registry(store)
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        cpus, memory = machine_capacity(config)
         self.machine = Machine(config.machine_id, config.public_ip,
-                               parse_metadata(config.metadata or ""))
+                               parse_metadata(config.metadata or ""), cpus, memory)
         self.hostname = hostname or socket.gethostname()
         state = Path(config.state_dir) / "agent"
         self.supervisor = Supervisor(state, on_change=lambda _name: self._report_soon.set())

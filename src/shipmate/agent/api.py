@@ -84,7 +84,8 @@ def add_fleet_routes(app: web.Application, store: Store, agent: Agent | None = N
 
 
 def _machine_json(m: Machine) -> dict[str, Any]:
-    return {"id": m.id, "public_ip": m.public_ip, "metadata": m.metadata_dict}
+    return {"id": m.id, "public_ip": m.public_ip, "metadata": m.metadata_dict,
+            "resources": {"cpus": m.cpus, "memory": m.memory}}
 
 
 async def list_machines(request: web.Request) -> web.Response:
@@ -94,7 +95,8 @@ async def list_machines(request: web.Request) -> web.Response:
 
 
 async def list_units(request: web.Request) -> web.Response:
-    """Unit states as agents report them, with each machine's public IP."""
+    """Unit states as agents report them, with each machine's public IP; then the units the
+    scheduler could place nowhere (sub state ``waiting``, with the reason)."""
     snap = await _registry(request).snapshot()
     rows = []
     for st in sorted(snap.states, key=lambda s: (s.unit, s.machine)):
@@ -102,6 +104,13 @@ async def list_units(request: web.Request) -> web.Response:
         rows.append({"unit": st.unit, "machine": st.machine,
                      "public_ip": m.public_ip if m else "", "load": st.load_state,
                      "active": st.active_state, "sub": st.sub_state, "hash": st.hash})
+    reported = {st.unit for st in snap.states}
+    for name, reason in sorted(snap.waiting.items()):
+        if name in snap.units and name not in reported:
+            rows.append({"unit": name, "machine": "", "public_ip": "", "load": "-",
+                         "active": "inactive", "sub": "waiting",
+                         "hash": snap.units[name].hash, "reason": reason})
+    rows.sort(key=lambda r: (r["unit"], r["machine"]))
     return web.json_response(rows)
 
 
@@ -123,7 +132,7 @@ def unit_file_rows(snap: Snapshot) -> list[dict[str, Any]]:
             "state": state, "global": rec.requirements.global_, "machines": [
                 {"id": mid, "public_ip": snap.machines[mid].public_ip
                  if mid in snap.machines else ""} for mid in machines],
-            "desc": _description(rec.text),
+            "desc": _description(rec.text), "reason": snap.waiting.get(name, ""),
         })
     return rows
 
@@ -237,6 +246,7 @@ async def status(request: web.Request) -> web.Response:
         "unit": name, "dstate": snap.desired.get(name, "inactive"),
         "hash": snap.units[name].hash,
         "placed": list(placement.machines) if placement else [],
+        "waiting": snap.waiting.get(name, ""),
         "states": [s.to_json() for s in snap.states if s.unit == name],
         "machines": machines,
     })

@@ -23,6 +23,7 @@ from shipmate.cli import output
 from shipmate.cli.inputs import read_file, read_stdin
 from shipmate.cli.registry import Context, arg, command
 from shipmate.errors import ShipmateError, ValidationError
+from shipmate.scheduler.cluster import human_memory
 
 BLOCK_SLEEP = 0.5
 DEFAULT_BLOCK_ATTEMPTS = 60  # 30 s; fleetctl's default 0 waits forever, a bound is kinder
@@ -47,6 +48,8 @@ MACHINE_FIELDS: dict[str, Field] = {
     "machine": lambda m, full: m["id"] if full else f"{m['id'][:8]}...",
     "ip": lambda m, full: m.get("public_ip") or "-",
     "metadata": lambda m, full: format_metadata(m.get("metadata") or {}),
+    "cpus": lambda m, full: f"{(m.get('resources') or {}).get('cpus') or 0:g}" or "-",
+    "memory": lambda m, full: human_memory(int((m.get("resources") or {}).get("memory") or 0)),
 }
 UNIT_FIELDS: dict[str, Field] = {
     "unit": lambda u, full: u["unit"],
@@ -56,7 +59,11 @@ UNIT_FIELDS: dict[str, Field] = {
     "sub": lambda u, full: u.get("sub") or "-",
     "load": lambda u, full: u.get("load") or "-",
     "hash": lambda u, full: (u["hash"] if full else u["hash"][:7]) if u.get("hash") else "-",
+    "reason": lambda u, full: u.get("reason") or "-",
 }
+#: list-units' columns; REASON joins them when a unit waits (a Shipmate addition: fleetctl
+#: lists only units that run somewhere).
+UNIT_COLUMNS = "unit,machine,active,sub"
 
 
 def _target(u: Mapping[str, Any], full: bool) -> str:
@@ -136,21 +143,26 @@ async def _table(ctx: Context, args: argparse.Namespace, path: str,
     if ctx.format == "json":
         output.as_json(rows)
         return 0
-    lines = render_rows(rows, fields, args.fields, full=args.full, legend=not args.no_legend)
+    spec = args.fields
+    if spec is None:  # list-units: its columns, and REASON when a unit waits
+        spec = UNIT_COLUMNS + (",reason" if any(r.get("reason") for r in rows) else "")
+    lines = render_rows(rows, fields, spec, full=args.full, legend=not args.no_legend)
     for line in align(lines):
         print(line)
     return 0
 
 
 @command("fleet list-machines", "enumerate the machines in the cluster", *_fmt_args(),
-         arg("--fields", default="machine,ip,metadata", help="columns: machine,ip,metadata"))
+         arg("--fields", default="machine,ip,metadata",
+             help="columns: machine,ip,metadata,cpus,memory"))
 async def list_machines(ctx: Context, args: argparse.Namespace) -> int:
     return await _table(ctx, args, "/v1/fleet/machines", MACHINE_FIELDS)
 
 
 @command("fleet list-units", "list the state of the units loaded on machines", *_fmt_args(),
-         arg("--fields", default="unit,machine,active,sub",
-             help="columns: " + ",".join(sorted(UNIT_FIELDS))))
+         arg("--fields", default=None,
+             help="columns: " + ",".join(sorted(UNIT_FIELDS)) + f" (default: {UNIT_COLUMNS}, "
+             "and reason when a unit waits for a machine)"))
 async def list_units(ctx: Context, args: argparse.Namespace) -> int:
     return await _table(ctx, args, "/v1/fleet/units", UNIT_FIELDS)
 
@@ -253,8 +265,11 @@ async def wait_for(ctx: Context, names: Sequence[str], target: str, attempts: in
         if not pending:
             break
         if attempts and n >= attempts:
+            why = "; ".join(f"{u}: {rows[u]['reason']}" for u in pending
+                            if rows.get(u, {}).get("reason"))
             raise ShipmateError(
-                f"timed out waiting for {', '.join(pending)} to be {target}",
+                f"timed out waiting for {', '.join(pending)} to be {target}"
+                + (f" ({why})" if why else ""),
                 hint="list-unit-files shows their state; a unit may wait for a machine "
                      "(Conflicts=, MachineMetadata=); raise --block-attempts to wait longer")
         await asyncio.sleep(BLOCK_SLEEP)
@@ -310,6 +325,8 @@ def render_status(data: Mapping[str, Any]) -> list[str]:
                    f"(target: {data.get('dstate')})")
         out.append("   Active: inactive (dead)" if data.get("placed")
                    else "   Active: not scheduled on any machine")
+        if data.get("waiting"):
+            out.append(f"  Waiting: {data['waiting']}")
     for block in data.get("machines", []):
         d = block.get("detail") or {}
         out.append(f"\u25cf {data['unit']} - on {block['machine']}")

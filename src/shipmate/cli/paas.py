@@ -284,7 +284,8 @@ async def ps_report(ctx: Context, args: argparse.Namespace) -> int:
         ("Deployed", "true" if data["release"] else "false"),
         ("Release", data["release"] or "-"),
         ("Routing", data.get("routing", "")),
-        *[(f"Status {p['instance']}", f"{p['state']} ({p['machine']} {p['endpoint']})")
+        *[(f"Status {p['instance']}", f"waiting: {p['reason']}" if p.get("reason")
+           else f"{p['state']} ({p['machine']} {p['endpoint']})")
           for p in data["processes"]]])
     return 0
 

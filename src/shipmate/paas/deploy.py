@@ -166,9 +166,11 @@ class Deployer:
                 return
             if self.clock.now() > deadline:
                 waiting = sorted(names - set(active))
+                unplaced = await self.registry.waiting()  # the scheduler's reasons
+                shown = [f"{n} ({unplaced[n]})" if n in unplaced else n for n in waiting]
                 raise DeployError(
                     f"instances did not start within {START_TIMEOUT:.0f}s: "
-                    f"{', '.join(waiting) or 'web endpoints missing'}"
+                    f"{', '.join(shown) or 'web endpoints missing'}"
                     + (await self._logs(waiting[0]) if waiting else ""),
                     hint="check `shipmate fleet list-units` and the app's logs")
             await self.clock.sleep(START_POLL)

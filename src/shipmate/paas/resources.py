@@ -8,8 +8,9 @@ process type's own value wins over the default, key by key. As on Dokku, a chang
 effect on the next deploy (``ps:restart``, ``ps:rebuild``, a push).
 
 Applied to containers: the memory and CPU limits and the memory reservation (Docker's
-``--memory``, ``--cpus``, ``--memory-reservation``); a CPU reservation is recorded and shown
-but Docker has no such setting, so it does not change the container.
+``--memory``, ``--cpus``, ``--memory-reservation``); Docker has no CPU reservation. Both
+reservations also go to the scheduler (``[X-Fleet] ReserveMemory=``/``ReserveCPU=``): an
+instance is placed only on a machine with that much memory and CPU not yet reserved.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class ProcessResources:
             lines.append(f"MemoryReservation={format_memory(self.memory_reservation)}")
         if self.cpus is not None:
             lines.append(f"CPUQuota={format_cpus(self.cpus)}")
+        return lines
+
+    def reservation_lines(self) -> list[str]:
+        """The ``[X-Fleet]`` lines that make the scheduler place the instance only where its
+        reservation fits (``ReserveMemory=``, ``ReserveCPU=``)."""
+        lines = []
+        if self.memory_reservation is not None:
+            lines.append(f"ReserveMemory={format_memory(self.memory_reservation)}")
+        if self.cpu_reservation is not None:
+            lines.append(f"ReserveCPU={self.cpu_reservation:g}")
         return lines
 
 

@@ -96,6 +96,7 @@ class Paas:
         await self.state.get_app(app)
         current = await self.state.current(app)
         states = {s.unit: s for s in await self.registry.unit_states()}
+        waiting = await self.registry.waiting()
         kvs, _ = await self.store.range(f"{route_keys.ENDPOINTS_PREFIX}{app}/")
         eps = [json.loads(kv.value) for kv in kvs]
         procs = []
@@ -109,7 +110,8 @@ class Paas:
             procs.append({"unit": name, "instance": f"{parsed[1]}.{parsed[2]}",
                           "release": parsed[3], "machine": st.machine if st else "-",
                           "state": f"{st.active_state}/{st.sub_state}" if st else "waiting",
-                          "endpoint": f"{ep['host']}:{ep['port']}" if ep else "-"})
+                          "endpoint": f"{ep['host']}:{ep['port']}" if ep else "-",
+                          **({"reason": waiting[name]} if not st and name in waiting else {})})
         return {"release": current.label if current else "", "processes": procs}
 
     # changes that deploy ------------------------------------------------------------------

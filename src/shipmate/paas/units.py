@@ -101,19 +101,22 @@ def instance_units(
                                   hint="known types: " + ", ".join(sorted(processes)))
         for i in range(1, formation[proc] + 1):
             name = f"{app}_{proc}.{i}_{tag}.container"
-            limits = (resources or {}).get(proc, ProcessResources()).unit_lines()
+            own = (resources or {}).get(proc, ProcessResources())
             text = _unit_text(app, proc, i, tag, image, processes[proc], env, git_rev,
-                              image_source, limits, port)
-            units.append(InstanceUnit(name, proc, i, _with_extras(text, extras)))
+                              image_source, own.unit_lines(), port)
+            units.append(InstanceUnit(name, proc, i, _with_extras(
+                text, extras, own.reservation_lines())))
     return units
 
 
-def _with_extras(text: str, extras: UnitExtras | None) -> str:
-    """``text`` with the extras' ``[Container]`` lines (before ``[Service]``) and their
-    ``[X-Fleet]`` section (at the end)."""
-    if extras is None:
+def _with_extras(text: str, extras: UnitExtras | None, reserve: list[str] | None = None) -> str:
+    """``text`` with the extras' ``[Container]`` lines (before ``[Service]``) and one
+    ``[X-Fleet]`` section at the end: the extras' placement and the ``reserve`` lines."""
+    container, fleet = extras_lines(extras) if extras is not None else ([], [])
+    if reserve:
+        fleet = [*(fleet or ["", "[X-Fleet]"]), *reserve]
+    if not container and not fleet:
         return text
-    container, fleet = extras_lines(extras)
     head, sep, tail = text.partition("\n\n[Service]\n")
     return "\n".join([head, *container]) + sep + tail + "".join(f"{line}\n" for line in fleet)
 

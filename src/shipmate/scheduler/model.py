@@ -49,6 +49,8 @@ def requirements_from_json(data: Mapping[str, Any]) -> Requirements:
         conflicts=tuple(data.get("conflicts") or ()),
         replaces=tuple(data.get("replaces") or ()),
         global_=bool(data.get("global")),
+        reserve_memory=int(data.get("reserve_memory") or 0),
+        reserve_cpus=float(data.get("reserve_cpus") or 0.0),
     )
 
 
@@ -75,11 +77,17 @@ class UnitRecord:
 
 @dataclasses.dataclass(frozen=True)
 class Machine:
-    """A live machine, as its agent's heartbeat publishes it (under the agent's lease)."""
+    """A live machine, as its agent's heartbeat publishes it (under the agent's lease).
+
+    ``cpus`` and ``memory`` (bytes) are what units may reserve there in all; 0 means not
+    reported, and then only units that reserve nothing of it are placed there.
+    """
 
     id: str
     public_ip: str = ""
     metadata: tuple[tuple[str, str], ...] = ()
+    cpus: float = 0.0
+    memory: int = 0
 
     @property
     def metadata_dict(self) -> dict[str, str]:
@@ -88,13 +96,19 @@ class Machine:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict."""
-        return {"id": self.id, "public_ip": self.public_ip, "metadata": dict(self.metadata)}
+        out: dict[str, Any] = {"id": self.id, "public_ip": self.public_ip,
+                               "metadata": dict(self.metadata)}
+        if self.cpus or self.memory:
+            out["resources"] = {"cpus": self.cpus, "memory": self.memory}
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Machine:
         """Reverse :meth:`to_json`."""
         meta = data.get("metadata") or {}
-        return cls(data["id"], data.get("public_ip", ""), tuple(sorted(meta.items())))
+        res = data.get("resources") or {}
+        return cls(data["id"], data.get("public_ip", ""), tuple(sorted(meta.items())),
+                   float(res.get("cpus") or 0.0), int(res.get("memory") or 0))
 
 
 def parse_metadata(text: str) -> tuple[tuple[str, str], ...]:

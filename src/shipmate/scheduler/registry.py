@@ -6,6 +6,8 @@ Key layout (all values compact JSON; see docs/registry.md)::
     /shipmate/fleet/units/<unit>               UnitRecord     written by submit, deleted by destroy
     /shipmate/fleet/desired/<unit>             {"state": ...} inactive | loaded | launched
     /shipmate/fleet/placements/<unit>          Placement      written by the leader only (fenced)
+    /shipmate/fleet/waiting/<unit>             {"reason": ..} why an active unit is not placed
+                                                              (leader only, fenced)
     /shipmate/fleet/machines/<machine>         Machine        agent heartbeat, under its lease
     /shipmate/fleet/states/<unit>/<machine>    UnitState      agent report, under its lease
     /shipmate/fleet/leader                     Leader         scheduler leader, under its lease
@@ -37,6 +39,7 @@ PREFIX = "/shipmate/fleet/"
 UNITS = PREFIX + "units/"
 DESIRED = PREFIX + "desired/"
 PLACEMENTS = PREFIX + "placements/"
+WAITING = PREFIX + "waiting/"
 MACHINES = PREFIX + "machines/"
 STATES = PREFIX + "states/"
 LEADER_KEY = PREFIX + "leader"
@@ -66,6 +69,11 @@ def placement_key(name: str) -> str:
     return PLACEMENTS + name
 
 
+def waiting_key(name: str) -> str:
+    """Key of the reason a unit waits (is active but placed nowhere)."""
+    return WAITING + name
+
+
 def machine_key(machine_id: str) -> str:
     """Key of a machine's heartbeat record."""
     return MACHINES + machine_id
@@ -89,6 +97,7 @@ class Snapshot:
     states: list[UnitState]
     leader: Leader | None
     mods: dict[str, int]
+    waiting: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def mod(self, key: str) -> int:
         """Mod revision of ``key`` at the snapshot (0: missing)."""
@@ -170,7 +179,7 @@ class Registry:
         res = await self.store.txn(
             [Compare(unit_key(name), "version", ">", 0)],
             [Op.delete(unit_key(name)), Op.delete(desired_key(name)),
-             Op.delete(placement_key(name))],
+             Op.delete(placement_key(name)), Op.delete(waiting_key(name))],
         )
         return res.succeeded
 
@@ -202,6 +211,11 @@ class Registry:
         """Every placement, by unit name."""
         kvs, _ = await self.store.range(PLACEMENTS)
         return {kv.key[len(PLACEMENTS):]: Placement.from_json(loads(kv.value)) for kv in kvs}
+
+    async def waiting(self) -> dict[str, str]:
+        """Why each waiting unit is not placed, by unit name (written by the leader)."""
+        kvs, _ = await self.store.range(WAITING)
+        return {kv.key[len(WAITING):]: str(loads(kv.value).get("reason", "")) for kv in kvs}
 
     async def placed_on(self, machine_id: str) -> list[str]:
         """Names of the units placed on ``machine_id`` (what its agent should run)."""
@@ -278,3 +292,5 @@ def _decode_into(snap: Snapshot, kv: KeyValue) -> None:
         snap.machines[key[len(MACHINES):]] = Machine.from_json(loads(kv.value))
     elif key.startswith(STATES):
         snap.states.append(UnitState.from_json(loads(kv.value)))
+    elif key.startswith(WAITING):
+        snap.waiting[key[len(WAITING):]] = str(loads(kv.value).get("reason", ""))

@@ -14,12 +14,16 @@ import fnmatch
 import functools
 import re
 import shlex
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from shipmate.errors import ValidationError
+from shipmate.spec.resources import parse_cpus, parse_memory
 from shipmate.spec.unitfile import UnitFile, UnitOption
 from shipmate.spec.unitname import UnitName
 
 SECTION = "X-Fleet"
+N = TypeVar("N", int, float)
 
 #: Accepted keys -> the requirement they mean (fleet's ``validRequirements``).
 KEYS = {
@@ -34,6 +38,9 @@ KEYS = {
     "X-Conflicts": "conflicts",
     "Global": "global",
     "Replaces": "replaces",
+    # Shipmate's own: what the unit reserves on its machine (docs/fleet.md, "Resources").
+    "ReserveMemory": "reserve_memory",
+    "ReserveCPU": "reserve_cpus",
 }
 _TRUE = ("true", "yes", "1", "on", "t")
 _FALSE = ("false", "no", "0", "off", "f", "")
@@ -46,6 +53,8 @@ class Requirements:
 
     ``metadata`` maps a key to the values any of which satisfies it (all keys must match).
     ``conflicts`` and ``replaces`` are glob patterns (Go ``path.Match`` syntax).
+    ``reserve_memory`` (bytes) and ``reserve_cpus`` are what the unit reserves on its machine
+    (0: nothing): the scheduler places it only where that fits beside what is placed there.
     """
 
     machine_id: str | None = None
@@ -54,6 +63,8 @@ class Requirements:
     conflicts: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()
     global_: bool = False
+    reserve_memory: int = 0
+    reserve_cpus: float = 0.0
 
     @property
     def metadata_dict(self) -> dict[str, tuple[str, ...]]:
@@ -61,13 +72,19 @@ class Requirements:
         return dict(self.metadata)
 
     def to_json(self) -> dict[str, object]:
-        """A JSON-able dict (``global`` spelled without the underscore)."""
-        return {
+        """A JSON-able dict (``global`` spelled without the underscore; reservations only
+        when set, so records of units without them read as before)."""
+        out: dict[str, object] = {
             "machine_id": self.machine_id, "machine_of": list(self.machine_of),
             "metadata": {k: list(v) for k, v in self.metadata},
             "conflicts": list(self.conflicts), "replaces": list(self.replaces),
             "global": self.global_,
         }
+        if self.reserve_memory:
+            out["reserve_memory"] = self.reserve_memory
+        if self.reserve_cpus:
+            out["reserve_cpus"] = self.reserve_cpus
+        return out
 
 
 def split_multivalue(value: str) -> list[str]:
@@ -102,6 +119,9 @@ def read_requirements(unit: UnitFile, name: UnitName) -> Requirements:
                 f"line {opt.line}: unrecognized requirement in [X-Fleet] section: {opt.name!r}",
                 hint="known: " + ", ".join(KEYS),
             )
+        if kind.startswith("reserve_"):
+            found[kind].append((opt, opt.value.strip()))
+            continue
         split = _split_names if kind in ("conflicts", "replaces", "machine_of") else (
             split_multivalue)
         found[kind].extend((opt, _expand(v, name)) for v in split(opt.value) if v)
@@ -112,6 +132,10 @@ def read_requirements(unit: UnitFile, name: UnitName) -> Requirements:
         conflicts=_patterns(found["conflicts"], "Conflicts", globs=True),
         replaces=_patterns(found["replaces"], "Replaces", globs=True),
         global_=_global(found["global"]),
+        reserve_memory=_last(found["reserve_memory"], lambda v, o: parse_memory(
+            v, what=f"line {o.line}: ReserveMemory")),
+        reserve_cpus=_last(found["reserve_cpus"], lambda v, o: parse_cpus(
+            v, what=f"line {o.line}: ReserveCPU")),
     )
     check_combinations(reqs)
     return reqs
@@ -167,6 +191,15 @@ def _metadata(values: list[tuple[UnitOption, str]]) -> tuple[tuple[str, tuple[st
     return tuple(sorted((k, tuple(v)) for k, v in out.items()))
 
 
+def _last(values: list[tuple[UnitOption, str]],
+          parse: Callable[[str, UnitOption], N]) -> N | Literal[0]:
+    # systemd: the last assignment wins; an empty one resets to "nothing reserved".
+    if not values or not values[-1][1]:
+        return 0
+    opt, text = values[-1]
+    return parse(text, opt)
+
+
 def _global(values: list[tuple[UnitOption, str]]) -> bool:
     if not values:
         return False
@@ -187,6 +220,17 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 def glob_match(pattern: str, name: str) -> bool:
     """Go ``path.Match`` for unit names (no ``/`` in them, so fnmatch agrees with it)."""
     return _compiled(pattern).match(name) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _union(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{_compiled(p).pattern})" for p in patterns))
+
+
+def any_match(patterns: tuple[str, ...], name: str) -> bool:
+    """:func:`glob_match` of any of ``patterns`` (one compiled expression per tuple: the
+    scheduler asks this for every unit it meets on a machine)."""
+    return bool(patterns) and _union(patterns).match(name) is not None
 
 
 #: fleet's ``ValidateOptions`` refusals (``api/units.go``, in its order), plus ``Global`` with

@@ -140,6 +140,9 @@ class Store(abc.ABC):
     """Keys with revisions, transactions, watches and leases."""
 
     name: str = "store"
+    #: Most compares (or operations) one transaction may carry: etcd's default
+    #: ``--max-txn-ops``. Writers that batch (the scheduler) split their work to fit.
+    max_txn_ops: int = 128
 
     @abc.abstractmethod
     async def get(self, key: str) -> KeyValue | None:

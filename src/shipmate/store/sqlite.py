@@ -58,6 +58,7 @@ class SqliteStore(Store):
     """
 
     name = "sqlite"
+    max_txn_ops = 30_000  # no limit of its own; a bound keeps one commit (and the loop) short
 
     def __init__(self, path: str | Path, *, clock: Clock | None = None) -> None:
         self.path = str(path)

@@ -121,9 +121,48 @@ def _check_ops(ops: Sequence[Op]) -> None:
             puts.add(op.key)
     for op in ops:
         if op.kind == "delete":
-            hit = [k for k in puts if (k.startswith(op.key) if op.prefix else k == op.key)]
+            if not op.prefix:
+                hit = [op.key] if op.key in puts else []
+            else:
+                hit = [k for k in puts if k.startswith(op.key)]
             if hit:
                 raise ValidationError(f"key {hit[0]!r} is both put and deleted in one transaction")
+
+
+_CHUNK = 500  # keys per IN (...) read
+
+
+class _Puts:
+    """Consecutive puts of one transaction, written with one ``executemany``."""
+
+    def __init__(self, db: SqliteDb, rev: int, events: list[Event]) -> None:
+        self.db, self.rev, self.events = db, rev, events
+        self.ops: list[Op] = []
+
+    def add(self, op: Op) -> None:
+        self.ops.append(op)
+
+    def flush(self) -> None:
+        if not self.ops:
+            return
+        ops, self.ops = self.ops, []
+        for lease in sorted({op.lease for op in ops if op.lease}):
+            if not self.db.lease_exists(lease):
+                raise LeaseNotFoundError(
+                    f"lease {lease} does not exist (expired or revoked)",
+                    hint="grant a new lease and write the key again")
+        prevs = self.db.current([op.key for op in ops])
+        rows = []
+        for op in ops:
+            prev = prevs[op.key]
+            create, version = (self.rev, 1) if prev is None else (
+                prev.create_revision, prev.version + 1)
+            rows.append((op.key.encode(), op.value, create, self.rev, version, op.lease))
+            self.events.append(Event("put", KeyValue(op.key, op.value, create, self.rev,
+                                                     version, op.lease), prev))
+        self.db.conn.executemany(
+            f"INSERT OR REPLACE INTO kv ({_KV_COLS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+            rows)
 
 
 class SqliteDb:
@@ -207,15 +246,39 @@ class SqliteDb:
         rev = self.revision + 1
         events: list[Event] = []
         with self._write():
-            ok = all(_compare_holds(c, self.get(c.key)) for c in compares)
+            current = self.current([c.key for c in compares])
+            ok = all(_compare_holds(c, current[c.key]) for c in compares)
             ops = success if ok else failure
             _check_ops(ops)
-            responses = tuple(self._apply(op, rev, events) for op in ops)
+            puts = _Puts(self, rev, events)
+            responses: list[tuple[KeyValue, ...]] = []
+            for op in ops:
+                if op.kind == "put":
+                    puts.add(op)
+                    responses.append(())
+                else:
+                    puts.flush()  # a later get or delete sees the puts before it
+                    responses.append(self._apply(op, rev, events))
+            puts.flush()
             if events:
                 self._record(rev, events)
         if events:
             self.revision = rev  # only once committed
-        return TxnResult(ok, self.revision, responses), events
+        return TxnResult(ok, self.revision, tuple(responses)), events
+
+    def current(self, keys: Sequence[str]) -> dict[str, KeyValue | None]:
+        """The current key-values of ``keys`` (None: missing), read a chunk at a time: a
+        scheduler pass compares tens of thousands of keys in one transaction."""
+        found: dict[str, KeyValue | None] = dict.fromkeys(keys)
+        todo = list(found)
+        for start in range(0, len(todo), _CHUNK):
+            chunk = [k.encode() for k in todo[start:start + _CHUNK]]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                    f"SELECT {_KV_COLS} FROM kv WHERE key IN ({marks})", chunk):  # noqa: S608
+                kv = _kv(row)
+                found[kv.key] = kv
+        return found
 
     def _apply(self, op: Op, rev: int, events: list[Event]) -> tuple[KeyValue, ...]:
         if op.kind == "get":
@@ -226,23 +289,7 @@ class SqliteDb:
             self.conn.execute(f"DELETE FROM kv WHERE {cond}", params)  # noqa: S608
             events.extend(Event("delete", KeyValue(kv.key, b"", 0, rev, 0), kv) for kv in gone)
             return tuple(gone)
-        if op.kind == "put":
-            events.append(self._put(op, rev))
-            return ()
         raise ValidationError(f"unknown transaction operation {op.kind!r}")
-
-    def _put(self, op: Op, rev: int) -> Event:
-        if op.lease and not self.lease_exists(op.lease):
-            raise LeaseNotFoundError(
-                f"lease {op.lease} does not exist (expired or revoked)",
-                hint="grant a new lease and write the key again")
-        prev = self.get(op.key)
-        create, version = (rev, 1) if prev is None else (prev.create_revision, prev.version + 1)
-        kv = KeyValue(op.key, op.value, create, rev, version, op.lease)
-        self.conn.execute(
-            f"INSERT OR REPLACE INTO kv ({_KV_COLS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
-            (op.key.encode(), op.value, create, rev, version, op.lease))
-        return Event("put", kv, prev)
 
     def _record(self, rev: int, events: list[Event]) -> None:
         rows = []

@@ -111,3 +111,18 @@ def test_status_text() -> None:
     assert text[0] == f"\u25cf a.service - on {MID}"
     assert "   Active: active (running)" in text and " Main PID: 42" in text
     assert text[-1] == "hello"
+
+
+def test_a_waiting_unit_shows_its_reason_in_list_units_and_status() -> None:
+    rows = [{"unit": "big.service", "machine": "", "active": "inactive", "sub": "waiting",
+             "hash": "a" * 40, "reason": "needs 2 GiB memory; the largest free is 1 GiB on m2"}]
+    assert render_rows(rows, UNIT_FIELDS, "unit,machine,active,sub,reason", full=False,
+                       legend=True) == [
+        "UNIT\tMACHINE\tACTIVE\tSUB\tREASON",
+        "big.service\t-\tinactive\twaiting\tneeds 2 GiB memory; the largest free is 1 GiB on m2"]
+    text = render_status({"unit": "big.service", "dstate": "launched", "hash": "a" * 40,
+                          "placed": [], "machines": [],
+                          "waiting": "needs 2 GiB memory; the largest free is 1 GiB on m2"})
+    assert text == ["\u25cf big.service", "   Loaded: not-found (target: launched)",
+                    "   Active: not scheduled on any machine",
+                    "  Waiting: needs 2 GiB memory; the largest free is 1 GiB on m2"]

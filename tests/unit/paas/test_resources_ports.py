@@ -78,3 +78,18 @@ def test_port_changes_set_add_remove_clear() -> None:
     assert [str(m) for m in ports.changed(added, {"set": ["http:80:3000"]})] == ["http:80:3000"]
     with pytest.raises(ValidationError, match="list of port mappings"):
         ports.changed(start, {"add": "http:80:1"})
+
+
+def test_reservations_reach_the_scheduler_through_the_instance_units() -> None:
+    from shipmate.paas.units import instance_units
+    from shipmate.spec.units import parse_unit
+
+    record = res.changed({}, "reserve", "web", res.parse_values({"memory": "512m", "cpu": "0.5"}))
+    units = instance_units("app", "v1", "img", {"web": "serve", "worker": "work"},
+                           {"web": 1, "worker": 1}, {}, "abc",
+                           resources={p: res.resolve(record, p) for p in ("web", "worker")})
+    reqs = {u.name: parse_unit(u.name, u.text).requirements for u in units}
+    web, worker = sorted(reqs)
+    assert (reqs[web].reserve_memory, reqs[web].reserve_cpus) == (512 * MB, 0.5)
+    assert (reqs[worker].reserve_memory, reqs[worker].reserve_cpus) == (0, 0.0)
+    assert "[X-Fleet]\nReserveMemory=512m\nReserveCPU=0.5\n" in units[0].text

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 from shipmate.scheduler.election import Election
-from shipmate.scheduler.engine import Deposed, SchedulerEngine
+from shipmate.scheduler.engine import Deposed, SchedulerEngine, Write
 from shipmate.scheduler.model import Machine
-from shipmate.scheduler.registry import PLACEMENTS, Registry
+from shipmate.scheduler.registry import PLACEMENTS, Registry, placement_key
 from shipmate.store.base import Store
 from shipmate.testing import FakeClock
 
@@ -142,7 +142,7 @@ async def test_cut_off_leader_is_replaced_after_ttl_and_fenced(
             raise AssertionError("deposed leader reconciled")
         except Deposed:
             pass
-        assert not await a._write(await reg.snapshot(), [("x1.service", ("m1",))], old)
+        assert not await a._write([Write(placement_key("x1.service"), ("m1",), ())], old)
     finally:
         await run.close()
 
