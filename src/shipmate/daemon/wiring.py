@@ -112,10 +112,20 @@ def build(config: Config, store: Store, engine: Engine | None,
     certs, le, renewer = _tls(config, store, paas, router, scheduler)
     comps.append(renewer)
     comps += _service_backups(config, store, engine, clock)
+    closers += _build_fence(config, engine)
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
                   letsencrypt=le, events=events)
+
+
+def _build_fence(config: Config, engine: Engine | None) -> tuple[Closer, ...]:
+    """At shutdown, this daemon's cache port leaves the build fence (its builds are over)."""
+    from shipmate.paas.sandbox import BuildSandbox
+
+    if engine is None or not config.build_sandbox or not config.cache:
+        return ()
+    return (BuildSandbox(engine, config).remove,)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,
