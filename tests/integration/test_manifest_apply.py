@@ -179,3 +179,28 @@ async def test_failing_replacement_keeps_the_old_container(
     assert "broken config" in message
     containers = await engine.list({MANIFEST_LABEL: name})
     assert [c.id for c in containers] == [old] and containers[0].running
+
+
+async def test_resource_limits_reach_the_container(
+    engine: DockerEngine, name: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, name, f"""\
+        containers:
+          {name}-lim:
+            image: {BASE}
+            command: {IDLE}
+            health: {{running_for: 1s}}
+            memory: 64m
+            memory_reservation: 32m
+            cpus: 0.5
+        """)
+    result = await apply_manifest(engine, load_manifest(path))
+    assert result.ok, [o.message for o in result.failures]
+    proc = await asyncio.create_subprocess_exec(
+        "docker", "inspect", "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}} {{.HostConfig.NanoCpus}}",
+        f"{name}-lim", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert out.decode().split() == [str(64 * 2**20), str(32 * 2**20), "500000000"]
+    plan = await plan_manifest(engine, load_manifest(path))
+    assert not plan.changes_anything  # what dockerd reports matches what was declared

@@ -202,6 +202,8 @@ async def domains_set_global(ctx: Context, args: argparse.Namespace) -> int:
 async def domains_clear_global(ctx: Context, args: argparse.Namespace) -> int:
     result = await ctx.client().request("DELETE", "/v1/domains/global")
     output.step("Cleared global domain")
+    if result.get("domain"):
+        output.step(f"Apps answer as APP.{result['domain']} again (the global_domain setting)")
     for app, port in sorted(dict(result.get("ports") or {}).items()):
         output.step(f"{app} now answers on port {port}")
     return 0

@@ -23,7 +23,7 @@ from shipmate.clock import Clock
 from shipmate.converge.plan import Action
 from shipmate.engine.base import Engine
 from shipmate.errors import ShipmateError
-from shipmate.spec.container import ContainerSpec
+from shipmate.spec.container import SPEC_HASH_LABEL, ContainerSpec, spec_hash
 from shipmate.spec.unitshipmate import RUNNING_FOR, WAIT
 
 LOG_TAIL = 8
@@ -111,6 +111,9 @@ class Replacer:
         if stop_first:
             await self.engine.stop(old)
         new = ""
+        # The spec hash is the target's, not that of the spec under its temporary name:
+        # else the renamed container would not match its unit, and be replaced again.
+        labels = {**labels, SPEC_HASH_LABEL: spec_hash(target.spec)}
         try:
             new = await self.engine.create(dataclasses.replace(target.spec, name=name),
                                            extra_labels=labels)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from shipmate.errors import ValidationError
 from shipmate.spec.container import ContainerSpec, HealthCheck, Mount, PortMapping
 from shipmate.spec.manifest import Manifest
+from shipmate.spec.resources import format_cpus, format_memory
 from shipmate.spec.unitcontainer import UNIT_LABEL
 from shipmate.spec.unitfile import MAX_LINE
 from shipmate.spec.units import parse_unit
@@ -158,6 +159,13 @@ def container_options(spec: ContainerSpec) -> list[tuple[str, str]]:
         if field is not None:
             opts.append((key, _plain(key, field)))
     opts += [("Network", _plain("Network", n)) for n in spec.networks]
+    for key, size in (("Memory", spec.memory), ("MemoryReservation", spec.memory_reservation)):
+        if size is not None:
+            opts.append((key, format_memory(size)))
+    if spec.cpus is not None:
+        opts.append(("CPUQuota", format_cpus(spec.cpus)))
+    if spec.init:
+        opts.append(("RunInit", "true"))
     return opts
 
 

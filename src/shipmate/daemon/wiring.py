@@ -132,6 +132,7 @@ def build(config: Config, store: Store, engine: Engine | None,
     users = Users(store)
     if config.dashboard_port:
         comps.append(_dashboard(config, store, paas, users, events, cache))
+    closers += _build_fence(config, engine)
     return Wiring(config=config, store=store, engine=engine, engine_error=engine_error,
                   agent=agent, scheduler=scheduler, paas=paas, router=router, cache=cache,
                   images=images, components=tuple(comps), closers=closers, certs=certs,
@@ -157,6 +158,15 @@ def _dashboard(config: Config, store: Store, paas: Paas, users: Users, events: E
 
     dash = Dashboard(store, paas, users, events, cache)
     return Component("dashboard", DashboardServer(dash, config).run)
+
+
+def _build_fence(config: Config, engine: Engine | None) -> tuple[Closer, ...]:
+    """At shutdown, this daemon's cache port leaves the build fence (its builds are over)."""
+    from shipmate.paas.sandbox import BuildSandbox
+
+    if engine is None or not config.build_sandbox or not config.cache:
+        return ()
+    return (BuildSandbox(engine, config).remove,)
 
 
 def _tls(config: Config, store: Store, paas: Paas, router: RouterController | None,

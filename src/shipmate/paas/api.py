@@ -111,8 +111,9 @@ async def put_global_domain(request: web.Request) -> web.Response:
 
 
 async def delete_global_domain(request: web.Request) -> web.Response:
-    ports = await _paas(request).state.clear_global_domain()
-    return web.json_response({"domain": "", "ports": ports})
+    state = _paas(request).state
+    ports = await state.clear_global_domain()
+    return web.json_response({"domain": await state.global_domain(), "ports": ports})
 
 
 def _routing(request: web.Request, app: str) -> str:

@@ -2,8 +2,9 @@
 so that a ``RUN`` step reaches the package cache on the network's gateway and nothing else:
 not the host's services, not other machines, not the store.
 
-This is the I/O half: it makes the network through the engine and adds the missing firewall
-rules with ``iptables`` (checked before every build, so rules flushed by hand come back).
+This is the I/O half: it makes the network through the engine and brings the firewall rules
+to what they should be with ``iptables-restore`` (checked before every build, so rules flushed
+by hand come back; a stopping daemon takes its cache port out, :meth:`BuildSandbox.remove`).
 Without ``iptables`` (or the right to use it) builds are refused, not run unfenced; the
 ``build_sandbox`` setting turns the sandbox off explicitly.
 """
@@ -11,12 +12,14 @@ Without ``iptables`` (or the right to use it) builds are refused, not run unfenc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from pathlib import Path
 
 from shipmate.config import Config
 from shipmate.engine.base import Engine, NetworkInfo
 from shipmate.errors import ShipmateError
-from shipmate.paas.builders.fence import fence_rules, iptables_argv
+from shipmate.paas.builders.fence import CHAIN, Fence, fence, listening_ports, removal
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,8 @@ class SandboxError(ShipmateError):
 class BuildSandbox:
     """The fenced build network of this machine."""
 
-    def __init__(self, engine: Engine, config: Config) -> None:
-        self.engine, self.config = engine, config
+    def __init__(self, engine: Engine, config: Config, *, chain: str = CHAIN) -> None:
+        self.engine, self.config, self.chain = engine, config, chain
         self._lock = asyncio.Lock()
 
     @property
@@ -53,18 +56,52 @@ class BuildSandbox:
                 raise SandboxError(
                     f"Docker network {name} exists but is not an internal bridge network",
                     hint=f"remove it (docker network rm {name}) or set SHIPMATE_BUILD_NETWORK")
-            ports = (self.config.cache_port,) if self.config.cache else ()
-            for rule in fence_rules(net.subnet, net.gateway, ports):
-                if (await _iptables(iptables_argv(rule, "check")))[0] == 0:
-                    continue
-                if rule.chain != "INPUT":  # fails when the chain exists: fine
-                    await _iptables(["iptables", "-w", "5", "-N", rule.chain])
-                code, err = await _iptables(iptables_argv(rule, "add"))
-                if code != 0:
-                    raise SandboxError(f"cannot fence build network {name}: iptables: {err}",
-                                       hint=_HINT)
-                log.info("build sandbox: added %s %s", rule.chain, " ".join(rule.spec))
+            await self._install(fence(net.subnet, net.gateway, self.chain), name)
             return net
+
+    async def remove(self) -> None:
+        """Take this daemon's cache port out of the fence (at shutdown); what other daemons
+        of this host accept, the rejects and the jump stay (:func:`.fence.removal`)."""
+        if not self.enabled or not self._ports():
+            return
+        try:
+            listing = await self._listing()
+            text = removal(self.chain, listing, self._ports())
+            if text is not None:
+                await self._restore(text, "the build network")
+        except SandboxError as exc:
+            log.warning("build sandbox: %s", exc)
+
+    async def _install(self, wall: Fence, name: str) -> None:
+        """Make the chain hold what :meth:`.Fence.plan` says (one commit), then make sure
+        ``INPUT`` jumps to it: added last, so it never points at an unfinished chain."""
+        listing = await self._listing()
+        text = wall.plan(listing, self._ports(), listening_ports(*_proc_tcp()))
+        if text is not None:
+            await self._restore(text, name)
+            log.info("build sandbox: %s now accepts %s", wall.chain,
+                     sorted(wall.accepted(text)) or "nothing")
+        jump = wall.jump()
+        if (await _run(["iptables", "-w", "5", "-C", *jump]))[0] == 0:
+            return
+        code, _, err = await _run(["iptables", "-w", "5", "-I", jump[0], "1", *jump[1:]])
+        if code != 0:
+            raise SandboxError(f"cannot fence build network {name}: iptables: {err}",
+                               hint=_HINT)
+
+    async def _listing(self) -> str:
+        """The chain's rules now (``iptables -S``); empty when it does not exist yet."""
+        code, out, _ = await _run(["iptables", "-w", "5", "-S", self.chain])
+        return out if code == 0 else ""
+
+    async def _restore(self, text: str, name: str) -> None:
+        code, _, err = await _run(["iptables-restore", "-w", "5", "--noflush"], text)
+        if code != 0:
+            raise SandboxError(f"cannot fence build network {name}: iptables-restore: {err}",
+                               hint=_HINT)
+
+    def _ports(self) -> tuple[int, ...]:
+        return (self.config.cache_port,) if self.config.cache else ()
 
     async def settings(self) -> tuple[str, dict[str, str]]:
         """The network a build runs on and its build arguments (the package cache's
@@ -90,13 +127,25 @@ class BuildSandbox:
         return net.gateway
 
 
-async def _iptables(argv: list[str]) -> tuple[int, str]:
+async def _run(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+    """Run an iptables tool: its exit code, output and error text."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+            *argv, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     except OSError as exc:
         raise SandboxError(f"cannot fence the build network: {argv[0]}: {exc.strerror}",
                            hint=_HINT) from exc
-    _, err = await proc.communicate()
-    return proc.returncode or 0, err.decode(errors="replace").strip()
+    out, err = await proc.communicate(None if stdin is None else stdin.encode())
+    return (proc.returncode or 0, out.decode(errors="replace"),
+            err.decode(errors="replace").strip())
+
+
+def _proc_tcp() -> list[str]:
+    """This host's TCP socket tables (the daemon shares the host's network namespace, as
+    iptables needs)."""
+    tables = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            tables.append(Path(path).read_text())
+    return tables

@@ -44,7 +44,7 @@ class Paas:
     def __init__(self, store: Store, engine: Engine | None, config: Config, *,
                  router: RouterProgress | None = None, clock: Clock | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
-        self.state = PaasState(store)
+        self.state = PaasState(store, default_global_domain=config.global_domain)
         self.keys = SshKeys(store)
         self.registry = Registry(store)
         self.router = router

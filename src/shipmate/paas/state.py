@@ -23,11 +23,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from shipmate.errors import ConflictError, NotFoundError
+from shipmate.errors import ConflictError, NotFoundError, ValidationError
 from shipmate.paas import domains as claims_rules
 from shipmate.paas.model import App, Release
 from shipmate.router import keys as route_keys
-from shipmate.spec.names import validate_app_name
+from shipmate.spec.names import validate_app_name, validate_domain
 from shipmate.store.base import Compare, Op, Store
 
 APPS = "/shipmate/apps/"
@@ -47,6 +47,13 @@ def _busy() -> ConflictError:
                          hint="try again")
 
 
+def _valid_or_empty(domain: str) -> str:
+    try:
+        return validate_domain(domain) if domain else ""
+    except ValidationError:
+        return ""
+
+
 def app_key(app: str, part: str) -> str:
     """Key of one of an app's records (the name is validated first)."""
     return f"{APPS}{validate_app_name(app)}/{part}"
@@ -59,8 +66,12 @@ def _dump(value: Any) -> str:
 class PaasState:
     """Typed access to the PaaS records."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, default_global_domain: str = "") -> None:
         self.store = store
+        #: The ``global_domain`` setting: the global domain while the store sets none, as
+        #: the router does (:func:`shipmate.router.routes.routes`); '' when it is invalid,
+        #: which the router reports.
+        self.default_global_domain = _valid_or_empty(default_global_domain)
 
     async def _json(self, key: str, default: Any) -> Any:
         kv = await self.store.get(key)
@@ -212,9 +223,10 @@ class PaasState:
     # domains ------------------------------------------------------------------------------------
 
     async def global_domain(self) -> str:
-        """The global domain apps get as APP.DOMAIN ('' when unset)."""
+        """The global domain apps get as APP.DOMAIN: ``domains:set-global``'s, else the
+        ``global_domain`` setting ('' when neither is set)."""
         data = await self._json(route_keys.GLOBAL_DOMAIN_KEY, {})
-        return str(data.get("domain", ""))
+        return str(data.get("domain", "")) or self.default_global_domain
 
     async def set_global_domain(self, domain: str) -> str:
         """Set the global domain (``domains:set-global``); refused when it would give an app
@@ -231,9 +243,12 @@ class PaasState:
     async def clear_global_domain(self) -> dict[str, int]:
         """Remove the global domain (``domains:clear-global``). Every routed app without a
         port of its own is given one, as a deploy without a global domain does, so that it
-        can still be reached; returns those ports by app."""
+        can still be reached; returns those ports by app. With the ``global_domain``
+        setting, that domain applies again and no port is needed."""
         await self.store.delete(route_keys.GLOBAL_DOMAIN_KEY)
         given: dict[str, int] = {}
+        if self.default_global_domain:
+            return given
         kvs, _ = await self.store.range(route_keys.DOMAINS_PREFIX)
         for kv in kvs:
             app = kv.key.removeprefix(route_keys.DOMAINS_PREFIX)
@@ -282,6 +297,7 @@ class PaasState:
             custom[app], ports[app] = list(data.get("domains", [])), data.get("port")
             guards.append(Compare.mod_is(kv.key, kv.mod_revision))
         glob = json.loads(global_kvs[0].value).get("domain", "") if global_kvs else ""
+        glob = glob or self.default_global_domain
         for app in apps - set(custom):  # a record made meanwhile must not go unseen
             guards.append(Compare.missing(route_keys.domains_key(app)))
         return _Snapshot(claims_rules.claims_from(apps, custom, str(glob)), guards, ports)

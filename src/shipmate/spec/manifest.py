@@ -19,6 +19,7 @@ A manifest::
         health: {test: "curl -f localhost:8000", running_for: 2s}
         depends_on: [db]
         replace: start-first
+        memory: 256m                # also memory_reservation, and cpus: 0.5
 
 Parsing is pure: :func:`parse_manifest` gets the text and a function reading the env files it
 names. :func:`load_manifest` is the thin file-reading edge. Every refusal names ``file:line``
@@ -44,7 +45,9 @@ from shipmate.spec.manifest_fields import (
     parse_env_file,
     parse_health,
     parse_port,
+    parse_resources,
     parse_volume,
+    refuse_resource_aliases,
 )
 from shipmate.spec.manifest_yaml import Source
 from shipmate.spec.names import validate_app_name, validate_container_name
@@ -55,7 +58,7 @@ IMAGE_KEYS = ("tag", "build", "dockerfile", "args", "import", "bootstrap", "netw
 CONTAINER_KEYS = (
     "image", "command", "entrypoint", "ports", "env", "env_file", "volumes", "labels",
     "restart", "health", "depends_on", "replace", "secrets", "working_dir", "user", "hostname",
-    "network", "init",
+    "network", "init", "memory", "memory_reservation", "cpus",
 )
 RESTART = ("no", "always", "unless-stopped", "on-failure")
 ReplaceStrategy = Literal["start-first", "stop-first"]
@@ -215,6 +218,7 @@ def _container(src: Source, name: str, key: yaml.Node, node: yaml.Node, base: st
     if len(name) < 2:  # dockerd refuses one-character names
         raise src.error(key, f"container name {name!r} is too short",
                         hint="use at least two characters")
+    refuse_resource_aliases(src, node, name)
     f = src.fields(node, f"container {name}", CONTAINER_KEYS)
     if "image" not in f:
         raise src.error(key, f"container {name}: `image` is required")
@@ -240,7 +244,7 @@ def _container(src: Source, name: str, key: yaml.Node, node: yaml.Node, base: st
         labels=labels,
         restart=src.word(f["restart"][1], "restart", RESTART) if "restart" in f else "no",
         health=health, init=src.boolean(f["init"][1], "init") if "init" in f else False,
-        **opt,
+        **opt, **parse_resources(src, f, name)._asdict(),
     )
     where_by_port = {p: src.where(n) for p, n in zip(
         ports, src.sequence(f["ports"][1], "ports") if "ports" in f else [], strict=True)}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import posixpath
 import re
+from typing import NamedTuple
 
 import yaml
 
 from shipmate.errors import ValidationError
 from shipmate.spec.container import HealthCheck, Mount, PortMapping
 from shipmate.spec.manifest_yaml import Source
+from shipmate.spec.resources import format_memory, parse_cpus, parse_memory
 
 _PORT = re.compile(
     r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?(?P<container>\d+)"
@@ -18,6 +20,11 @@ _PORT = re.compile(
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "running_for", "wait")
+RESOURCE_KEYS = ("memory", "memory_reservation", "cpus")
+#: What users of compose, Chef's ``docker_container`` or ``docker run`` may write instead.
+RESOURCE_ALIASES = {"mem_limit": "memory", "memory_limit": "memory",
+                    "mem_reservation": "memory_reservation", "nano_cpus": "cpus",
+                    "cpu_quota": "cpus", "cpu_period": "cpus", "cpu_count": "cpus"}
 
 
 def parse_port(src: Source, node: yaml.Node) -> PortMapping:
@@ -104,6 +111,50 @@ def parse_health(src: Source, node: yaml.Node) -> tuple[HealthCheck | None, floa
         if "start_period" in f else 0.0,
     )
     return check, running_for, wait
+
+
+def refuse_resource_aliases(src: Source, node: yaml.Node, container: str) -> None:
+    """Name the key to use when a container has compose's or Docker's name for a limit."""
+    for alias, (key, _) in src.mapping(node, f"container {container}").items():
+        if alias in RESOURCE_ALIASES:
+            raise src.error(key, f"container {container}: unknown key {alias!r}",
+                            hint=f"write {RESOURCE_ALIASES[alias]}: instead (docs/manifests.md)")
+
+
+class Resources(NamedTuple):
+    """A container's limits (``docker run --memory``, ``--memory-reservation``, ``--cpus``)."""
+
+    memory: int | None = None
+    memory_reservation: int | None = None
+    cpus: float | None = None
+
+
+def parse_resources(src: Source, f: dict[str, tuple[yaml.Node, yaml.Node]],
+                    container: str) -> Resources:
+    """``memory:`` and ``memory_reservation:`` (``256m``, ``1g``; a bare number is bytes, as
+    in Docker's API and Chef's ``memory``) and ``cpus:`` (``0.5``, or ``50%``). Absent keys
+    stay None, which the spec leaves out of its hash: a manifest without them hashes as
+    before."""
+    sizes: dict[str, int] = {}
+    cpus: float | None = None
+    for key in (k for k in RESOURCE_KEYS if k in f):
+        node, what = f[key][1], f"container {container}: {key}"
+        text = src.text(node, what)
+        try:
+            if key == "cpus":
+                cpus = parse_cpus(text, what=what)
+            else:
+                sizes[key] = parse_memory(text, what=what)
+        except ValidationError as exc:
+            raise src.error(node, exc.message, hint=exc.hint) from exc
+    out = Resources(sizes.get("memory"), sizes.get("memory_reservation"), cpus)
+    if out.memory and out.memory_reservation and out.memory_reservation > out.memory:
+        raise src.error(f["memory_reservation"][1],
+                        f"container {container}: memory_reservation "
+                        f"{format_memory(out.memory_reservation)} is more than memory "
+                        f"{format_memory(out.memory)}",
+                        hint="the reservation is a soft floor under the limit: make it smaller")
+    return out
 
 
 def parse_env_file(path: str, text: str) -> dict[str, str]:

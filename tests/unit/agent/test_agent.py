@@ -196,6 +196,12 @@ async def test_changed_unit_replaces_the_container(store: Store, engine: FakeEng
         # start-first: the new one was started before the old one was stopped
         actions = [(w.action, w.target.split(".next-")[0]) for w in engine.writes]
         assert actions.index(("start", "shipmate-w"), 2) < actions.index(("stop", "shipmate-w"))
+        # the new container (made under a temporary name) matches its unit: not replaced again
+        new = engine.container_named("shipmate-w")
+        creates = sum(w.action == "create" for w in engine.writes)
+        await settle(clock, steps=30)  # three reconciles
+        assert engine.container_named("shipmate-w") is new
+        assert sum(w.action == "create" for w in engine.writes) == creates
 
 
 async def test_a_changed_unit_that_fails_its_check_keeps_the_old_container(

@@ -23,7 +23,9 @@ async def test_everything_on(tmp_path: Path) -> None:
     assert w.agent.containers is not None and w.agent.containers.fetcher is w.images
     # deploys wait for this machine's router, built before the PaaS
     assert w.router is not None and w.paas.deployer.router is w.router
-    assert w.cache is not None and len(w.closers) == 1  # nginx is stopped at shutdown
+    # at shutdown nginx is stopped, and this daemon's cache port leaves the build fence
+    assert w.cache is not None and len(w.closers) == 2
+    assert w.closers[1].__qualname__ == "BuildSandbox.remove"
     await store.close()
 
 
@@ -34,6 +36,6 @@ async def test_only_what_the_settings_ask_for(tmp_path: Path) -> None:
     assert [c.name for c in w.components] == ["compactor", "agent", "scheduler",
                                                 "letsencrypt"]
     assert (w.router, w.cache, w.images, w.agent.containers) == (None, None, None, None)
-    assert w.paas.deployer.router is None
+    assert w.paas.deployer.router is None and w.closers == ()
     assert w.engine_error == "no Docker engine"
     await store.close()

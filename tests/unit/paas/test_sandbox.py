@@ -13,25 +13,74 @@ from shipmate import config
 from shipmate.engine.base import ImageInfo
 from shipmate.errors import ValidationError
 from shipmate.paas.build import BuildError, BuildLimits, build
-from shipmate.paas.builders.fence import CHAIN, fence_rules, iptables_argv
+from shipmate.paas.builders.fence import CHAIN, fence, listening_ports, removal
 from shipmate.paas.sandbox import BuildSandbox
 from shipmate.testing import FakeEngine
 
 
+def _listing(*rules: str) -> str:
+    """``iptables -S SHIPMATE-BUILD`` as it prints a chain with ``rules``."""
+    return "\n".join([f"-N {CHAIN}", *rules, ""])
+
+
 def test_the_fence_lets_builds_reach_only_the_cache_on_the_gateway() -> None:
-    rules = fence_rules("172.18.0.0/16", "172.18.0.1", (3142,))
-    assert [(r.chain, r.first, " ".join(r.spec)) for r in rules] == [
-        (CHAIN, True, "-d 172.18.0.1/32 -p tcp --dport 3142 -j ACCEPT"),
-        (CHAIN, False, "-p tcp -j REJECT --reject-with tcp-reset"),
-        (CHAIN, False, "-j REJECT --reject-with icmp-port-unreachable"),
-        ("INPUT", True, "-s 172.18.0.0/16 -j SHIPMATE-BUILD"),
-    ]
-    assert iptables_argv(rules[0], "check")[:5] == ["iptables", "-w", "5", "-C", CHAIN]
-    assert iptables_argv(rules[0], "add")[3:6] == ["-I", CHAIN, "1"]
-    assert iptables_argv(rules[1], "add")[3:5] == ["-A", CHAIN]
+    wall = fence("172.18.0.0/16", "172.18.0.1")
+    assert wall.rules([3142]) == [
+        f"-A {CHAIN} -d 172.18.0.1/32 -p tcp -m tcp --dport 3142 -j ACCEPT",
+        f"-A {CHAIN} -p tcp -j REJECT --reject-with tcp-reset",
+        f"-A {CHAIN} -j REJECT --reject-with icmp-port-unreachable"]
+    assert wall.jump() == ("INPUT", "-s", "172.18.0.0/16", "-j", CHAIN)
+    # a new chain is written whole, in one commit that starts by flushing it
+    text = wall.plan("", [3142], set())
+    assert text == "\n".join(["*filter", f":{CHAIN} - [0:0]", *wall.rules([3142]),
+                              "COMMIT", ""])
     # no cache on this machine: nothing of the host is reachable
-    assert [r.spec[-1] for r in fence_rules("172.18.0.0/16", "172.18.0.1", ())] == [
-        "tcp-reset", "icmp-port-unreachable", CHAIN]
+    assert [r.split()[-1] for r in wall.rules([])] == ["tcp-reset", "icmp-port-unreachable"]
+
+
+def test_a_fence_that_holds_its_rules_is_left_alone() -> None:
+    wall = fence("172.18.0.0/16", "172.18.0.1")
+    assert wall.plan(_listing(*wall.rules([3142])), [3142], set()) is None
+    # another daemon's port that something still listens on stays, in the same order
+    both = _listing(*wall.rules([3142, 40001]))
+    assert wall.plan(both, [3142], {40001}) is None
+    assert wall.plan(both, [40001], {3142}) is None
+
+
+def test_installing_the_fence_again_drops_what_piled_up() -> None:
+    wall = fence("172.21.0.0/16", "172.21.0.1")
+    accept = f"-A {CHAIN} -d 172.21.0.1/32 -p tcp -m tcp --dport %d -j ACCEPT"
+    piled = _listing(accept % 39617, accept % 35263, accept % 3142, accept % 3142,
+                     f"-A {CHAIN} -d 172.18.0.1/32 -p tcp -m tcp --dport 3142 -j ACCEPT",
+                     accept % 40001, *wall.rules([])[-2:])
+    text = wall.plan(piled, [3142], listening={40001, 22})
+    assert text is not None
+    assert [ln for ln in text.splitlines() if ln.startswith("-A")] == wall.rules([3142, 40001])
+    # the rejects out of order are put back last
+    reordered = _listing(*wall.rules([])[-2:], accept % 3142)
+    assert wall.plan(reordered, [3142], set()) == wall.plan("", [3142], set())
+
+
+def test_a_stopping_daemon_takes_out_only_its_own_port() -> None:
+    wall = fence("172.21.0.0/16", "172.21.0.1")
+    listing = _listing(*wall.rules([3142, 40001]))
+    assert removal(CHAIN, listing, [3142]) == "\n".join([
+        "*filter", f"-D {CHAIN} -d 172.21.0.1/32 -p tcp -m tcp --dport 3142 -j ACCEPT",
+        "COMMIT", ""])
+    assert removal(CHAIN, listing, [5555]) is None
+    assert removal(CHAIN, "", [3142]) is None
+
+
+def test_listening_ports_are_read_from_the_socket_tables() -> None:
+    tcp = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+        "   0: 0100007F:0C46 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0\n"
+        "   1: 0100007F:9C41 0100007F:0C46 01 00000000:00000000 00:00000000 00000000 0\n")
+    tcp6 = (
+        "  sl  local_address                         remote_address                        st\n"
+        "   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A\n")
+    assert listening_ports(tcp, tcp6) == {3142, 22}
+    assert listening_ports("") == set()
 
 
 @pytest.mark.parametrize(("subnet", "gateway"), [
@@ -39,7 +88,9 @@ def test_the_fence_lets_builds_reach_only_the_cache_on_the_gateway() -> None:
     ("172.18.0.0/16", "-j ACCEPT")])
 def test_the_fence_refuses_what_it_cannot_express(subnet: str, gateway: str) -> None:
     with pytest.raises(ValidationError):
-        fence_rules(subnet, gateway, (3142,))
+        fence(subnet, gateway)
+    with pytest.raises(ValidationError):
+        fence("172.18.0.0/16", "172.18.0.1", "X; -j ACCEPT")
 
 
 async def test_without_the_sandbox_builds_use_the_host_network(tmp_path: Path) -> None:
