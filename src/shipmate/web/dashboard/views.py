@@ -228,12 +228,15 @@ def request_graphs(samples: Sequence[Sample], bounds: Sequence[float],
     mean and 95th percentile time in ms) and its totals since the daemon started, as of
     the last sample: requests per status class and the time's median and 95th percentile."""
     points = rates(samples, bounds)
-    start = now - KEEP * INTERVAL
+    # the samples' span (a young daemon's graphs are not a sliver at the right), at most
+    # what is kept
+    start = max(now - KEEP * INTERVAL, samples[0].time if samples else now)
+    span = f", last {_span(now - start)}" if points else ""
     charts = [
-        line_chart("requests/s", {"requests": [(p.time, p.requests) for p in points],
+        line_chart(f"requests/s{span}", {"requests": [(p.time, p.requests) for p in points],
                                   "5xx": [(p.time, p.errors) for p in points]},
                    unit="req/s", start=start, end=now),
-        line_chart("request time", {"mean": [(p.time, _ms(p.mean)) for p in points],
+        line_chart(f"request time{span}", {"mean": [(p.time, _ms(p.mean)) for p in points],
                                     "p95": [(p.time, _ms(p.p95)) for p in points]},
                    unit="ms", start=start, end=now)]
     last = samples[-1] if samples else Sample(now)
@@ -242,6 +245,10 @@ def request_graphs(samples: Sequence[Sample], bounds: Sequence[float],
             "classes": [(c, n) for c, n in zip(CLASSES, last.classes, strict=True) if n],
             "p50": _ms_text(quantile(cumulative, 0.5)),
             "p95": _ms_text(quantile(cumulative, 0.95))}
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _ms(seconds: float | None) -> float | None:
