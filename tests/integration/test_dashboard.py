@@ -2,8 +2,9 @@
 every route of the dashboard's table (a page with a redirect to the login, everything else
 with 401), forged POSTs are refused, the router serves it at ``shipmate.GLOBALDOMAIN``, and
 in Debian's chromium a user logs in, opens an app, scales it and sees the new instance
-appear without reloading. Screenshots of each page go to ``$SHIPMATE_TEST_OUTPUT/screenshots``
-(default ``test-output/screenshots`` in the checkout)."""
+appear without reloading, and the app's request graphs draw the numbers ``/metrics`` serves
+for it after requests through the router. Screenshots of each page go to
+``$SHIPMATE_TEST_OUTPUT/screenshots`` (default ``test-output/screenshots`` in the checkout)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import http.cookiejar
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -36,6 +38,7 @@ from tests.integration.paas_helpers import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "dashboard test password"
+REQUESTS = 40
 HELLO = "pool/main/h/hello/hello_2.10-3_amd64.deb"
 OUTPUT = Path(os.environ.get("SHIPMATE_TEST_OUTPUT", ROOT / "test-output"))
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -203,6 +206,8 @@ def test_log_in_open_an_app_scale_it_and_see_it_live(dash: Dash, browser: object
     from selenium.webdriver.common.by import By
 
     d: Any = browser
+    for _ in range(REQUESTS):  # through the router: what the graphs draw
+        assert dash.daemon.get(dash.app)[0] == 200
     d.get(dash.base + "/")
     _wait(d, lambda d: "/login" in d.current_url, 10, "the login page")
     _shot(d, "1-login")
@@ -216,6 +221,8 @@ def test_log_in_open_an_app_scale_it_and_see_it_live(dash: Dash, browser: object
     _wait(d, lambda d: len(_running(d)) == 1, 30, "one running instance")
     d.execute_script("window.shipmateMarker = 'not reloaded';")
     assert "GREETING" in d.page_source and "secret-value-7" not in d.page_source
+    # sampled every 10 s, polled by the page every 10 s: the page catches up with /metrics
+    _wait(d, lambda d: _graphs_match(d, dash), 60, "the request graphs")
     _shot(d, "3-app")
     count = d.find_element(By.ID, "scale-count")
     count.clear()
@@ -248,6 +255,41 @@ def test_log_in_open_an_app_scale_it_and_see_it_live(dash: Dash, browser: object
           "the journal")
     assert "active" in _text(d, "#units")
     _shot(d, "6-unit")
+
+
+def _requests_in_metrics(dash: Dash) -> int:
+    """The app's requests in ``/metrics`` (every status class), parsed as Prometheus does."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sock = Path(dash.daemon.env["SHIPMATE_STATE_DIR"]) / "shipmate.sock"
+    res = subprocess.run(["curl", "-sS", "--fail", "--unix-socket", str(sock),
+                          "http://shipmate/metrics"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return int(sum(s.value for f in text_string_to_metric_families(res.stdout)
+                   for s in f.samples if s.name == "shipmate_http_requests_total"
+                   and s.labels["app"] == dash.app))
+
+
+def _graphs_match(driver: Any, dash: Dash) -> bool:
+    """The app page's graphs draw lines (no "no data"), and its total is /metrics' total
+    (which has at least the requests the test made)."""
+    graphs = driver.execute_script(
+        "const g = document.querySelector('#graphs'); return g ? {"
+        " labels: Array.from(g.querySelectorAll('svg.graph'))"
+        "   .map(s => s.getAttribute('aria-label')),"
+        " titles: Array.from(g.querySelectorAll('svg.graph text.title'))"
+        "   .map(t => t.textContent),"
+        " lines: g.querySelectorAll('svg.graph path.line').length,"
+        " total: (g.querySelector('#http-totals b') || {}).textContent} : null")
+    if not graphs or graphs["lines"] != 4 or len(graphs["labels"]) != 2:
+        return False
+    requests, latency = graphs["labels"]
+    assert requests.startswith("requests/s, last ") and "no data" not in requests, requests
+    assert latency.startswith("request time, last ") and "no data" not in latency, latency
+    assert "(max 0 " not in graphs["titles"][0], graphs["titles"]  # a rate above zero
+    exposed = _requests_in_metrics(dash)
+    assert exposed >= REQUESTS
+    return graphs["total"] == str(exposed)
 
 
 def _text(driver: Any, selector: str) -> str:

@@ -1,76 +1,94 @@
-"""Tiny server-rendered charts: numbers in, an inline ``<svg>`` string out. Pure and
-deterministic (the same numbers give the same bytes), no script, no external style, so a page
-draws them without a CDN or a front-end build. For the dashboard's per-app request and
-latency graphs (:func:`shipmate.web.httpstats.app_http_summary` gives the numbers).
+"""Server-rendered line charts: numbers in, an inline ``<svg>`` string out. Pure and
+deterministic (the same numbers give the same bytes), no script and no external style, so a
+page draws them without a CDN or a front-end build. The dashboard's per-app request and
+latency graphs are drawn with it (from :mod:`shipmate.web.httpstats`' numbers).
 
-Each chart scales its values to its own height (the largest value reaches the top; all zeros
-draw a flat line or no bars), takes a ``title`` for screen readers and a tooltip (escaped),
-and carries a ``class`` (``shipmate-spark``, ``shipmate-bars``) to be styled by the page;
-the default colour is ``currentColor``.
+A chart covers a fixed time window (``start`` to ``end``, the newest at the right), so a
+young series fills only its right-hand part. Values are scaled to the chart's height (the
+largest reaches the top; its value is written beside the title); a missing value (None,
+NaN, infinite) breaks its line, a negative one draws as zero. Without a single value in the
+window the chart says "no data". Titles, units and line names are escaped. Each line has the
+class ``line-N`` (its ``<title>`` names it) and the legend's text ``key-N``, for the page's
+style sheet; the default colour is ``currentColor``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
-
-def sparkline(values: Sequence[float], *, width: int = 120, height: int = 24,
-              title: str = "", stroke: str = "currentColor") -> str:
-    """A line through ``values``, left to right (one value: a flat line)."""
-    points = _clean(values)
-    top = max(points, default=0.0)
-    pad = 1.0  # half the stroke: the line's peaks are not clipped
-    if len(points) < 2:
-        points = points * 2 or [0.0, 0.0]
-    step = (width - 2 * pad) / (len(points) - 1)
-    usable = height - 2 * pad
-    coords = " ".join(f"{_num(pad + i * step)},{_num(pad + usable - _scale(v, top) * usable)}"
-                      for i, v in enumerate(points))
-    return (_open("shipmate-spark", width, height, title)
-            + f'<polyline fill="none" stroke="{escape(stroke)}" stroke-width="1.5" '
-            f'stroke-linejoin="round" stroke-linecap="round" points="{coords}"/></svg>')
+Points = Sequence[tuple[float, float | None]]
+_TOP = 18  # the title's band above the plot
 
 
-def bar_chart(values: Sequence[float], *, width: int = 120, height: int = 24,
-              title: str = "", fill: str = "currentColor",
-              labels: Sequence[str] = ()) -> str:
-    """One bar per value, left to right, with a 1-pixel gap; ``labels`` (one per value)
-    become each bar's tooltip."""
-    bars = _clean(values)
-    top = max(bars, default=0.0)
-    out = [_open("shipmate-bars", width, height, title)]
-    if bars:
-        slot = width / len(bars)
-        for i, v in enumerate(bars):
-            h = _scale(v, top) * height
-            if h <= 0:
-                continue
-            tip = f"<title>{escape(labels[i])}</title>" if i < len(labels) else ""
-            out.append(f'<rect x="{_num(i * slot)}" y="{_num(height - h)}" '
-                       f'width="{_num(max(slot - 1, 0.5))}" height="{_num(h)}" '
-                       f'fill="{escape(fill)}">{tip}</rect>')
+def line_chart(title: str, lines: Mapping[str, Points], *, start: float, end: float,
+               unit: str = "", width: int = 360, height: int = 90) -> str:
+    """One line per entry of ``lines`` (name -> (time, value) points, oldest first)."""
+    if width <= 0 or height <= 0:
+        raise ValueError("a chart needs a positive width and height")
+    span = end - start if end > start else 1.0
+    kept = {name: [(t, _clean(v)) for t, v in pts if start <= t <= end]
+            for name, pts in lines.items()}
+    values = [v for pts in kept.values() for _, v in pts if v is not None]
+    if not values:
+        return (_open(f"{title}: no data", width, height)
+                + f'<text x="4" y="13" class="title">{escape(title)}</text>'
+                f'<text x="{width // 2}" y="{_TOP + height // 2 + 4}" text-anchor="middle" '
+                f'class="nodata">no data</text></svg>')
+    top = max(values) or 1.0
+    out = [_open(title, width, height),
+           f'<text x="4" y="13" class="title">{escape(title)} (max {top:.3g}'
+           f'{" " + escape(unit) if unit else ""})</text>',
+           f'<line x1="0" y1="{_TOP + height}" x2="{width}" y2="{_TOP + height}" '
+           f'class="axis" stroke="currentColor" stroke-opacity="0.2"/>']
+    for i, (name, pts) in enumerate(kept.items()):
+        coords = [None if v is None else
+                  (_num((t - start) / span * width), _num(_TOP + height - v / top * height))
+                  for t, v in pts]
+        out.append(f'<path class="line line-{i}" d="{_path(coords)}" fill="none" '
+                   f'stroke="currentColor" stroke-width="1.5" stroke-linejoin="round" '
+                   f'stroke-linecap="round"><title>{escape(name)}</title></path>')
+    out += _legend(list(kept), width)
     out.append("</svg>")
     return "".join(out)
 
 
-def _open(css_class: str, width: int, height: int, title: str) -> str:
-    if width <= 0 or height <= 0:
-        raise ValueError("a chart needs a positive width and height")
-    label = f' aria-label="{escape(title)}"' if title else ""
-    tip = f"<title>{escape(title)}</title>" if title else ""
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width}" '
-            f'height="{height}" viewBox="0 0 {width} {height}" role="img"{label}>{tip}')
+def _open(label: str, width: int, height: int) -> str:
+    full = height + _TOP
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" role="img" '
+            f'aria-label="{escape(label)}" width="{width}" height="{full}" '
+            f'viewBox="0 0 {width} {full}"><title>{escape(label)}</title>')
 
 
-def _clean(values: Sequence[float]) -> list[float]:
-    """Negative, infinite and NaN values draw as zero: a chart never breaks on bad input."""
-    return [float(v) if math.isfinite(v) and v > 0 else 0.0 for v in values]
+def _legend(names: Sequence[str], width: int) -> list[str]:
+    # right-aligned, the last name at the right edge; ~6.5 px a character at 11 px
+    out, x = [], width - 2
+    for i in reversed(range(len(names))):
+        out.append(f'<text x="{x}" y="13" text-anchor="end" class="key key-{i}">'
+                   f'{escape(names[i])}</text>')
+        x -= round(6.5 * len(names[i])) + 10
+    return out
 
 
-def _scale(value: float, top: float) -> float:
-    return value / top if top > 0 else 0.0
+def _path(coords: Sequence[tuple[str, str] | None]) -> str:
+    """``M``oves where a line starts again after a gap; a lone point is drawn as a dot
+    (a zero-length segment with a round cap)."""
+    parts, drawing = [], False
+    for i, c in enumerate(coords):
+        if c is None:
+            drawing = False
+            continue
+        alone = not drawing and (i + 1 == len(coords) or coords[i + 1] is None)
+        parts.append(f"{'L' if drawing else 'M'}{c[0]},{c[1]}" + (" l0,0" if alone else ""))
+        drawing = True
+    return " ".join(parts)
+
+
+def _clean(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return max(value, 0.0)
 
 
 def _num(x: float) -> str:

@@ -1,6 +1,5 @@
 """The structured access log: each app's server names its app as a literal (never from the
-request), lines parse into requests or are skipped, requests count into the per-app metrics
-and a bounded per-minute history."""
+request), lines parse into requests or are skipped, requests count into the per-app metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import re
 import pytest
 
 from shipmate import metrics
-from shipmate.router.accesslog import History, Hit, parse_line, record
+from shipmate.router.accesslog import Hit, parse_line, record
 from shipmate.router.render import RenderOptions, render
 from shipmate.router.routes import Endpoint, Route, RouterState, RouteTls
 
@@ -83,36 +82,11 @@ def test_a_request_counts_into_the_metrics_by_app_and_class() -> None:
     before = (metrics.HTTP_REQUESTS.value(app=app, **{"class": "2xx"}),
               metrics.HTTP_REQUESTS.value(app=app, **{"class": "5xx"}),
               metrics.HTTP_REQUEST_SECONDS.count(app=app))
-    history = History()
     for status in (200, 204, 503):
-        record(Hit(app, status, 0.02, 1700000000.0), history)
+        record(Hit(app, status, 0.02, 1700000000.0))
     assert metrics.HTTP_REQUESTS.value(app=app, **{"class": "2xx"}) == before[0] + 2
     assert metrics.HTTP_REQUESTS.value(app=app, **{"class": "5xx"}) == before[1] + 1
     assert metrics.HTTP_REQUEST_SECONDS.count(app=app) == before[2] + 3
     text = metrics.REGISTRY.render()
     assert f'shipmate_http_requests_total{{app="{app}",class="2xx"}}' in text
     assert f'shipmate_http_request_seconds_bucket{{app="{app}",le="0.025"}}' in text
-
-
-def test_history_keeps_minutes_per_app_with_idle_minutes_as_zeros() -> None:
-    history = History(minutes=5)
-    t0 = 1_700_000_040.0  # a minute boundary: 1_700_000_040 = 28_333_334 * 60
-    for at, status, secs in ((t0 + 1, 200, 0.1), (t0 + 50, 500, 0.3), (t0 + 130, 200, 0.2)):
-        history.add(Hit("shop", status, secs, at))
-    series = history.series("shop", now=t0 + 150)
-    assert [m.start for m in series] == [int(t0) + 60 * k for k in range(-2, 3)]
-    assert [m.requests for m in series] == [0, 0, 2, 0, 1]
-    assert series[2].errors == 1 and series[2].slowest == 0.3
-    assert series[2].mean == pytest.approx(0.2)
-    assert [m.requests for m in history.series("other", now=t0)] == [0] * 5
-
-
-def test_history_is_bounded_in_minutes_and_apps() -> None:
-    history = History(minutes=3, max_apps=2)
-    for minute in range(10):
-        history.add(Hit("a", 200, 0.1, 60.0 * minute))
-    assert [m.requests for m in history.series("a", now=60.0 * 9)] == [1, 1, 1]
-    history.add(Hit("a", 200, 0.1, 0.0))  # older than kept: dropped, not an error
-    history.add(Hit("b", 200, 0.1, 60.0 * 9))
-    history.add(Hit("c", 200, 0.1, 60.0 * 9))  # "a" was idle longest
-    assert history.apps() == ["b", "c"]

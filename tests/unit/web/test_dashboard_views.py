@@ -13,7 +13,8 @@ from shipmate.router.keys import EndpointRecord
 from shipmate.scheduler.model import Machine, UnitState
 from shipmate.testing import FakeClock
 from shipmate.testing.store import memory_store
-from shipmate.web.dashboard import auth, graphs, views
+from shipmate.web import httpstats
+from shipmate.web.dashboard import auth, views
 from shipmate.web.dashboard.auth import Principal, RateLimiter
 from shipmate.web.dashboard.data import AppInfo, Platform
 from shipmate.web.dashboard.recent import RecentEvents
@@ -99,25 +100,29 @@ def test_the_cache_view() -> None:
     assert [f["name"] for f in view["files"]] == ["big.deb", "small.deb"]
 
 
-def test_graphs_from_the_metrics_shape_and_no_data_without_them() -> None:
-    empty = metrics.Registry()
-    assert "no data" in "".join(graphs.app_graphs(graphs.Sampler(empty).of("web")))
-    reg = metrics.Registry()
-    requests = reg.counter("router_http_requests_total", "requests", ("app", "status"))
-    latency = reg.histogram("router_http_request_duration_seconds", "latency", ("app",))
-    sampler = graphs.Sampler(reg)
-    sampler.sample(0.0)  # nothing counted yet: the app has no sample
-    for t in (10.0, 20.0, 30.0):
-        requests.inc(50, app="web", status="2xx")
-        requests.inc(10, app="web", status="5xx")
+def test_request_graphs_and_totals_from_the_samples_and_no_data_without_them() -> None:
+    bounds = metrics.HTTP_REQUEST_SECONDS.buckets
+    empty = views.request_graphs([], bounds, now=1000.0)
+    assert empty["total"] == 0 and empty["p95"] == "-"
+    assert len(empty["charts"]) == 2 and all("no data" in c for c in empty["charts"])
+    requests, seconds = (
+        metrics.Counter(metrics.HTTP_REQUESTS.name, "", ("app", "class")),
+        metrics.Histogram(metrics.HTTP_REQUEST_SECONDS.name, "", ("app",), bounds))
+    sampler = httpstats.Sampler(requests, seconds)
+    sampler.sample(900.0)
+    for t in (910.0, 920.0):
+        requests.inc(50, app="web", **{"class": "2xx"})
+        requests.inc(10, app="web", **{"class": "5xx"})
         for _ in range(60):
-            latency.observe(0.02, app="web")
+            seconds.observe(0.02, app="web")
         sampler.sample(t)
-    s = graphs.series(sampler.of("web"))
-    assert s["rps"] == [(20.0, 6.0), (30.0, 6.0)] and s["errors"] == [(20.0, 1.0), (30.0, 1.0)]
-    assert s["latency"][0][1] == pytest.approx(20.0)
-    drawn = "".join(graphs.app_graphs(sampler.of("web")))
-    assert "no data" not in drawn and drawn.count("<path") == 3 and "max 6 req/s" in drawn
+    g = views.request_graphs(sampler.of("web"), sampler.bounds, now=925.0)
+    assert g["total"] == 120 and g["classes"] == [("2xx", 100), ("5xx", 20)]
+    assert g["p50"] == "17.5 ms"  # within the (10, 25] ms bucket, as histogram_quantile says
+    drawn = "".join(g["charts"])
+    assert "no data" not in drawn and drawn.count("<path") == 4
+    assert "requests/s, last 25 s (max 6 req/s)" in drawn  # from the first sample to now
+    assert "request time, last 25 s (max 24.2 ms)" in drawn  # the p95's
 
 
 def test_failed_logins_are_limited_per_key_over_a_sliding_minute() -> None:

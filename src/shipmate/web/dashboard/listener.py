@@ -24,8 +24,8 @@ from aiohttp import web
 from shipmate.config import Config
 from shipmate.errors import ShipmateError
 from shipmate.router import keys as route_keys
-from shipmate.web.dashboard.graphs import INTERVAL
 from shipmate.web.dashboard.server import Dashboard, make_app
+from shipmate.web.httpstats import INTERVAL
 
 log = logging.getLogger(__name__)
 ROUTE = "shipmate"

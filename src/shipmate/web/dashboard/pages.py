@@ -15,7 +15,6 @@ from shipmate.spec.names import validate_app_name
 from shipmate.spec.unitname import parse_unit_name
 from shipmate.web.dashboard import access, views
 from shipmate.web.dashboard.data import AppDetail, Platform, read_app, read_platform
-from shipmate.web.dashboard.graphs import app_graphs
 from shipmate.web.dashboard.server import Dashboard, dash_of, render, user_of
 
 RECENT_EVENTS = 20
@@ -104,15 +103,21 @@ async def app_page(request: web.Request) -> web.Response:
     deploy = dash.deploys.since(app, 0)
     return render(request, "app.html", app=app, d=detail, parts=parts,
                   config=views.config_rows(detail.config_keys),
-                  graphs=app_graphs(dash.sampler.of(app)), deploy=deploy,
+                  graphs=graphs(dash, app), deploy=deploy,
                   after=deploy[-1][0] if deploy else dash.deploys.seq)
+
+
+def graphs(dash: Dashboard, app: str) -> str:
+    """``app``'s request graphs, from the samples of the metrics ``/metrics`` serves."""
+    sampler = dash.sampler
+    return fragment(dash, "graphs", g=views.request_graphs(sampler.of(app), sampler.bounds,
+                                                           dash.wall()))
 
 
 async def app_graphs_fragment(request: web.Request) -> web.Response:
     """``GET /fragments/apps/{app}/graphs``: the request graphs, polled by the page."""
     app = await visible_app(request)
-    return web.Response(text="".join(app_graphs(dash_of(request).sampler.of(app))),
-                        content_type="text/html")
+    return web.Response(text=graphs(dash_of(request), app), content_type="text/html")
 
 
 # -- machines, units, the cache ----------------------------------------------------------------

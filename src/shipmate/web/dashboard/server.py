@@ -25,9 +25,9 @@ from shipmate.errors import ShipmateError
 from shipmate.paas import acl
 from shipmate.web.dashboard import auth
 from shipmate.web.dashboard.auth import Principal, RateLimiter
-from shipmate.web.dashboard.graphs import Sampler
 from shipmate.web.dashboard.sessions import Sessions
 from shipmate.web.eventlog import EventLog
+from shipmate.web.httpstats import Sampler
 from shipmate.web.users import Users
 
 if TYPE_CHECKING:

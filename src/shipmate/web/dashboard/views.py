@@ -8,6 +8,8 @@
   (events are recorded when their request ends, and carry how long it took).
 - A non-admin user sees only the apps granted to them (:mod:`.access`), their units and
   their events.
+- An app's request graphs are drawn from :mod:`shipmate.web.httpstats`' samples of the
+  metrics ``/metrics`` serves, by :mod:`shipmate.web.svgchart`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from typing import Any
 from shipmate.agent.endpoints import instance_name
 from shipmate.paas.model import Release
 from shipmate.paas.units import parse_unit_name, unit_prefix
+from shipmate.router.accesslog import CLASSES
 from shipmate.web.dashboard.access import may_see, visible
 from shipmate.web.dashboard.auth import Principal
 from shipmate.web.dashboard.data import Platform
 from shipmate.web.events import AuditEvent, iso, summary_text
+from shipmate.web.httpstats import INTERVAL, KEEP, Sample, quantile, rates
+from shipmate.web.svgchart import line_chart
 
 DEPLOYING_VERBS = frozenset({"push", "config:set", "config:unset", "ps:scale", "ps:restart",
                              "releases:rollback", "ps:rebuild", "git:from-image",
@@ -215,6 +220,43 @@ def cache_view(snapshot: Mapping[str, Any] | None,
             "saved": human_bytes(snapshot.get("total", {}).get("bytes_from_cache", 0)),
             "entries": storage.get("entries", 0), "bytes": human_bytes(storage.get("bytes", 0)),
             "files": files}
+
+
+def request_graphs(samples: Sequence[Sample], bounds: Sequence[float],
+                   now: float) -> dict[str, Any]:
+    """An app's request graphs over the last samples' window (requests and 5xx per second;
+    mean and 95th percentile time in ms) and its totals since the daemon started, as of
+    the last sample: requests per status class and the time's median and 95th percentile."""
+    points = rates(samples, bounds)
+    # the samples' span (a young daemon's graphs are not a sliver at the right), at most
+    # what is kept
+    start = max(now - KEEP * INTERVAL, samples[0].time if samples else now)
+    span = f", last {_span(now - start)}" if points else ""
+    charts = [
+        line_chart(f"requests/s{span}", {"requests": [(p.time, p.requests) for p in points],
+                                  "5xx": [(p.time, p.errors) for p in points]},
+                   unit="req/s", start=start, end=now),
+        line_chart(f"request time{span}", {"mean": [(p.time, _ms(p.mean)) for p in points],
+                                    "p95": [(p.time, _ms(p.p95)) for p in points]},
+                   unit="ms", start=start, end=now)]
+    last = samples[-1] if samples else Sample(now)
+    cumulative = list(zip(bounds, last.buckets, strict=False))
+    return {"charts": charts, "total": last.requests,
+            "classes": [(c, n) for c, n in zip(CLASSES, last.classes, strict=True) if n],
+            "p50": _ms_text(quantile(cumulative, 0.5)),
+            "p95": _ms_text(quantile(cumulative, 0.95))}
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
+
+
+def _ms_text(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.3g} ms"
 
 
 def config_rows(keys: Sequence[str]) -> list[dict[str, str]]:
