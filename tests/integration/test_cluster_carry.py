@@ -60,11 +60,17 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            status, body = http_get(self.address, f"hello.{DOMAIN}", timeout=2)
-            self.seen["ok" if (status, body) == (200, "hello") else f"hello: {status}"] += 1
-            self.seen["ok" if self._counted(*http_get(self.address, f"visits.{DOMAIN}",
-                                                      timeout=5)) else "visits"] += 1
+            self.once()
             time.sleep(0.05)
+
+    def once(self) -> int:
+        """One request to each app; how many answered as they should."""
+        status, body = http_get(self.address, f"hello.{DOMAIN}", timeout=2)
+        hello = (status, body) == (200, "hello")
+        visits = self._counted(*http_get(self.address, f"visits.{DOMAIN}", timeout=5))
+        self.seen["ok" if hello else f"hello: {status}"] += 1
+        self.seen["ok" if visits else "visits"] += 1
+        return hello + visits
 
     def _counted(self, status: int, body: str) -> bool:
         count = int(body.split()[1]) if status == 200 and body.startswith("Visits: ") else 0
@@ -112,6 +118,10 @@ def test_a_single_machine_with_apps_and_postgres_becomes_a_cluster(
         poller.join()
     assert set(poller.seen) == {"ok"}, poller.seen  # every request answered, by its app
     assert poller.seen["ok"] > 40 and poller.visits > 20, (poller.seen, poller.visits)
+    for node in ("node-1", "node-2"):  # afterwards every router serves both apps, and the
+        # linked one counts on from the rows it wrote before the cluster existed
+        check = Poller(cli.address(node), poller.visits)
+        wait_for(f"both apps through {node}", lambda check=check: check.once() == 2, 30)
     # the state is in etcd now: node-2 (which never saw SQLite) reads it ...
     assert {"hello", "visits"} <= set(cli.run("apps:list", node="node-2").stdout.split())
     assert cli.run("postgres:info", "db", "--links", node="node-2").stdout.split() == ["visits"]
