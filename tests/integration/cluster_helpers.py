@@ -78,6 +78,16 @@ class ClusterCli:
         """The node's address."""
         return self.shape.node(node).address
 
+    def push(self, key: Path, tree: Path, app: str, node: str,
+             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """``git push`` the work tree ``tree`` to ``app`` on ``node``'s SSH server."""
+        ssh = (f"ssh -i {key} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
+               "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes")
+        return subprocess.run(["git", "push", f"ssh://shipmate@{self.address(node)}:2222/{app}",
+                               "HEAD:refs/heads/main"], cwd=tree, capture_output=True,
+                              env={**os.environ, "GIT_SSH_COMMAND": ssh}, text=True,
+                              timeout=timeout)
+
 
 def http_get(address: str, host: str, timeout: float = 3.0) -> tuple[int, str]:
     """GET http://ADDRESS/ with a Host header; (status, body) or (0, error)."""

@@ -21,6 +21,7 @@ from shipmate.errors import ConflictError, NotFoundError
 from shipmate.httpapi.server import json_body
 from shipmate.scheduler.registry import Registry, machine_key
 from shipmate.store.base import Store
+from shipmate.store.metered import backend
 
 if TYPE_CHECKING:
     from shipmate.agent.agent import Agent
@@ -34,7 +35,7 @@ _CONFIG: web.AppKey[Config] = web.AppKey("cluster_config")
 def _etcd(request: web.Request) -> EtcdStore:
     from shipmate.store.etcd import EtcdStore
 
-    store = request.app[_STORE]
+    store = backend(request.app[_STORE])  # the daemon's store is metered
     config = request.app[_CONFIG]
     if not isinstance(store, EtcdStore) or not config.cluster_tls_dir:
         raise ConflictError("this machine is not in a cluster made by `shipmate cluster init`",

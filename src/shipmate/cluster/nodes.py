@@ -95,12 +95,18 @@ async def wait_dockerd(node: sp.Node, *, timeout: float = 60.0) -> None:
 
 
 async def remove_inner_containers(node: sp.Node) -> int:
-    """Remove containers a previous cluster left in the node's kept Docker volume (a new
-    cluster starts with an empty store, so nothing should run yet). Returns how many."""
+    """Remove containers a previous cluster left in the node's kept Docker volume, and their
+    volumes (a new cluster starts with an empty store, so nothing should run yet, and a new
+    service of an old name must not find the old one's data and password). Returns how
+    many containers."""
     _, out = await docker.run(["exec", node.container, "docker", "ps", "-aq"])
     ids = out.split()
     if ids:
         await docker.run(["exec", node.container, "docker", "rm", "-f", *ids], check=False)
+    _, out = await docker.run(["exec", node.container, "docker", "volume", "ls", "-q"])
+    if out.split():
+        await docker.run(["exec", node.container, "docker", "volume", "rm", *out.split()],
+                         check=False)
     return len(ids)
 
 

@@ -36,7 +36,10 @@ API_PORT = 7787
 IMAGE_REPOSITORY = "shipmate/node-machine"
 BASE_IMAGE = "shipmate/base:bookworm"
 # Images loaded into every node when the host has them (save/load: there is no registry).
-DEFAULT_NODE_IMAGES = ("shipmate/base:bookworm", "shipmate/python:3.11", "shipmate/node:18")
+# The service images too: `postgres:create` in a node finds its image up to date instead of
+# building it there (once loaded, a node's Docker volume keeps them across `down`/`up`).
+DEFAULT_NODE_IMAGES = ("shipmate/base:bookworm", "shipmate/python:3.11", "shipmate/node:18",
+                       "shipmate/postgres:15", "shipmate/redis:7")
 
 LABEL_CLUSTER = "io.shipmate.cluster"
 LABEL_NODE = "io.shipmate.cluster.node"

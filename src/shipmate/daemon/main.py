@@ -96,6 +96,10 @@ class Daemon:
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         log.info("shutting down")
+        # old instances a deploy was still draining go now, not never (the store and the
+        # components are up until this is done)
+        with contextlib.suppress(Exception):
+            await self.wiring.paas.deployer.settle()
         components = self.wiring.components
         for comp in reversed(components):
             if comp.task:

@@ -247,14 +247,16 @@ def _join_routes(config: Config, store: Store) -> Callable[[web.Application], No
     from shipmate.cluster import ca
     from shipmate.cluster import machine as mach
     from shipmate.store.etcd import EtcdStore
+    from shipmate.store.metered import backend
 
     pki = ca.Pki(Path(config.cluster_tls_dir))
     mc = mach.load(config.state_dir)
-    if not pki.can_sign() or mc is None or not isinstance(store, EtcdStore):
+    etcd = backend(store)  # the daemon's store is metered
+    if not pki.can_sign() or mc is None or not isinstance(etcd, EtcdStore):
         return None
     from shipmate.cluster.admit import Admitter, add_join_routes
 
-    admitter = Admitter(store, pki, mc.cluster, config.cluster_etcd_members)
+    admitter = Admitter(etcd, pki, mc.cluster, config.cluster_etcd_members)
     return lambda app: add_join_routes(app, admitter)
 
 

@@ -42,6 +42,8 @@ START_TIMEOUT = 90.0
 # already on their way to them (and routers of other machines, which follow the store a
 # little later) finish; then they are stopped.
 DRAIN_SECONDS = 2.0
+# How long a stopping daemon waits for the retirements under way (then retires at once).
+SETTLE_SECONDS = DRAIN_SECONDS + 3.0
 # How long a deploy waits for every live router to make the switch live (and, if one has not,
 # how much longer the old instances are kept before they are retired anyway).
 ROUTE_TIMEOUT = 30.0
@@ -83,7 +85,7 @@ class Deployer:
         self.clock: Clock = clock or SystemClock()
         #: This machine's router, when it runs one (deploys wait for it to take a switch).
         self.router = router
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: dict[asyncio.Task[None], list[str]] = {}  # task -> units it retires
 
     # the deploy ---------------------------------------------------------------------------
 
@@ -304,9 +306,28 @@ class Deployer:
              f"{len(old)} old instance(s) in {DRAIN_SECONDS:g}s")
         # Like Dokku's DOKKU_WAIT_TO_RETIRE, old instances finish their requests in the
         # background; the deploy is done once traffic has switched.
-        task = asyncio.create_task(self._retire(old, switched, live))
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._start_retiring(old, switched, live)
+
+    def _start_retiring(self, names: list[str], revision: int, live: bool) -> None:
+        task = asyncio.create_task(self._retire(names, revision, live))
+        self._retiring[task] = names
+        task.add_done_callback(lambda t: self._retiring.pop(t, None))
+
+    async def settle(self, timeout: float = SETTLE_SECONDS) -> list[str]:
+        """Let the retirements under way finish, for up to ``timeout`` seconds, then retire
+        what is left at once. The daemon does this before it stops (a handover at ``cluster
+        init`` too): nothing else would retire a previous release's instances later. Returns
+        the units retired early."""
+        pending = dict(self._retiring)
+        if not pending:
+            return []
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        names = [name for task in late for name in pending[task]]
+        await self._destroy(names)
+        return names
 
     async def _wait_routed(self, revision: int, timeout: float) -> bool:
         """Wait until every live router (each machine's that records its progress, and this

@@ -140,3 +140,9 @@ class MeteredStore(Store):
     async def close(self) -> None:
         """Close the backend."""
         await self.inner.close()
+
+
+def backend(store: Store) -> Store:
+    """The backend under ``store`` (itself unless metered): what a check for a backend's own
+    type (``isinstance(..., EtcdStore)``) must look at."""
+    return store.inner if isinstance(store, MeteredStore) else store

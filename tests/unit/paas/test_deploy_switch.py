@@ -171,3 +171,16 @@ async def test_switch_waits_for_its_own_revision_not_for_later_unrelated_writes(
 async def _never_retire(names: list[str], revision: int, live: bool) -> None:
     """Retiring is tested above; here the switch alone matters."""
 
+
+async def test_a_stopping_daemon_retires_at_once_what_is_still_draining(
+        tmp_path: Path, clock: FakeClock) -> None:
+    deployer = await _deployer(tmp_path, clock)
+    units = instance_units("web-app", "v1-abcd", "sha256:img", {"web": "node server.js"},
+                           {"web": 1}, {}, "a" * 40)
+    for unit in units:
+        await deployer.registry.submit(unit.name, unit.text)
+    deployer._start_retiring([units[0].name], 3, live=True)
+    await asleep(clock)  # draining, and fake time stands still: it would never end
+    assert await deployer.settle(timeout=0.05) == [units[0].name]
+    assert await deployer.registry.units() == {}
+    assert await deployer.settle() == []  # nothing left under way

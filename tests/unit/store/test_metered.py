@@ -8,7 +8,7 @@ import pytest
 from shipmate import metrics
 from shipmate.errors import LeaseNotFoundError
 from shipmate.store.base import Compare, Op
-from shipmate.store.metered import OPERATIONS, MeteredStore
+from shipmate.store.metered import OPERATIONS, MeteredStore, backend
 from shipmate.testing import FakeClock, memory_store
 
 
@@ -66,3 +66,12 @@ async def test_the_backends_own_attributes_reach_through() -> None:
             _ = store.no_such_attribute
     finally:
         await store.close()
+
+
+async def test_backend_sees_through_the_meter_for_type_checks() -> None:
+    inner = await memory_store(FakeClock())
+    try:
+        assert backend(MeteredStore(inner)) is inner  # e.g. the cluster routes' EtcdStore check
+        assert backend(inner) is inner
+    finally:
+        await inner.close()
