@@ -64,7 +64,8 @@ def test_a_cron_entry_runs_every_minute_and_cron_list_shows_it(paas: PaasDaemon,
     rows = _rows(paas, app)
     tick, report = rows[APP_JSON["cron"][0]["command"]], rows["report"]
     assert tick["schedule"] == "* * * * *" and report["schedule"] == "@daily"
-    assert tick["next_run"].endswith(":00Z") and tick["last_run"] is None
+    # (a minute may have turned during the push: the entry may have run once already)
+    assert tick["next_run"].endswith(":00Z")
     # cron:run: now, once, with the output and the exit code of the task
     ran = paas.cli("cron:run", app, report["id"])
     assert ran.returncode == 0, ran.stdout + ran.stderr

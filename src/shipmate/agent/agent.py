@@ -39,7 +39,7 @@ from shipmate.agent.publish import Publisher
 from shipmate.agent.reconcile import Heartbeat, LocalUnit, plan, units_for_machine
 from shipmate.agent.service import parse_environment_file, service_config
 from shipmate.agent.supervisor import Supervisor
-from shipmate.clock import Clock, SystemClock
+from shipmate.clock import Clock, SystemClock, within
 from shipmate.config import Config
 from shipmate.engine.base import Engine
 from shipmate.errors import (
@@ -133,7 +133,7 @@ class Agent:
 
     async def _bounded(self, aw: Awaitable[T]) -> T:
         """A store call that may not outlast half a TTL (a hung store is a lost store)."""
-        return await asyncio.wait_for(aw, max(0.5, self.heartbeat.ttl / 2))
+        return await within(aw, max(0.5, self.heartbeat.ttl / 2))
 
     async def _heartbeat_loop(self) -> None:
         hb = self.heartbeat

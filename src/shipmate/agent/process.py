@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from shipmate.agent.service import ExitStatus
+from shipmate.clock import within
 
 EXEC_FAILED = 203  # systemd's status for "could not execute the program"
 POLL_INTERVAL = 0.5
@@ -116,7 +117,7 @@ async def run_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | No
     if started is None:  # already over
         return await _reap(child)
     try:
-        return await asyncio.wait_for(wait_exit(child.pid, started, child), timeout)
+        return await within(wait_exit(child.pid, started, child), timeout)
     except TimeoutError:
         signal_group(child.pid, signal.SIGKILL)
         return await _reap(child)

@@ -34,6 +34,7 @@ from shipmate.agent.service import (
     should_restart,
     substitute_env,
 )
+from shipmate.clock import within
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RESOURCES_FAILED = 209  # an EnvironmentFile= is missing, as systemd's EXIT_... family
@@ -138,7 +139,7 @@ class Runner:
             self._set("auto-restart", main_pid=0, restarts=self.status.restarts + 1)
             metrics.AGENT_UNIT_RESTARTS.inc(kind="service")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                await within(self._stop.wait(), delay)
         await self._stop.wait()
         if self.status.phase in ("exited",):
             await self._stop_sequence(main_alive=False)
@@ -281,13 +282,13 @@ class Runner:
         self._set("stop-sigterm", main_pid=pid if waiter else 0)
         if waiter is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(waiter), self.config.timeout_stop)
+                await within(asyncio.shield(waiter), self.config.timeout_stop)
             except TimeoutError:
                 self._log(f"{self.config.name}: State 'stop-sigterm' timed out. Killing.")
                 self._set("stop-sigkill", main_pid=pid)
                 process.signal_group(pid, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, 5)
+                    await within(waiter, 5)
         else:  # the main process is gone; give what it left behind a moment
             deadline = time.monotonic() + min(1.0, self.config.timeout_stop)
             while process.signal_group(pid, 0) and time.monotonic() < deadline:  # noqa: ASYNC110

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from shipmate.cache.policy import Allowlist
 from shipmate.cache.stats import Stats
+from shipmate.clock import within
 
 IDLE_SECONDS = 300.0
 
@@ -46,7 +47,7 @@ async def tunnel(request: web.BaseRequest, allowlist: Allowlist,
         stats.refused += 1
         return web.Response(status=403, text="CONNECT only to allowlisted hosts on port 443\n")
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*parsed), 15)
+        reader, writer = await within(asyncio.open_connection(*parsed), 15)
     except (OSError, TimeoutError):
         return web.Response(status=502, text=f"cannot reach {parsed[0]}:{parsed[1]}\n")
     transport = request.transport
@@ -67,7 +68,7 @@ async def tunnel(request: web.BaseRequest, allowlist: Allowlist,
 
 async def _client_to_upstream(inbound: _Inbound, writer: asyncio.StreamWriter) -> None:
     while True:
-        data = await asyncio.wait_for(inbound.queue.get(), IDLE_SECONDS)
+        data = await within(inbound.queue.get(), IDLE_SECONDS)
         if not data:
             with contextlib.suppress(OSError):
                 writer.write_eof()
@@ -80,7 +81,7 @@ async def _upstream_to_client(reader: asyncio.StreamReader,
                               transport: asyncio.BaseTransport) -> None:
     assert isinstance(transport, asyncio.WriteTransport)
     while True:
-        data = await asyncio.wait_for(reader.read(65536), IDLE_SECONDS)
+        data = await within(reader.read(65536), IDLE_SECONDS)
         if not data:
             transport.close()
             return

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
+from shipmate.clock import within
 from shipmate.errors import ClusterError
 
 _TAIL = 2000
@@ -37,7 +38,7 @@ async def run(args: Sequence[str], *, check: bool = True, stdin: bytes | None = 
         _docker(), *args, stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, _ = await within(proc.communicate(stdin), timeout)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -86,7 +87,7 @@ async def pipe(source: Sequence[str], sink: Sequence[str], *, timeout: float = 6
         os.close(read_fd)
         os.close(write_fd)
     try:
-        (_, err), (out, _) = await asyncio.wait_for(
+        (_, err), (out, _) = await within(
             asyncio.gather(src.communicate(), dst.communicate()), timeout)
     except TimeoutError:
         for proc in (src, dst):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from shipmate.clock import within
 from shipmate.cluster import machine as mach
 from shipmate.cluster.ca import pki
 from shipmate.errors import ClusterError, ShipmateError
@@ -67,7 +68,7 @@ class Child:
                 code = await self.proc.wait()
                 log.warning("%s exited with status %s", self.name, code)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), RESTART_PAUSE)
+                await within(stopping.wait(), RESTART_PAUSE)
 
     async def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``."""
@@ -77,7 +78,7 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            await within(proc.wait(), timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -131,7 +132,7 @@ async def supervise(state_dir: Path) -> int:
         tasks.append(asyncio.create_task(procs[-1].run(stopping)))
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), 1.0)
+                await within(stopping.wait(), 1.0)
             if not mach.path(state_dir).exists():
                 log.info("machine.json is gone: this machine left its cluster")
                 stopping.set()

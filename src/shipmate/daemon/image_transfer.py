@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import aiohttp
 from aiohttp import web
 
+from shipmate.clock import within
 from shipmate.config import Config
 from shipmate.daemon import image_peers as peers
 from shipmate.engine.base import Engine
@@ -161,7 +162,7 @@ class PeerImages:
                 failures.append(f"{machine}: no time left")
                 break
             try:
-                await asyncio.wait_for(self._pull(ref, machine, address, progress), left)
+                await within(self._pull(ref, machine, address, progress), left)
                 return
             except TimeoutError:
                 failures.append(f"{machine}: timed out after {self.timeout:g}s")

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from shipmate import __version__
+from shipmate.clock import within
 from shipmate.config import Config
 from shipmate.daemon import process
 from shipmate.daemon.api import make_app
@@ -107,7 +108,7 @@ class Daemon:
         for comp in reversed(components):
             if comp.task:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(comp.task, 20)
+                    await within(comp.task, 20)
         for closer in () if self._handover else self.wiring.closers:
             with contextlib.suppress(Exception):
                 await closer()

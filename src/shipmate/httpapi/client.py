@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from shipmate.clock import within
 from shipmate.errors import DaemonUnavailableError, ShipmateError, from_dict
 
 _NO_DAEMON_HINT = "start it with `shipmate up` (background) or `shipmate daemon` (foreground)"
@@ -175,7 +176,7 @@ class DaemonClient:
             headers["Transfer-Encoding"] = "chunked"
         else:
             headers["Content-Length"] = str(len(body))
-        reader, writer = await asyncio.wait_for(
+        reader, writer = await within(
             asyncio.open_unix_connection(self.socket, limit=_HEAD_LIMIT), CONNECT_TIMEOUT)
         try:
             head = f"{method} {target} HTTP/1.1\r\n" + "".join(

@@ -23,6 +23,7 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+from shipmate.clock import within
 from shipmate.errors import ConflictError, RouterError, ValidationError
 from shipmate.router.accesslog import LOG_NAME
 from shipmate.router.render import TLS_DIR, RenderOptions, render
@@ -144,7 +145,7 @@ class Nginx:
                 await self._terminate(pid)
             if self._proc is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    await asyncio.wait_for(self._proc.wait(), self.timeout)
+                    await within(self._proc.wait(), self.timeout)
             self._proc = None
             self._pid = None
             if self._lock_fd is not None:
@@ -253,7 +254,7 @@ class Nginx:
             raise RouterError(f"cannot run {self.nginx_bin}: {exc}",
                               hint="apt-get install nginx, or set nginx_bin") from exc
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+            out, _ = await within(proc.communicate(), self.timeout)
         except TimeoutError:
             proc.kill()
             await proc.wait()

@@ -22,6 +22,7 @@ from aetcd import rpc
 from grpc import aio as grpc_aio  # type: ignore[import-untyped]
 from grpc import ssl_channel_credentials as grpc_ssl_credentials
 
+from shipmate.clock import within
 from shipmate.errors import ConfigError, LeaseNotFoundError, StoreError
 
 T = TypeVar("T")
@@ -135,7 +136,7 @@ class Member:
             if state.name in ("TRANSIENT_FAILURE", "SHUTDOWN") or left <= 0:
                 return False
             try:
-                await asyncio.wait_for(self.channel.wait_for_state_change(state), left)
+                await within(self.channel.wait_for_state_change(state), left)
             except TimeoutError:
                 return False
             state = self.channel.get_state(try_to_connect=True)
@@ -277,7 +278,7 @@ async def send_first(call: Any, request: Any, timeout: float) -> None:
     ``timeout`` is cancelled and reported as a deadline, so the caller fails over.
     """
     try:
-        await asyncio.wait_for(call.write(request), timeout)
+        await within(call.write(request), timeout)
     except asyncio.InvalidStateError:
         return  # already finished: read() raises its status
     except TimeoutError:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aetcd import rpc
 
+from shipmate.clock import within
 from shipmate.errors import CompactedError, StoreError
 from shipmate.store.base import Event, Watch
 from shipmate.store.etcd_codec import Codec
@@ -53,7 +54,7 @@ class EtcdWatch(Watch):
         """Open the stream; return once etcd confirmed the watch."""
         self._task = asyncio.create_task(self._run(), name=f"etcd-watch {self._key!r}")
         try:
-            await asyncio.wait_for(asyncio.shield(self._created), self._conn.timeout)
+            await within(asyncio.shield(self._created), self._conn.timeout)
         except TimeoutError:
             await self.close()
             raise self._conn.unreachable() from None

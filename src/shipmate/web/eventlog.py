@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from shipmate.clock import within
 from shipmate.errors import CompactedError, ConflictError, StoreError
 from shipmate.store.base import Compare, Op, Store, Watch
 from shipmate.web.events import (
@@ -130,7 +131,7 @@ class EventLog:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), HEARTBEAT)
+                    item = await within(queue.get(), HEARTBEAT)
                 except TimeoutError:
                     yield None
                     continue

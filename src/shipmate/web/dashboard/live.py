@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from shipmate.clock import within
+
 POLL = 1.0
 HEARTBEAT = 15.0
 #: One thing to send: the event's name, its HTML, and whether it is appended (always sent)
@@ -85,7 +87,7 @@ async def relaying(request: web.Request, lines: AsyncIterator[str],
         with contextlib.suppress(ConnectionResetError):
             while not gone(request):
                 try:
-                    line = await asyncio.wait_for(queue.get(), HEARTBEAT)
+                    line = await within(queue.get(), HEARTBEAT)
                 except TimeoutError:
                     await resp.write(b": ping\n\n")
                     continue
