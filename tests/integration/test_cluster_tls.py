@@ -182,6 +182,13 @@ def test_a_fourth_machine_joins_with_a_token_takes_units_and_leaves(
     assert "the join token is unknown, expired or already used" in reused.stderr, reused
     _not_joined(cli)
 
+    # the audit trail has every join, refused ones too, with the joining machine as the actor
+    out = cli.inner("node-1", "shipmate", "events", "--num", "200", "--format", "json")
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    joins = [(e["actor"], e["outcome"]) for e in events if e["verb"] == "cluster:join"]
+    assert joins == [("node-4", "refused"), ("node-4", "ok"), ("node-4", "refused")], events
+    assert any(e["verb"] == "cluster:leave" for e in events), events
+
 
 def test_a_dead_machine_is_removed_from_another(cli: ClusterCli) -> None:
     joined = _join(cli, _token(cli))  # a fresh token: node-4 joins again after leaving

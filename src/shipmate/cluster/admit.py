@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,8 @@ from shipmate.cluster import machine as mach
 from shipmate.errors import ConflictError, ShipmateError, ValidationError
 from shipmate.scheduler.registry import Registry
 from shipmate.store.etcd import EtcdStore
+from shipmate.web.eventlog import EventLog
+from shipmate.web.events import AuditEvent
 
 log = logging.getLogger(__name__)
 _ADMITTER: web.AppKey[Admitter] = web.AppKey("admitter")
@@ -35,9 +38,11 @@ class TokenRefusedError(ShipmateError):
 class Admitter:
     """Signs joiners' certificates and adds their etcd members (one join at a time)."""
 
-    def __init__(self, store: EtcdStore, p: ca.Pki, cluster: str, etcd_members: int) -> None:
+    def __init__(self, store: EtcdStore, p: ca.Pki, cluster: str, etcd_members: int,
+                 events: EventLog | None = None) -> None:
         self.store, self.pki, self.cluster = store, p, cluster
         self.etcd_members = etcd_members
+        self.events = events  # joins and refused joins go into the audit trail
         self._lock = asyncio.Lock()
 
     def ca_pem(self) -> bytes:
@@ -45,9 +50,29 @@ class Admitter:
         return self.pki.ca_cert.read_bytes()
 
     async def admit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One join; ValidationError/ConflictError (nothing changed) when refused."""
+        """One join; ValidationError/ConflictError (nothing changed) when refused. Both are
+        recorded in the audit trail, the joining machine as the actor."""
         name = mach.validate_name(str(body.get("name", "")))
         address = mach.validate_address(str(body.get("address", "")))
+        try:
+            out = await self._admit(name, address, body)
+        except ShipmateError as exc:
+            await self._record(name, f"{name} ({address})", "refused", exc.message)
+            raise
+        role = "an etcd member" if out["member"] else "an etcd client"
+        await self._record(name, f"{name} ({address}) as {role}", "ok", "")
+        return out
+
+    async def _record(self, name: str, summary: str, outcome: str, error: str) -> None:
+        if self.events is None:
+            return
+        try:
+            await self.events.record(AuditEvent(time.time(), name, "cluster", "cluster:join",
+                                                "", summary, outcome, error))
+        except ShipmateError as exc:  # the join itself is done (or refused) either way
+            log.warning("could not record the join of %s: %s", name, exc)
+
+    async def _admit(self, name: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
         csr = str(body.get("csr", "")).encode()
         async with self._lock:
             machines = await Registry(self.store).machines()

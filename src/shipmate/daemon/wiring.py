@@ -114,9 +114,9 @@ def build(config: Config, store: Store, engine: Engine | None,
     cache = _cache(config) if config.cache else None
     comps = [Component("compactor", Compactor(store).run), Component("agent", agent.run),
              Component("scheduler", scheduler.run)]
-    if images is not None and engine is not None:
-        comps.append(Component("images", _serve_images(config, engine, cache, store)))
     events = EventLog(store, config.events_max)
+    if images is not None and engine is not None:
+        comps.append(Component("images", _serve_images(config, engine, cache, store, events)))
     comps += _paas_components(config, paas, events)
     if router is not None:
         comps.append(Component("router", router.run))
@@ -220,14 +220,14 @@ def _peer_images(config: Config, store: Store, engine: Engine | None) -> PeerIma
     return PeerImages(store, engine, config)
 
 
-def _serve_images(config: Config, engine: Engine, cache: CacheServer | None, store: Store
-                  ) -> Callable[[], Awaitable[None]]:
+def _serve_images(config: Config, engine: Engine, cache: CacheServer | None, store: Store,
+                  events: EventLog) -> Callable[[], Awaitable[None]]:
     """Serve this machine's app images to its peers over TCP (and ``/metrics``, behind a
     token, with ``metrics_token_file``; and joins, on the machine holding the cluster CA)."""
     from shipmate.daemon.image_transfer import serve_images
 
     metrics = _tcp_metrics(config, cache)
-    joins = _join_routes(config, store)
+    joins = _join_routes(config, store, events)
 
     def more(app: web.Application) -> None:
         for add in (metrics, joins):
@@ -240,7 +240,8 @@ def _serve_images(config: Config, engine: Engine, cache: CacheServer | None, sto
     return run
 
 
-def _join_routes(config: Config, store: Store) -> Callable[[web.Application], None] | None:
+def _join_routes(config: Config, store: Store, events: EventLog
+                 ) -> Callable[[web.Application], None] | None:
     """On the machine that ran ``cluster init`` (it holds the CA key): the join routes."""
     if not config.cluster_tls_dir:
         return None
@@ -256,7 +257,7 @@ def _join_routes(config: Config, store: Store) -> Callable[[web.Application], No
         return None
     from shipmate.cluster.admit import Admitter, add_join_routes
 
-    admitter = Admitter(etcd, pki, mc.cluster, config.cluster_etcd_members)
+    admitter = Admitter(etcd, pki, mc.cluster, config.cluster_etcd_members, events)
     return lambda app: add_join_routes(app, admitter)
 
 
