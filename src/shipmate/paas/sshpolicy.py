@@ -226,15 +226,20 @@ def check_remote(argv: Sequence[str]) -> Remote:
     return remote
 
 
+_KEPT_BEFORE_COMMAND = {"run": 1, "enter": 2}
+
+
 def redact(argv: Sequence[str]) -> str:
     """A command line as it may be logged: values of ``K=V`` words become ``K=<redacted>``
-    and a one-off ``run``'s command is left out (either may hold a secret)."""
+    and the command of a one-off ``run`` or of ``enter`` is left out (either may hold a
+    secret)."""
     name, first = command_name_or_raw(argv)
     words = list(argv[:first])
-    if name == "run":
-        rest = list(argv[first:first + 1])
-        if len(argv) > first + 1:
-            rest.append(f"<{len(argv) - first - 1} words redacted>")
+    kept = _KEPT_BEFORE_COMMAND.get(name)
+    if kept is not None:  # APP (and INSTANCE), then a command
+        rest = list(argv[first:first + kept])
+        if len(argv) > first + kept:
+            rest.append(f"<{len(argv) - first - kept} words redacted>")
         return " ".join([*words, *rest])
     for a in argv[first:]:
         key, eq, _ = a.partition("=")

@@ -76,6 +76,9 @@ def test_redact_hides_values_and_one_off_commands() -> None:
     assert redact(["--format=json", "config:set", "app", "A=1"]) == \
         "--format=json config:set app A=<redacted>"
     assert redact(["run", "app", "env", "TOKEN=x"]) == "run app <2 words redacted>"
+    assert redact(["enter", "app", "web.1", "psql", "postgres://u:pw@db"]) == \
+        "enter app web.1 <2 words redacted>"
+    assert redact(["enter", "app"]) == "enter app"
     assert redact(["--debug", "config:set", "a", "K=V"]).endswith("K=<redacted>")
 
 
