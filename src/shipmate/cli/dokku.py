@@ -162,31 +162,48 @@ async def ports_list(ctx: Context, args: argparse.Namespace) -> int:
          APP, arg("instance", nargs="?", default="web", help="web.1, worker.2 or a type"),
          arg("cmd", nargs=argparse.REMAINDER, help="command (default /bin/sh)"))
 async def enter(ctx: Context, args: argparse.Namespace) -> int:
+    from shipmate.paas.model import PROCESS_TYPE
     from shipmate.spec.unitcontainer import default_container_name
 
+    kind, dot, number = args.instance.partition(".")
+    if not PROCESS_TYPE.fullmatch(kind) or (dot and not number.isdigit()):
+        raise ValidationError(f"Invalid instance {args.instance[:64]!r}",
+                              hint="name a process type (web) or an instance (web.1)")
     data = await ctx.client().request("GET", f"/v1/apps/{app_of(args)}/ps")
-    wanted = args.instance
-    found = [p for p in data["processes"] if p["state"].startswith("active")
-             and (p["instance"] == wanted or p["instance"].split(".")[0] == wanted)]
-    if not found:
-        running = sorted({p["instance"] for p in data["processes"]
-                          if p["state"].startswith("active")})
-        raise ValidationError(f"No running {wanted} container of {args.app}",
-                              hint="running: " + (", ".join(running) or "none"))
-    proc = found[0]
+    proc = _running(data["processes"], args.app, args.instance)
     if proc["machine"] != ctx.config.machine_id:
         raise ValidationError(f"{proc['instance']} of {args.app} runs on {proc['machine']}",
-                              hint="run `enter` on that machine")
+                              hint="run `enter` on that machine (over SSH: `ssh -t "
+                                   f"shipmate@THAT-HOST enter {args.app} {proc['instance']}`)")
     docker = shutil.which("docker")
     if docker is None:
         raise ValidationError("the docker command is not installed on this machine")
-    flags = "-it" if sys.stdin.isatty() and sys.stdout.isatty() else "-i"
     sys.stdout.flush()
     # exec, not a child: the terminal (and its signals) belong to `docker exec` alone.
-    argv = ["docker", "exec", flags, default_container_name(proc["unit"]),
-            *(args.cmd or ["/bin/sh"])]
-    os.execv(docker, argv)  # noqa: S606
+    os.execv(docker, exec_argv(default_container_name(proc["unit"]), args.cmd,  # noqa: S606
+                               tty=sys.stdin.isatty() and sys.stdout.isatty(),
+                               term=os.environ.get("TERM", "")))
     return 0  # not reached: exec replaces this process
+
+
+def _running(processes: list[dict[str, Any]], app: str, wanted: str) -> dict[str, Any]:
+    # The instance asked for (web.1), or the first running one of a type (web).
+    active = [p for p in processes if p["state"].startswith("active")]
+    for p in active:
+        if p["instance"] == wanted or p["instance"].split(".")[0] == wanted:
+            return p
+    raise ValidationError(f"No running {wanted} container of {app}",
+                          hint="running: " + (", ".join(sorted({p["instance"] for p in active}))
+                                              or "none"))
+
+
+def exec_argv(container: str, cmd: list[str], *, tty: bool, term: str) -> list[str]:
+    """``docker exec`` of ``cmd`` (default ``/bin/sh``) in ``container``: with a terminal
+    when there is one (its ``TERM`` passed in), on pipes otherwise. ``--`` ends docker's
+    options (after the container's name docker reads none), so neither the name nor ``cmd``
+    is ever taken for one."""
+    flags = ["-it", "-e", "TERM"] if tty and term else ["-it"] if tty else ["-i"]
+    return ["docker", "exec", *flags, "--", container, *(cmd or ["/bin/sh"])]
 
 
 # prebuilt images --------------------------------------------------------------------------------

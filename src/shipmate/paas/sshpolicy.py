@@ -9,6 +9,9 @@ Rules (docs/security.md states them for users):
 - Over SSH a command that takes a file reads its *content* from standard input
   (``fleet submit NAME < unit``, ``ssh-keys:add NAME < key.pub``, ``import chef < recipe.rb``);
   an argument that could be a server path is refused before the command starts.
+- ``enter`` is the one command that runs on a terminal: with ``ssh -t`` the SSH server gives
+  it a pseudo-terminal (its standard input is then the client's keyboard), without one it
+  runs on pipes like every other command (``ssh HOST enter APP web.1 ls``).
 - Only ``--format`` of the global options is accepted (``--state-dir`` or ``--cluster`` would
   point the CLI elsewhere, ``--debug`` shows tracebacks); ``--help`` and ``--version`` are.
 - What is logged of a command line has its values redacted (:func:`redact`).
@@ -48,6 +51,8 @@ class Remote:
     stdin: str = ""
     #: Extra checks of the arguments after the command's name (raise ShipmateError).
     check: Check | None = None
+    #: Runs on a pseudo-terminal when the client asks for one (``ssh -t``).
+    terminal: bool = False
 
 
 def is_remote(environ: Mapping[str, str]) -> bool:
@@ -141,8 +146,7 @@ COMMANDS: Mapping[str, Remote] = {
        for verb in ("backup", "backup-schedule")},
     **{f"{kind}:{verb}": Remote(True, stdin=what) for kind in ("postgres", "redis")
        for verb, what in (("import", "dump"), ("connect", "statements"))},
-    # Dokku's everyday commands (shipmate.cli.dokku); `enter` needs this machine's engine
-    # and a terminal, so it is local-only; an image tar comes on standard input.
+    # Dokku's everyday commands (shipmate.cli.dokku); an image tar comes on standard input.
     **dict.fromkeys(("resource:limit", "resource:reserve", "resource:limit-clear",
                      "resource:reserve-clear", "resource:report", "ps:rebuild", "apps:rename",
                      "apps:clone", "ports:set", "ports:add", "ports:remove", "ports:clear",
@@ -150,7 +154,9 @@ COMMANDS: Mapping[str, Remote] = {
     "git:load-image": Remote(True, stdin="image tar (docker save)"),
     # scheduled tasks (app.json cron entries)
     **dict.fromkeys(("cron:list", "cron:run", "cron:suspend", "cron:resume"), REMOTE),
-    "enter": LOCAL,
+    # a shell in a running container of this machine: the client's terminal with `ssh -t`
+    "enter": Remote(True, stdin="the terminal (ssh -t), or the command's input",
+                    terminal=True),
     "ssh-keys:add": Remote(True, stdin="public key", check=_one_name_stdin("key.pub")),
     **dict.fromkeys(("ssh-keys:list", "ssh-keys:remove"), REMOTE),
     # who may act on which app (admin keys only: paas/aclpolicy.py)
@@ -220,15 +226,20 @@ def check_remote(argv: Sequence[str]) -> Remote:
     return remote
 
 
+_KEPT_BEFORE_COMMAND = {"run": 1, "enter": 2}
+
+
 def redact(argv: Sequence[str]) -> str:
     """A command line as it may be logged: values of ``K=V`` words become ``K=<redacted>``
-    and a one-off ``run``'s command is left out (either may hold a secret)."""
+    and the command of a one-off ``run`` or of ``enter`` is left out (either may hold a
+    secret)."""
     name, first = command_name_or_raw(argv)
     words = list(argv[:first])
-    if name == "run":
-        rest = list(argv[first:first + 1])
-        if len(argv) > first + 1:
-            rest.append(f"<{len(argv) - first - 1} words redacted>")
+    kept = _KEPT_BEFORE_COMMAND.get(name)
+    if kept is not None:  # APP (and INSTANCE), then a command
+        rest = list(argv[first:first + kept])
+        if len(argv) > first + kept:
+            rest.append(f"<{len(argv) - first - kept} words redacted>")
         return " ".join([*words, *rest])
     for a in argv[first:]:
         key, eq, _ = a.partition("=")

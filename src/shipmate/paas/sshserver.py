@@ -29,8 +29,16 @@ from shipmate.paas import acl
 from shipmate.paas.aclpolicy import GRANTED_ENV, app_named, check_git, check_line
 from shipmate.paas.gitserver import ensure_repo, parse_git_command
 from shipmate.paas.sshkeys import SshKeys, weakness
-from shipmate.paas.sshpolicy import REMOTE_ENV, SSH_USER, check_remote, command_name, redact
+from shipmate.paas.sshpolicy import (
+    REMOTE_ENV,
+    SSH_USER,
+    check_remote,
+    command_name,
+    redact,
+)
+from shipmate.paas.sshpty import run_on_pty
 from shipmate.paas.state import PaasState
+from shipmate.paas.terminal import Terminal
 from shipmate.spec.names import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -69,6 +77,8 @@ class Streams:
     stdout: Writer
     stderr: Writer
     closed: Closed | None = None
+    #: The pseudo-terminal the client asked for (``ssh -t``), or None.
+    terminal: Terminal | None = None
 
 
 MAX_COMMAND = 65536  # bytes of one SSH command line; argv limits make longer ones fail later
@@ -176,18 +186,26 @@ class SshServer:
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         key = str(process.get_extra_info("shipmate_key") or "")
+        term = process.get_terminal_type()
+        terminal = None if term is None else Terminal.requested(term,
+                                                                *process.get_terminal_size())
         code = await self.dispatch(process.command, key, process.stdin, process.stdout,
-                                   process.stderr, closed=process.wait_closed)
+                                   process.stderr, closed=process.wait_closed,
+                                   terminal=terminal)
         process.exit(code)
 
     async def dispatch(self, command: str | None, key: str, stdin: Reader, stdout: Writer,
-                       stderr: Writer, *, closed: Closed | None = None) -> int:
+                       stderr: Writer, *, closed: Closed | None = None,
+                       terminal: Terminal | None = None) -> int:
         """Run one SSH command line for ``key``; errors become `` !     `` lines on
         ``stderr`` and exit status 1, never a traceback (the log has it). ``closed`` returns
         when the client has gone: the command is then stopped (a deploy it started is
-        cancelled)."""
+        cancelled). With the ``terminal`` the client asked for, a command of
+        the allowlist runs on a terminal (``enter``) runs on a
+        pseudo-terminal; every other command runs on pipes as without one."""
         try:
-            return await self._dispatch(command, key, Streams(stdin, stdout, stderr, closed))
+            return await self._dispatch(command, key,
+                                        Streams(stdin, stdout, stderr, closed, terminal))
         except ShipmateError as exc:
             for line in str(exc).splitlines():
                 stderr.write(f" !     {line}\n".encode(errors="backslashreplace"))
@@ -209,10 +227,13 @@ class SshServer:
         if argv == ["help"]:
             argv = ["--help"]
         log.info("ssh: key %s: %s", key, redact(argv)[:500])
-        check_remote(argv)
-        env = await self._authorize(argv, key)
-        return await self._run([sys.executable, "-m", "shipmate.cli.main", *argv],
-                               {REMOTE_ENV: key or "-", **env}, io)
+        remote = check_remote(argv)
+        env = {REMOTE_ENV: key or "-", **await self._authorize(argv, key)}
+        cli = [sys.executable, "-m", "shipmate.cli.main", *argv]
+        if io.terminal is not None and remote.terminal:
+            return await run_on_pty(cli, self._env(env), io.terminal, io.stdin, io.stdout,
+                                    io.closed)
+        return await self._run(cli, env, io)
 
     async def _authorize(self, argv: list[str], key: str) -> dict[str, str]:
         """Refuse what a non-admin key may not run (recording the refusal); returns what the
@@ -265,11 +286,15 @@ class SshServer:
         return await self._run([verb, str(repo)], {"SHIPMATE_APP": app, REMOTE_ENV: key or "-"},
                                io)
 
-    async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
+    def _env(self, extra_env: dict[str, str]) -> dict[str, str]:
         env = {**os.environ, **self.config.to_env()}
         env.pop("SHIPMATE_DEBUG", None)
         env.pop(GRANTED_ENV, None)  # only the server says what a key is granted
         env.update(extra_env)
+        return env
+
+    async def _run(self, argv: list[str], extra_env: dict[str, str], io: Streams) -> int:
+        env = self._env(extra_env)
         # A session of its own, so that a client who leaves takes down the whole command
         # (git's hook included): a deploy it started is then cancelled, not left running.
         proc = await asyncio.create_subprocess_exec(

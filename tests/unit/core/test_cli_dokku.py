@@ -18,3 +18,14 @@ def test_resource_and_enter_arguments() -> None:
     assert parse(["enter", "app"])[1].instance == "web"
     ns = parse(["apps:rename", "old", "new", "--skip-deploy"])[1]
     assert (ns.old, ns.new, ns.skip_deploy) == ("old", "new", True)
+
+
+def test_enter_execs_docker_with_the_container_after_the_end_of_options() -> None:
+    from shipmate.cli.dokku import exec_argv
+
+    assert exec_argv("shipmate-a_web.1", ["-x", "--privileged"], tty=False, term="vt220") == [
+        "docker", "exec", "-i", "--", "shipmate-a_web.1", "-x", "--privileged"]
+    assert exec_argv("c", [], tty=True, term="vt220") == [
+        "docker", "exec", "-it", "-e", "TERM", "--", "c", "/bin/sh"]
+    assert exec_argv("c", ["ls"], tty=True, term="") == ["docker", "exec", "-it", "--", "c",
+                                                          "ls"]

@@ -57,7 +57,12 @@ def test_only_the_table_says_what_reads_stdin() -> None:
     assert {n for n, r in COMMANDS.items() if r.stdin} == {
         "fleet submit", "ssh-keys:add", "import chef", "import puppet", "certs:add",
         "postgres:import", "postgres:connect", "redis:import", "redis:connect",
-        "git:load-image"}
+        "git:load-image", "enter"}
+
+
+def test_only_enter_runs_on_a_terminal_and_over_ssh() -> None:
+    assert {n for n, r in COMMANDS.items() if r.terminal} == {"enter"}
+    assert remote_argv(["enter", "app", "web.1", "sh", "-c", "tty; echo $TERM"])
     assert check_remote(["fleet", "submit", "a.service"]).stdin == "unit file"
 
 
@@ -71,6 +76,9 @@ def test_redact_hides_values_and_one_off_commands() -> None:
     assert redact(["--format=json", "config:set", "app", "A=1"]) == \
         "--format=json config:set app A=<redacted>"
     assert redact(["run", "app", "env", "TOKEN=x"]) == "run app <2 words redacted>"
+    assert redact(["enter", "app", "web.1", "psql", "postgres://u:pw@db"]) == \
+        "enter app web.1 <2 words redacted>"
+    assert redact(["enter", "app"]) == "enter app"
     assert redact(["--debug", "config:set", "a", "K=V"]).endswith("K=<redacted>")
 
 
