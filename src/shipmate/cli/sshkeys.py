@@ -44,6 +44,9 @@ async def ssh_keys_list(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("ssh-keys:remove", "stop allowing an SSH key", arg("name"))
 async def ssh_keys_remove(ctx: Context, args: argparse.Namespace) -> int:
-    await ctx.client().request("DELETE", f"/v1/ssh-keys/{args.name}")
+    from shipmate.paas.sshkeys import validate_key_name
+
+    # checked before it becomes part of a URL: `../apps/x` must not reach another route
+    await ctx.client().request("DELETE", f"/v1/ssh-keys/{validate_key_name(args.name)}")
     output.step(f"Removed key {args.name}")
     return 0

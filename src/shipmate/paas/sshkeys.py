@@ -58,6 +58,14 @@ def parse_public_key(text: str) -> tuple[str, str]:
     return key.export_public_key("openssh").decode().strip(), str(key.get_fingerprint("sha256"))
 
 
+def validate_key_name(name: str) -> str:
+    """``name`` if it can name a key (and so a store key and a URL segment)."""
+    if not KEY_NAME.fullmatch(name):
+        raise ValidationError(f"Invalid key name {name!r}",
+                              hint="use letters, digits, '_', '.', '@' and '-'")
+    return name
+
+
 class SshKeys:
     """The allowed keys in the store."""
 
@@ -102,6 +110,7 @@ class SshKeys:
 
     async def remove(self, name: str) -> None:
         """Stop allowing a key."""
+        validate_key_name(name)
         if not await self.store.delete(PREFIX + name):
             raise NotFoundError(f"No public key found with name {name!r}")
 

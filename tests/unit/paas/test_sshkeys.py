@@ -2,7 +2,7 @@ import asyncssh
 import pytest
 
 from shipmate.errors import ValidationError
-from shipmate.paas.sshkeys import MAX_KEY_TEXT, SshKeys, parse_public_key
+from shipmate.paas.sshkeys import MAX_KEY_TEXT, SshKeys, parse_public_key, validate_key_name
 from shipmate.testing.store import memory_store
 
 
@@ -40,3 +40,13 @@ def test_malformed_keys_are_refused_in_one_line(text: str) -> None:
     with pytest.raises(ValidationError) as info:
         parse_public_key(text)
     assert len(info.value.message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["../apps/x", "a/b", "", "-x", "a b"])
+async def test_a_name_that_is_no_key_name_is_refused_at_remove(name: str) -> None:
+    store = await memory_store()
+    with pytest.raises(ValidationError, match="Invalid key name"):
+        await SshKeys(store).remove(name)
+    with pytest.raises(ValidationError):
+        validate_key_name(name)
+    await store.close()
