@@ -79,8 +79,10 @@ def test_committed_rows_and_the_service_survive_a_sigkill_of_the_daemon(
         assert _wait_running(daemon, name, None) == before  # adopted: same, never restarted
         acked += [int(client.stdout.readline()) for _ in range(20)]
         run(["docker", "rm", "-f", client_name])
-        out, _ = client.communicate(timeout=60)
-        acked += [int(x) for x in out.split()]
+        # the rest through the same buffered reader: communicate(timeout=) would read the
+        # pipe underneath it and lose the lines readline() had buffered already
+        acked += [int(x) for x in client.stdout.read().split()]
+        client.wait(timeout=60)
         assert client.returncode != 3, "an insert failed while the daemon was down"
         assert acked == list(range(1, len(acked) + 1))
         rows = daemon.ok("postgres:connect", name,
