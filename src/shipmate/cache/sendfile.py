@@ -1,12 +1,13 @@
 """Large plain hits sent with ``sendfile(2)`` from a few threads, so that sending uses every
-core (docs/cache.md, "Large hits").
+core (docs/cache.md, "Decisions").
 
 The event loop still does everything but the copy: it parses the request, writes the headers
 through aiohttp and waits while the client's socket is full. A thread of a small pool runs
 ``sendfile`` only while the socket takes data, then hands the wait back to the loop, so a slow
-client holds no thread. The threads work on a duplicate of the connection's descriptor: if the
-loop closes the connection meanwhile, the duplicate keeps the socket (and its number) ours
-until we close it, and the next send fails with ``EPIPE`` instead of writing elsewhere.
+client holds no thread. The threads work on duplicates of the connection's and the file's
+descriptors, closed only once the last send is over (by the thread itself when the response
+was cancelled meanwhile): a descriptor the loop closes, and a number it reuses, can never
+turn a send into a write elsewhere or a read of another file.
 """
 
 from __future__ import annotations
@@ -75,16 +76,25 @@ class ThreadedSender:
 
     async def _send(self, sock_fd: int, file_fd: int, count: int) -> None:
         loop = asyncio.get_running_loop()
-        dup = os.dup(sock_fd)
+        sock, body = os.dup(sock_fd), os.dup(file_fd)
+        last: concurrent.futures.Future[int] | None = None
         try:
             offset = 0
             while offset < count:
-                offset += await loop.run_in_executor(
-                    self._pool, send_while_ready, dup, file_fd, offset, count - offset)
+                last = self._pool.submit(send_while_ready, sock, body, offset, count - offset)
+                offset += await asyncio.wrap_future(last)
                 if offset < count:
-                    await writable(loop, dup, STALL_TIMEOUT)
+                    await writable(loop, sock, STALL_TIMEOUT)
         finally:
-            os.close(dup)
+            if last is None:
+                _close(sock, body)
+            else:  # if we were cancelled, the thread may still be sending: it closes them
+                last.add_done_callback(lambda _: _close(sock, body))
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def send_while_ready(sock_fd: int, file_fd: int, offset: int, count: int) -> int:

@@ -114,3 +114,49 @@ async def test_a_closed_connection_raises_and_a_short_file_is_caught(tmp_path: P
         os.close(fd)
         ours.close()
         theirs.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_cancelled_send_closes_its_descriptors_only_after_the_thread(
+        tmp_path: Path) -> None:
+    """The duplicates outlive a cancel until the send in flight ends, then go: none leak,
+    and none is closed under a running sendfile (where a reused number could be written to)."""
+    path, body = a_body(tmp_path, 8 * 1024 * 1024)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    started = threading.Event()
+    release = threading.Event()
+    real = sendfile.send_while_ready
+
+    def held(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+        started.set()
+        release.wait(10)  # the send is in flight while the coroutine is cancelled
+        os.fstat(sock_fd)  # still open: raises if it was closed under us
+        os.fstat(file_fd)
+        return real(sock_fd, file_fd, offset, count)
+
+    sender = ThreadedSender(threads=1)
+    before = open_fds()
+    try:
+        sendfile.send_while_ready = held  # type: ignore[assignment]
+        task = asyncio.create_task(send(sender, ours, path, len(body)))
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert open_fds() == before + 2  # the thread's two duplicates, still open
+        release.set()
+        for _ in range(100):
+            if open_fds() == before:
+                break
+            await asyncio.sleep(0.02)
+        assert open_fds() == before
+    finally:
+        sendfile.send_while_ready = real  # type: ignore[assignment]
+        release.set()
+        sender.close()
+        ours.close()
+        theirs.close()
