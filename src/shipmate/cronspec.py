@@ -108,7 +108,9 @@ def parse(text: str) -> Schedule:
     weekdays = frozenset(d % 7 for d in values[4])
     return Schedule(text=spec, minutes=values[0], hours=values[1], days=values[2],
                     months=values[3], weekdays=weekdays,
-                    days_restricted=parts[2] != "*", weekdays_restricted=parts[4] != "*")
+                    # as Vixie cron: a field that starts with `*` (`*/2` too) is unrestricted
+                    days_restricted=not parts[2].startswith("*"),
+                    weekdays_restricted=not parts[4].startswith("*"))
 
 
 def _field(part: str, name: str, low: int, high: int, names: tuple[str, ...],

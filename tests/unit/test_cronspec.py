@@ -27,6 +27,7 @@ def at(text: str) -> dt.datetime:
     ("30 2 * * mon-fri", "2026-12-04 18:13", "2026-12-07 02:30"),  # skips the weekend
     ("0 0 29 feb *", "2026-12-04 00:00", "2028-02-29 00:00"),
     ("0 12 1 * 7", "2026-12-04 00:00", "2026-12-06 12:00"),  # 1st or a Sunday (Vixie rule)
+    ("0 12 */2 * 1", "2026-12-04 00:00", "2026-12-07 12:00"),  # `*/2`: odd days AND Monday
     ("15,45 9-17/4 * jan,dec *", "2026-12-04 13:20", "2026-12-04 13:45"),
 ])
 def test_next_after(spec: str, now: str, expected: str) -> None:

@@ -68,7 +68,11 @@ class ThreadedSender:
                 with os.fdopen(fd, "rb", buffering=0, closefd=False) as body:
                     await asyncio.get_running_loop().sendfile(transport, body, 0, st.st_size)
             else:
-                await self._send(sock.fileno(), fd, st.st_size)
+                try:
+                    await self._send(sock.fileno(), fd, st.st_size)
+                except OSError as exc:  # gone, or stalled past STALL_TIMEOUT: cut it off,
+                    transport.abort()  # as a client that cannot finish the body must see
+                    raise ConnectionResetError(f"large hit not finished: {exc}") from exc
         finally:
             os.close(fd)
         await resp.write_eof()
