@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -51,3 +54,26 @@ def pids_of_daemon(state_dir: Path) -> list[int]:
         if b"daemon" in cmd and f"SHIPMATE_STATE_DIR={state_dir}".encode() in env:
             found.append(int(proc.name))
     return found
+
+
+@contextlib.contextmanager
+def routed_daemon(tmp_path: Path, docker_host: str, prefix: str
+                  ) -> Iterator[tuple[dict[str, str], int, str]]:
+    """A daemon with its router on a free port (``shipmate up``): (env, HTTP port, machine
+    id); stopped and its containers removed afterwards."""
+    from tests.conftest import ensure_images, free_port
+    from tests.integration.engine_helpers import remove_machine_containers
+
+    ensure_images(docker_host, {"shipmate/python:3.11"})
+    machine, port = f"{prefix}-{uuid.uuid4().hex[:8]}", free_port()
+    env = daemon_env(tmp_path / "state", SHIPMATE_MACHINE_ID=machine,
+                     SHIPMATE_DOCKER_HOST=docker_host, SHIPMATE_ROUTER="1",
+                     SHIPMATE_HTTP_PORT=str(port))
+    up = shipmate(env, "up")
+    assert up.returncode == 0, up.stderr
+    try:
+        wait_status(env)
+        yield env, port, machine
+    finally:
+        shipmate(env, "down")
+        remove_machine_containers(docker_host, machine)

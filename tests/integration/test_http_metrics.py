@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ensure_images, free_port
-from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
-from tests.integration.engine_helpers import remove_machine_containers
+from tests.integration import daemon_helpers
+from tests.integration.daemon_helpers import shipmate
 from tests.unit.core.test_metrics import strict_parse
 
 pytestmark = pytest.mark.integration
@@ -27,19 +26,8 @@ PYTHON = "shipmate/python:3.11"
 
 @pytest.fixture
 def routed_daemon(tmp_path: Path, docker_host: str) -> Iterator[tuple[dict[str, str], int, str]]:
-    ensure_images(docker_host, {PYTHON})
-    machine, port = f"test-hm-{uuid.uuid4().hex[:8]}", free_port()
-    env = daemon_env(tmp_path / "state", SHIPMATE_MACHINE_ID=machine,
-                     SHIPMATE_DOCKER_HOST=docker_host, SHIPMATE_ROUTER="1",
-                     SHIPMATE_HTTP_PORT=str(port))
-    up = shipmate(env, "up")
-    assert up.returncode == 0, up.stderr
-    try:
-        wait_status(env)
-        yield env, port, machine
-    finally:
-        shipmate(env, "down")
-        remove_machine_containers(docker_host, machine)
+    with daemon_helpers.routed_daemon(tmp_path, docker_host, "test-hm") as daemon:
+        yield daemon
 
 
 def curl(port: int, host: str, path: str = "/", *headers: str) -> int:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ensure_images, free_port
-from tests.integration.daemon_helpers import daemon_env, shipmate, wait_status
-from tests.integration.engine_helpers import remove_machine_containers
+from tests.integration import daemon_helpers
+from tests.integration.daemon_helpers import shipmate
 
 pytestmark = pytest.mark.integration
 PYTHON = "shipmate/python:3.11"
@@ -23,19 +22,8 @@ PYTHON = "shipmate/python:3.11"
 
 @pytest.fixture
 def routed_daemon(tmp_path: Path, docker_host: str) -> Iterator[tuple[dict[str, str], int, str]]:
-    ensure_images(docker_host, {PYTHON})
-    machine, port = f"test-ur-{uuid.uuid4().hex[:8]}", free_port()
-    env = daemon_env(tmp_path / "state", SHIPMATE_MACHINE_ID=machine,
-                     SHIPMATE_DOCKER_HOST=docker_host, SHIPMATE_ROUTER="1",
-                     SHIPMATE_HTTP_PORT=str(port))
-    up = shipmate(env, "up")
-    assert up.returncode == 0, up.stderr
-    try:
-        wait_status(env)
-        yield env, port, machine
-    finally:
-        shipmate(env, "down")
-        remove_machine_containers(docker_host, machine)
+    with daemon_helpers.routed_daemon(tmp_path, docker_host, "test-ur") as daemon:
+        yield daemon
 
 
 def get(port: int, host: str) -> tuple[int, str]:
